@@ -1,0 +1,40 @@
+"""The backend adapters, one module per vendor.
+
+Importing this package imports no vendor SDK (and not even the adapter modules until a name is used): each adapter
+imports its SDK when a backend is constructed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llm.backends.claude import ClaudeBackend
+    from llm.backends.deepseek import DeepSeekBackend
+    from llm.backends.gemini import GeminiBackend
+    from llm.backends.ollama import OllamaBackend
+    from llm.backends.openai import OpenAIBackend
+
+__all__ = ["ClaudeBackend", "DeepSeekBackend", "GeminiBackend", "OllamaBackend", "OpenAIBackend"]
+
+_MODULES = {
+    "ClaudeBackend": "llm.backends.claude",
+    "DeepSeekBackend": "llm.backends.deepseek",
+    "GeminiBackend": "llm.backends.gemini",
+    "OllamaBackend": "llm.backends.ollama",
+    "OpenAIBackend": "llm.backends.openai",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'llm.backends' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,412 @@
+"""The skeleton every vendor adapter shares.
+
+An adapter subclasses `SDKBackend` and implements only translation and the SDK call:
+
+* `_create_client()`: the vendor's async SDK client, SDK retries off, explicit timeouts;
+* `_request_params(request, model, stream)`: our request -> the SDK call's keyword arguments;
+* `_send(params)` / `_open_stream(params)`: the SDK call;
+* `_convert_response(raw, model)`: a whole answer -> `LLMResponse` (via a `StreamAccumulator`, so streaming and
+  non-streaming build the response the same way);
+* `_convert_chunk(chunk, acc)`: one stream chunk -> events, updating the accumulator's usage and finish reason;
+* `_translate_error(exc, model)`: an SDK or transport exception -> the most specific `LLMError`;
+* `_list_models()`: the cheap models listing behind `health_check`.
+
+`SDKBackend` does the rest: validation, timing, usage normalisation, stream assembly, error mapping that also covers
+stream iteration (a failure after the first chunk becomes `LLMStreamError` with the partial text), stream closing.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import importlib.util
+import math
+import time
+from abc import abstractmethod
+from collections.abc import AsyncIterator, Iterable, Mapping
+from types import TracebackType
+from typing import Any, ClassVar
+
+from llm.base import (
+    FinishReason,
+    LLMBackend,
+    LLMRequest,
+    LLMResponse,
+    ResponseDone,
+    StreamEvent,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    parse_tool_arguments,
+    usage_dict,
+    validate_request,
+)
+from llm.errors import (
+    LLMAuthenticationError,
+    LLMBackendError,
+    LLMBadRequestError,
+    LLMConfigError,
+    LLMConnectionError,
+    LLMContentFilterError,
+    LLMContextLengthError,
+    LLMError,
+    LLMNotFoundError,
+    LLMQuotaExceededError,
+    LLMRateLimitError,
+    LLMServerError,
+    LLMStreamError,
+    LLMTimeoutError,
+)
+
+#: Connect timeout cap (seconds): a vendor that does not accept a TCP connection in this long is down.
+CONNECT_TIMEOUT = 10.0
+
+#: Error codes (OpenAI `code`/`type`, Anthropic `error.type`, Gemini `status`) that name a specific failure.
+QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "billing_not_active"})
+CONTEXT_LENGTH_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
+CONTENT_FILTER_CODES = frozenset({"content_filter", "content_policy_violation"})
+#: When an error arrives with no HTTP status (inside a stream), the status its code stands for.
+CODE_STATUS = {
+    "invalid_request_error": 400, "authentication_error": 401, "permission_error": 403, "not_found_error": 404,
+    "request_too_large": 413, "rate_limit_error": 429, "rate_limit_exceeded": 429, "api_error": 500,
+    "server_error": 500, "overloaded_error": 529, "internal": 500, "unavailable": 503, "resource_exhausted": 429,
+    "invalid_argument": 400, "permission_denied": 403, "not_found": 404, "unauthenticated": 401,
+    "deadline_exceeded": 504,
+}
+# Phrases vendors use for an over-long prompt when they send no specific code (Anthropic, Gemini, Ollama).
+CONTEXT_LENGTH_PHRASES = ("prompt is too long", "context length", "context window", "input token count", "too many tokens")
+
+
+def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
+    """The wait a response asks for: `retry-after-ms`, then `retry-after` in seconds or as an HTTP date.
+
+    Garbage, negative and non-finite values are ignored (None).
+    """
+    if not headers:
+        return None
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) / divisor
+        except ValueError:
+            continue
+        if math.isfinite(seconds) and seconds >= 0:
+            return seconds
+    value = headers.get("retry-after")
+    if value:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when is not None and when.tzinfo is not None:
+            return max(0.0, when.timestamp() - time.time())
+    return None
+
+
+def error_for_status(
+    status: int | None,
+    message: str,
+    *,
+    code: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    backend: str | None = None,
+    model: str | None = None,
+    request_id: str | None = None,
+) -> LLMBackendError:
+    """The most specific error for an HTTP status plus the vendor's error code; the one table all adapters share."""
+    retry_after = retry_after_seconds(headers)
+    code = (code or "").lower()
+    if status is None:
+        status = CODE_STATUS.get(code)
+    lowered = message.lower()
+    kwargs: dict[str, Any] = {
+        "backend": backend,
+        "model": model,
+        "status_code": status,
+        "request_id": request_id,
+        "retry_after": retry_after,
+    }
+    should_retry = (headers or {}).get("x-should-retry")
+    if should_retry in ("true", "false"):
+        kwargs["retryable"] = should_retry == "true"
+    cls: type[LLMBackendError]
+    if code in QUOTA_CODES:
+        cls = LLMQuotaExceededError
+    elif code in CONTEXT_LENGTH_CODES:
+        cls = LLMContextLengthError
+    elif code in CONTENT_FILTER_CODES:
+        cls = LLMContentFilterError
+    elif status in (400, 413, 422):
+        is_context = status == 413 or any(phrase in lowered for phrase in CONTEXT_LENGTH_PHRASES)
+        cls = LLMContextLengthError if is_context else LLMBadRequestError
+    elif status in (401, 403):
+        cls = LLMAuthenticationError
+    elif status == 404:
+        cls = LLMNotFoundError
+    elif status == 408:
+        cls = LLMTimeoutError
+    elif status == 409:
+        cls, kwargs["retryable"] = LLMBackendError, kwargs.get("retryable", True)
+    elif status == 429:
+        cls = LLMRateLimitError
+    elif status is None or status >= 500:
+        cls = LLMServerError
+    else:
+        cls = LLMBackendError
+    if cls is LLMQuotaExceededError:
+        kwargs.pop("retryable", None)  # a quota error is never worth retrying soon, whatever the header says
+    return cls(message, **kwargs)
+
+
+def require_sdk(module: str, extra: str, display: str) -> None:
+    """Fail with an install hint when a vendor SDK is missing; checks without importing it."""
+    if importlib.util.find_spec(module.split(".")[0]) is None or importlib.util.find_spec(module) is None:
+        raise LLMConfigError(
+            f"{display} library not available. Install with: pip install 'scout-llm[{extra}]'"
+        )
+
+
+async def aclose_quietly(stream: Any) -> None:
+    """Close an SDK stream (async generator or stream object) and its HTTP response."""
+    for name in ("aclose", "close"):
+        closer = getattr(stream, name, None)
+        if closer is not None:
+            result = closer()
+            if hasattr(result, "__await__"):
+                await result
+            return
+
+
+class StreamAccumulator:
+    """Builds one `LLMResponse` out of events; used for streams and, fed in one go, for whole answers."""
+
+    __slots__ = ("finish_reason", "metadata", "model", "started", "text_parts", "tool_parts", "usage")
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.text_parts: list[str] = []
+        self.tool_parts: dict[int, list[Any]] = {}
+        self.usage: dict[str, int] | None = None
+        self.finish_reason: FinishReason | None = None
+        self.metadata: dict[str, Any] = {}
+        self.started = False
+
+    @property
+    def text(self) -> str:
+        return "".join(self.text_parts)
+
+    def add(self, event: StreamEvent) -> None:
+        self.started = True
+        if isinstance(event, TextDelta):
+            self.text_parts.append(event.text)
+        elif isinstance(event, ToolCallDelta):
+            part = self.tool_parts.setdefault(event.index, [None, None, []])
+            if event.id:
+                part[0] = event.id
+            if event.name:
+                part[1] = event.name
+            if event.arguments:
+                part[2].append(event.arguments)
+
+    def add_tool_call(self, index: int, call_id: str | None, name: str, arguments: Any) -> ToolCallDelta:
+        """Record a tool call that arrived whole (arguments as an object or JSON text); returns its delta event."""
+        raw = arguments if isinstance(arguments, str) else _json_dumps(arguments)
+        delta = ToolCallDelta(index=index, id=call_id, name=name, arguments=raw)
+        self.add(delta)
+        return delta
+
+    def tool_calls(self) -> list[ToolCall]:
+        calls = []
+        for index in sorted(self.tool_parts):
+            call_id, name, fragments = self.tool_parts[index]
+            raw = "".join(fragments)
+            calls.append(
+                ToolCall(id=call_id or f"call_{index}", name=name or "", arguments=parse_tool_arguments(raw),
+                         raw_arguments=raw or "{}")
+            )
+        return calls
+
+    def to_response(self, backend: LLMBackend, response_time: float, raw: Any = None) -> LLMResponse:
+        tool_calls = self.tool_calls()
+        finish = self.finish_reason or ("tool_calls" if tool_calls else "stop")
+        if tool_calls and finish == "stop":
+            finish = "tool_calls"
+        return backend._create_response(
+            self.text,
+            self.model,
+            usage=self.usage or usage_dict(0, 0),
+            metadata=self.metadata,
+            response_time=response_time,
+            raw_response=raw,
+            tool_calls=tool_calls,
+            finish_reason=finish,
+        )
+
+
+def _json_dumps(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
+
+
+class _ErrorScope:
+    """Maps any exception leaving the block to an `LLMError`; after a stream began, to `LLMStreamError`."""
+
+    __slots__ = ("acc", "backend", "model")
+
+    def __init__(self, backend: SDKBackend, model: str, acc: StreamAccumulator | None) -> None:
+        self.backend = backend
+        self.model = model
+        self.acc = acc
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
+        if exc is None or not isinstance(exc, Exception) or isinstance(exc, LLMStreamError):
+            return False  # CancelledError, GeneratorExit and KeyboardInterrupt pass through untouched
+        mapped = exc if isinstance(exc, LLMError) else self.backend._translate_error(exc, self.model)
+        if isinstance(mapped, LLMBackendError):
+            mapped.backend = mapped.backend or self.backend.name
+            mapped.model = mapped.model or self.model
+        if self.acc is not None and self.acc.started:
+            stream_error = LLMStreamError(
+                f"stream failed after it began: {getattr(mapped, 'message', str(mapped))}",
+                partial_content=self.acc.text,
+                backend=self.backend.name,
+                model=self.model,
+                status_code=getattr(mapped, "status_code", None),
+                request_id=getattr(mapped, "request_id", None),
+            )
+            raise stream_error from exc
+        if mapped is exc:
+            return False
+        raise mapped from exc
+
+
+class SDKBackend(LLMBackend):
+    """Base of the four official-SDK adapters; see the module docstring for the hooks."""
+
+    #: Human name for messages, e.g. "OpenAI".
+    display_name: ClassVar[str]
+    #: The settings variable holding the key, for error hints; None when no key is needed.
+    key_variable: ClassVar[str | None] = None
+
+    def _check_ready(self) -> None:
+        if self.key_variable is not None and not self.config.secret():
+            raise LLMConfigError(f"{self.display_name} API key is required: set {self.key_variable}")
+
+    async def initialize(self) -> bool:
+        """Create the SDK client. Makes no network call; `health_check()` probes the vendor."""
+        if self._client is None:
+            self._check_ready()
+            self._client = self._create_client()
+        self._initialized = True
+        return True
+
+    def _ensure_client(self) -> Any:
+        if self._client is None:
+            self._check_ready()
+            self._client = self._create_client()
+            self._initialized = True
+        return self._client
+
+    def _prepare(self, request: LLMRequest, stream: bool) -> tuple[str, dict[str, Any]]:
+        validate_request(request, self.temperature_range)
+        self._ensure_client()
+        model = self.resolve_model(request)
+        return model, self._request_params(request, model, stream)
+
+    def _errors(self, model: str, acc: StreamAccumulator | None = None) -> _ErrorScope:
+        return _ErrorScope(self, model, acc)
+
+    async def generate(self, request: LLMRequest) -> LLMResponse:
+        model, params = self._prepare(request, stream=False)
+        start = time.perf_counter()
+        with self._errors(model):
+            raw = await self._send(params)
+            response = self._convert_response(raw, model)
+        response.response_time = time.perf_counter() - start
+        self.logger.debug("%s %s answered in %.3fs", self.name, response.model, response.response_time)
+        return response
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[StreamEvent]:
+        model, params = self._prepare(request, stream=True)
+        start = time.perf_counter()
+        acc = StreamAccumulator(model)
+        with self._errors(model, acc):
+            chunks = await self._open_stream(params)
+            try:
+                async for chunk in chunks:
+                    for event in self._convert_chunk(chunk, acc):
+                        acc.add(event)
+                        yield event
+                self._check_stream_end(acc)
+            finally:
+                await aclose_quietly(chunks)
+        yield ResponseDone(acc.to_response(self, time.perf_counter() - start))
+
+    async def stream_generate(self, request: LLMRequest) -> AsyncIterator[str]:
+        events = self.stream(request)
+        try:
+            async for event in events:
+                if isinstance(event, TextDelta) and event.text:
+                    yield event.text
+        finally:
+            await events.aclose()
+
+    async def health_check(self) -> bool:
+        """List the vendor's models (a free call). Never a billed generation; never raises."""
+        try:
+            await self.list_models()
+        except Exception as exc:  # a probe reports, it does not raise
+            self.logger.debug("%s health check failed: %s", self.name, type(exc).__name__)
+            return False
+        return True
+
+    async def list_models(self) -> list[str]:
+        """The vendor's models list (cached for `get_available_models`)."""
+        self._ensure_client()
+        with self._errors(self.config.model_name):
+            models = await self._list_models()
+        self._models = models
+        return models
+
+    def get_available_models(self) -> list[str]:
+        """Models from the last `list_models()`/`health_check()`; empty (= accept any name) before that."""
+        return list(getattr(self, "_models", []))
+
+    def _check_stream_end(self, acc: StreamAccumulator) -> None:
+        """Hook: raise when a stream ended without its vendor's end marker. Default: accept."""
+
+    def _convert_response_events(
+        self, acc: StreamAccumulator, events: Iterable[StreamEvent], raw: Any, response_time: float = 0.0
+    ) -> LLMResponse:
+        for event in events:
+            acc.add(event)
+        return acc.to_response(self, response_time, raw)
+
+    @abstractmethod
+    def _create_client(self) -> Any: ...
+
+    @abstractmethod
+    def _request_params(self, request: LLMRequest, model: str, stream: bool) -> dict[str, Any]: ...
+
+    @abstractmethod
+    async def _send(self, params: dict[str, Any]) -> Any: ...
+
+    @abstractmethod
+    async def _open_stream(self, params: dict[str, Any]) -> Any: ...
+
+    @abstractmethod
+    def _convert_response(self, raw: Any, model: str) -> LLMResponse: ...
+
+    @abstractmethod
+    def _convert_chunk(self, chunk: Any, acc: StreamAccumulator) -> Iterable[StreamEvent]: ...
+
+    @abstractmethod
+    def _translate_error(self, exc: Exception, model: str) -> LLMError: ...
+
+    @abstractmethod
+    async def _list_models(self) -> list[str]: ...

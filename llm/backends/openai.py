@@ -1,0 +1,184 @@
+"""OpenAI adapter, on the official `openai` async SDK (Chat Completions).
+
+API reference: https://platform.openai.com/docs/api-reference/chat/create
+Also serves any OpenAI-compatible endpoint through `base_url` (DeepSeek is a thin subclass, see `deepseek.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from llm.backends._adapter import (
+    CONNECT_TIMEOUT,
+    SDKBackend,
+    StreamAccumulator,
+    error_for_status,
+    require_sdk,
+)
+from llm.base import (
+    FinishReason,
+    LLMConfig,
+    LLMRequest,
+    LLMResponse,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    usage_dict,
+)
+from llm.errors import LLMBackendError, LLMConnectionError, LLMError, LLMServerError, LLMTimeoutError
+
+__all__ = ["OpenAIBackend"]
+
+FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+
+#: `extra_params` keys passed to Chat Completions under the same name.
+PASSTHROUGH_PARAMS = ("top_p", "stop", "seed", "frequency_penalty", "presence_penalty", "response_format", "user")
+
+
+def to_openai_tool_choice(choice: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+    """Our tool_choice -> OpenAI's: "any" is Anthropic's word for "required"."""
+    return "required" if choice == "any" else choice
+
+
+def map_finish_reason(reason: str | None) -> FinishReason | None:
+    return FINISH_REASONS.get(reason, "stop") if reason else None
+
+
+def openai_usage(usage: Any) -> dict[str, int] | None:
+    if usage is None:
+        return None
+    return usage_dict(usage.prompt_tokens, usage.completion_tokens, usage.total_tokens)
+
+
+class OpenAIBackend(SDKBackend):
+    """Chat Completions through `openai.AsyncOpenAI`; one client per backend, SDK retries off."""
+
+    display_name: ClassVar[str] = "OpenAI"
+    key_variable: ClassVar[str | None] = "SCOUT_OPENAI_API_KEY"
+    #: Newer OpenAI models reject `max_tokens`; most OpenAI-compatible servers only know `max_tokens`.
+    max_tokens_param: ClassVar[str] = "max_completion_tokens"
+
+    def __init__(self, config: LLMConfig) -> None:
+        require_sdk("openai", "openai", self.display_name)
+        super().__init__(config)
+
+    def _create_client(self) -> Any:
+        import openai
+
+        timeout = float(self.config.timeout)
+        return openai.AsyncOpenAI(
+            api_key=self.config.secret(),
+            base_url=self.config.base_url,
+            timeout=openai.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
+            max_retries=0,  # the manager is the one retry owner
+        )
+
+    def _request_params(self, request: LLMRequest, model: str, stream: bool) -> dict[str, Any]:
+        effective = self._get_effective_config(request)
+        params: dict[str, Any] = {
+            "model": model,
+            "messages": self._prepare_messages(request),
+            "temperature": effective["temperature"],
+            self.max_tokens_param: effective["max_tokens"],
+        }
+        for key in PASSTHROUGH_PARAMS:
+            if key in effective:
+                params[key] = effective[key]
+        if request.tools:
+            params["tools"] = request.tools
+        if request.tool_choice is not None:
+            params["tool_choice"] = to_openai_tool_choice(request.tool_choice)
+        if stream:
+            params["stream"] = True
+            params["stream_options"] = {"include_usage": True}
+        return params
+
+    async def _send(self, params: dict[str, Any]) -> Any:
+        return await self._client.chat.completions.create(**params)
+
+    async def _open_stream(self, params: dict[str, Any]) -> Any:
+        return await self._client.chat.completions.create(**params)
+
+    def _convert_response(self, raw: Any, model: str) -> LLMResponse:
+        acc = StreamAccumulator(raw.model or model)
+        events: list[StreamEvent] = []
+        if raw.choices:
+            choice = raw.choices[0]
+            message = choice.message
+            if message.content:
+                events.append(TextDelta(message.content))
+            for index, call in enumerate(message.tool_calls or []):
+                function = getattr(call, "function", None)
+                if function is not None:
+                    events.append(ToolCallDelta(index, call.id, function.name, function.arguments or ""))
+            acc.finish_reason = map_finish_reason(choice.finish_reason)
+        acc.usage = openai_usage(raw.usage)
+        acc.metadata.update(system_fingerprint=raw.system_fingerprint, request_id=getattr(raw, "_request_id", None))
+        return self._convert_response_events(acc, events, raw)
+
+    def _convert_chunk(self, chunk: Any, acc: StreamAccumulator) -> Iterable[StreamEvent]:
+        if chunk.model:
+            acc.model = chunk.model
+        if chunk.usage is not None:
+            acc.usage = openai_usage(chunk.usage)
+        for choice in chunk.choices:
+            delta = choice.delta
+            if delta is not None:
+                if delta.content:
+                    yield TextDelta(delta.content)
+                for call in delta.tool_calls or []:
+                    function = call.function
+                    yield ToolCallDelta(
+                        index=call.index,
+                        id=call.id,
+                        name=function.name if function else None,
+                        arguments=(function.arguments or "") if function else "",
+                    )
+            if choice.finish_reason:
+                acc.finish_reason = map_finish_reason(choice.finish_reason)
+
+    def _translate_error(self, exc: Exception, model: str) -> LLMError:
+        return translate_openai_error(exc, backend=self.name, model=model)
+
+    async def _list_models(self) -> list[str]:
+        page = await self._client.models.list()
+        return [item.id for item in page.data]
+
+
+def translate_openai_error(exc: Exception, *, backend: str, model: str) -> LLMError:
+    """An `openai` SDK (or transport) exception -> the most specific `LLMError`."""
+    import httpx2
+    import openai
+
+    if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
+        return LLMTimeoutError(f"request timed out: {exc}", backend=backend, model=model)
+    if isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
+        return LLMConnectionError(f"connection failed: {exc}", backend=backend, model=model)
+    if isinstance(exc, openai.APIStatusError | openai.APIError):
+        body = exc.body if isinstance(exc.body, dict) else {}
+        error = body.get("error", body)
+        error = error if isinstance(error, dict) else {}
+        message = str(error.get("message") or exc.message)
+        code = str(error.get("code") or error.get("type") or getattr(exc, "code", None) or "")
+        status = getattr(exc, "status_code", None)
+        response = getattr(exc, "response", None)
+        return error_for_status(
+            status,
+            message,
+            code=code,
+            headers=response.headers if response is not None else None,
+            backend=backend,
+            model=model,
+            request_id=getattr(exc, "request_id", None),
+        )
+    if isinstance(exc, ValueError):  # a malformed chunk (json) or response (pydantic)
+        return LLMServerError(f"malformed response from the vendor: {exc}", backend=backend, model=model)
+    return LLMBackendError(f"{type(exc).__name__}: {exc}", backend=backend, model=model)
+

@@ -1,0 +1,115 @@
+"""A fake OpenAI API: POST /v1/chat/completions (JSON and SSE) and GET /v1/models.
+
+It validates what the real API validates (bearer key, model, messages, roles, temperature range, token limits) and
+answers with OpenAI's error envelope `{"error": {"message", "type", "param", "code"}}`. The default answer echoes the
+last user message; scripted replies (recordings, faults) take precedence.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes.server import FakeServer, Recorded, StreamReply, json_error, sse
+
+API_KEY = "sk-test-openai"
+ROLES = {"system", "developer", "user", "assistant", "tool"}
+
+
+def openai_error(status: int, message: str, type_: str, code: str | None = None, param: str | None = None,
+                 headers: dict[str, str] | None = None) -> web.Response:
+    return json_error(status, {"error": {"message": message, "type": type_, "param": param, "code": code}}, headers)
+
+
+def last_user_text(messages: list[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                return " ".join(p.get("text", "") for p in content if p.get("type") == "text")
+            return str(content)
+    return ""
+
+
+class FakeOpenAI(FakeServer):
+    """OpenAI Chat Completions on 127.0.0.1; base URL for the SDK: `server.url + "/v1"`."""
+
+    def __init__(self, api_key: str = API_KEY) -> None:
+        super().__init__()
+        self.api_key = api_key
+        self.route("POST", "/v1/chat/completions", self.chat)
+        self.route("GET", "/v1/models", self.models)
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+    def _auth_error(self, recorded: Recorded) -> web.Response | None:
+        if recorded.headers.get("authorization") != f"Bearer {self.api_key}":
+            return openai_error(401, "Incorrect API key provided: sk-te*****. You can find your API key at "
+                                "https://platform.openai.com/account/api-keys.", "invalid_request_error",
+                                "invalid_api_key")
+        return None
+
+    def _validate(self, body: Any) -> web.Response | None:
+        if not isinstance(body, dict):
+            return openai_error(400, "We could not parse the JSON body of your request.", "invalid_request_error")
+        if not body.get("model"):
+            return openai_error(400, "you must provide a model parameter", "invalid_request_error", param="model")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return openai_error(400, "'messages' must contain at least 1 item", "invalid_request_error",
+                                "empty_array", "messages")
+        for i, message in enumerate(messages):
+            if message.get("role") not in ROLES:
+                return openai_error(400, f"Invalid value for 'messages[{i}].role'", "invalid_request_error",
+                                    "invalid_value", f"messages[{i}].role")
+        temperature = body.get("temperature")
+        if temperature is not None and not 0 <= temperature <= 2:
+            return openai_error(400, "Invalid 'temperature': decimal above maximum value.", "invalid_request_error",
+                                "decimal_above_max_value", "temperature")
+        if "max_tokens" in body and "max_completion_tokens" in body:
+            return openai_error(400, "max_tokens and max_completion_tokens cannot both be set",
+                                "invalid_request_error", param="max_tokens")
+        return None
+
+    async def chat(self, request: web.Request, recorded: Recorded) -> web.StreamResponse:
+        error = self._auth_error(recorded) or self._validate(recorded.body)
+        if error is not None:
+            return error
+        body = recorded.body
+        text = f"echo: {last_user_text(body['messages'])}"
+        words = text.split(" ")
+        usage = {"prompt_tokens": 7, "completion_tokens": len(words), "total_tokens": 7 + len(words)}
+        base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": body["model"],
+                "system_fingerprint": "fp_fake"}
+        if not body.get("stream"):
+            return web.json_response({
+                **base, "object": "chat.completion",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
+                             "logprobs": None, "finish_reason": "stop"}],
+                "usage": usage,
+            })
+        chunks: list[dict[str, Any]] = [{**base, "object": "chat.completion.chunk", "choices": [
+            {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}]
+        for i, word in enumerate(words):
+            piece = word if i == 0 else " " + word
+            chunks.append({**base, "object": "chat.completion.chunk",
+                           "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
+        chunks.append({**base, "object": "chat.completion.chunk",
+                       "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if (body.get("stream_options") or {}).get("include_usage"):
+            chunks.append({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage})
+        frames = [*sse(chunks), "data: [DONE]\n\n"]
+        return await self.stream(request, StreamReply(frames))
+
+    async def models(self, request: web.Request, recorded: Recorded) -> web.StreamResponse:
+        error = self._auth_error(recorded)
+        if error is not None:
+            return error
+        return web.json_response({"object": "list", "data": [
+            {"id": name, "object": "model", "created": 1700000000, "owned_by": "system"}
+            for name in ("gpt-4.1-mini", "gpt-4o", "gpt-4o-mini")
+        ]})
