@@ -14,9 +14,9 @@ import json
 import logging
 import math
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any, ClassVar, Literal, TypeAlias
 
 from pydantic import SecretStr
@@ -72,7 +72,7 @@ __all__ = [
 ]
 
 
-class LLMBackendType(str, Enum):
+class LLMBackendType(StrEnum):
     """The backends scout-llm knows. Compares equal to its string value: `LLMBackendType.OPENAI == "openai"`."""
 
     OLLAMA = "ollama"
@@ -81,8 +81,6 @@ class LLMBackendType(str, Enum):
     GEMINI = "gemini"
     DEEPSEEK = "deepseek"
 
-    def __str__(self) -> str:
-        return self.value
 
 
 FinishReason: TypeAlias = Literal["stop", "length", "tool_calls", "content_filter", "error"]
@@ -387,7 +385,7 @@ class LLMBackend(ABC):
     def get_available_models(self) -> list[str]:
         """Models known to serve requests here; empty when unknown (then any model name is accepted)."""
 
-    async def stream(self, request: LLMRequest) -> AsyncIterator[StreamEvent]:
+    async def stream(self, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
         """The typed event stream: text and tool-call deltas, then one `ResponseDone` with the whole answer."""
         parts: list[str] = []
         async for chunk in self.stream_generate(request):
@@ -480,7 +478,3 @@ def parse_tool_arguments(raw: str | Mapping[str, Any] | None) -> dict[str, Any]:
     except json.JSONDecodeError:
         return {"_raw": raw}
     return value if isinstance(value, dict) else {"_value": value}
-
-
-def join_text(parts: Iterable[str]) -> str:
-    return "".join(parts)

@@ -163,7 +163,7 @@ class LLMStreamError(LLMBackendError):
         self.partial_content = partial_content
 
 
-class LLMAllBackendsFailedError(ExceptionGroup[LLMError], LLMError):  # type: ignore[misc]
+class LLMAllBackendsFailedError(ExceptionGroup[LLMError], LLMError):
     """Every backend tried for one call failed; `exceptions` holds each attempt's error, in order."""
 
     def __new__(cls, message: str, errors: Sequence[LLMError]) -> LLMAllBackendsFailedError:

@@ -22,9 +22,9 @@ import importlib.util
 import math
 import time
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from llm.base import (
     FinishReason,
@@ -45,7 +45,6 @@ from llm.errors import (
     LLMBackendError,
     LLMBadRequestError,
     LLMConfigError,
-    LLMConnectionError,
     LLMContentFilterError,
     LLMContextLengthError,
     LLMError,
@@ -73,7 +72,18 @@ CODE_STATUS = {
     "deadline_exceeded": 504,
 }
 # Phrases vendors use for an over-long prompt when they send no specific code (Anthropic, Gemini, Ollama).
-CONTEXT_LENGTH_PHRASES = ("prompt is too long", "context length", "context window", "input token count", "too many tokens")
+CONTEXT_LENGTH_PHRASES = (
+    "prompt is too long", "context length", "context window", "input token count", "too many tokens",
+)
+
+
+STATUS_CLASSES: dict[int, type[LLMBackendError]] = {
+    401: LLMAuthenticationError,
+    403: LLMAuthenticationError,
+    404: LLMNotFoundError,
+    408: LLMTimeoutError,
+    429: LLMRateLimitError,
+}
 
 
 def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
@@ -119,7 +129,6 @@ def error_for_status(
     code = (code or "").lower()
     if status is None:
         status = CODE_STATUS.get(code)
-    lowered = message.lower()
     kwargs: dict[str, Any] = {
         "backend": backend,
         "model": model,
@@ -130,33 +139,27 @@ def error_for_status(
     should_retry = (headers or {}).get("x-should-retry")
     if should_retry in ("true", "false"):
         kwargs["retryable"] = should_retry == "true"
-    cls: type[LLMBackendError]
-    if code in QUOTA_CODES:
-        cls = LLMQuotaExceededError
-    elif code in CONTEXT_LENGTH_CODES:
-        cls = LLMContextLengthError
-    elif code in CONTENT_FILTER_CODES:
-        cls = LLMContentFilterError
-    elif status in (400, 413, 422):
-        is_context = status == 413 or any(phrase in lowered for phrase in CONTEXT_LENGTH_PHRASES)
-        cls = LLMContextLengthError if is_context else LLMBadRequestError
-    elif status in (401, 403):
-        cls = LLMAuthenticationError
-    elif status == 404:
-        cls = LLMNotFoundError
-    elif status == 408:
-        cls = LLMTimeoutError
-    elif status == 409:
-        cls, kwargs["retryable"] = LLMBackendError, kwargs.get("retryable", True)
-    elif status == 429:
-        cls = LLMRateLimitError
-    elif status is None or status >= 500:
-        cls = LLMServerError
-    else:
-        cls = LLMBackendError
+    cls = _error_class(status, code, message)
+    if status == 409:
+        kwargs.setdefault("retryable", True)
     if cls is LLMQuotaExceededError:
         kwargs.pop("retryable", None)  # a quota error is never worth retrying soon, whatever the header says
     return cls(message, **kwargs)
+
+
+def _error_class(status: int | None, code: str, message: str) -> type[LLMBackendError]:
+    by_code = {**dict.fromkeys(QUOTA_CODES, LLMQuotaExceededError),
+               **dict.fromkeys(CONTEXT_LENGTH_CODES, LLMContextLengthError),
+               **dict.fromkeys(CONTENT_FILTER_CODES, LLMContentFilterError)}
+    if code in by_code:
+        return by_code[code]
+    if status in (400, 413, 422):
+        lowered = message.lower()
+        is_context = status == 413 or any(phrase in lowered for phrase in CONTEXT_LENGTH_PHRASES)
+        return LLMContextLengthError if is_context else LLMBadRequestError
+    if status is None or status >= 500:
+        return LLMServerError
+    return STATUS_CLASSES.get(status, LLMBackendError)
 
 
 def require_sdk(module: str, extra: str, display: str) -> None:
@@ -263,7 +266,9 @@ class _ErrorScope:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> Literal[False]:
         if exc is None or not isinstance(exc, Exception) or isinstance(exc, LLMStreamError):
             return False  # CancelledError, GeneratorExit and KeyboardInterrupt pass through untouched
         mapped = exc if isinstance(exc, LLMError) else self.backend._translate_error(exc, self.model)
@@ -331,7 +336,7 @@ class SDKBackend(LLMBackend):
         self.logger.debug("%s %s answered in %.3fs", self.name, response.model, response.response_time)
         return response
 
-    async def stream(self, request: LLMRequest) -> AsyncIterator[StreamEvent]:
+    async def stream(self, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
         model, params = self._prepare(request, stream=True)
         start = time.perf_counter()
         acc = StreamAccumulator(model)

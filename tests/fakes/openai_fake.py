@@ -8,11 +8,15 @@ last user message; scripted replies (recordings, faults) take precedence.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.server import FakeServer, Recorded, StreamReply, json_error, sse
+from llm.base import LLMBackendType, usage_dict
+from tests.fakes.recordings import replay, replay_file
+from tests.fakes.server import FakeServer, Recorded, Reply, StreamReply, json_error, sse
+from tests.fakes.vendor import Expected, Vendor
 
 API_KEY = "sk-test-openai"
 ROLES = {"system", "developer", "user", "assistant", "tool"}
@@ -113,3 +117,62 @@ class FakeOpenAI(FakeServer):
             {"id": name, "object": "model", "created": 1700000000, "owned_by": "system"}
             for name in ("gpt-4.1-mini", "gpt-4o", "gpt-4o-mini")
         ]})
+
+
+# -- the shared behaviour table's view of OpenAI ------------------------------------------------------------------
+
+ERROR_TYPES = {
+    400: ("invalid_request_error", None), 401: ("invalid_request_error", "invalid_api_key"),
+    403: ("permission_error", None), 404: ("invalid_request_error", "model_not_found"),
+    408: ("timeout", None), 409: ("conflict", None), 413: ("invalid_request_error", None),
+    422: ("invalid_request_error", None), 429: ("requests", "rate_limit_exceeded"),
+}
+
+
+def error_reply(status: int, headers: Mapping[str, str]) -> Reply:
+    type_, code = ERROR_TYPES.get(status, ("server_error", None))
+    body = {"error": {"message": f"fake error {status}", "type": type_, "param": None, "code": code}}
+    return Reply(status=status, body=body, headers=dict(headers))
+
+
+def _text_chunks(*pieces: str) -> list[str]:
+    return sse({"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4.1-mini",
+                "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]} for piece in pieces)
+
+
+def _vendor() -> Vendor:
+    from llm.backends.openai import OpenAIBackend
+
+    return Vendor(
+        name="openai",
+        backend_type=LLMBackendType.OPENAI,
+        backend_cls=OpenAIBackend,
+        fake_cls=FakeOpenAI,
+        api_key=API_KEY,
+        model="gpt-4.1-mini",
+        base_url=lambda server: server.url + "/v1",
+        generate_path="/chat/completions",
+        error_reply=error_reply,
+        quota_reply=replay_file("openai/vercel_ai__openai-error.1.json", "application/json", status=429),
+        text_sync=(replay("openai/mirascope__test_call_openai_gpt_4o_completions_sync.yaml"),
+                   Expected("\\(4200 + 42 = 4242\\).", usage_dict(16, 12, 28), "stop", "gpt-4o-2024-08-06")),
+        text_stream=(replay_file("openai/extracted__mirascope__gpt_4o_completions_stream__0.sse", "text/event-stream"),
+                     Expected("4200 + 42 equals 4242.", usage_dict(16, 10, 26), "stop", "gpt-4o-2024-08-06")),
+        tools_sync=(replay("openai/llm__test_tool_use_chain_of_two_calls.yaml", 0),
+                    Expected("", usage_dict(92, 17, 109), "tool_calls", "gpt-4o-mini-2024-07-18",
+                             [("lookup_population", {"country": "Crumpet"})])),
+        tools_stream=(replay_file("openai/extracted__llm__test_tool_use_basic__0_streamed_tool_call.sse",
+                                  "text/event-stream", chunk_size=97),
+                      Expected("", usage_dict(54, 20, 74), "tool_calls", "gpt-4o-mini-2024-07-18",
+                               [("multiply", {"a": 1231, "b": 2331})])),
+        midstream_error=(StreamReply([*_text_chunks("Hello", " wor"),
+                                      *sse([{"error": {"message": "The server had an error while processing "
+                                                       "your request.", "type": "server_error"}}])]),
+                         "Hello wor"),
+        malformed_chunk=StreamReply([*_text_chunks("Hello"), "data: {not json\n\n"]),
+        dropped_stream=StreamReply(_text_chunks("Hello", " there"), then="drop"),
+        stainless=True,
+    )
+
+
+VENDOR = _vendor()

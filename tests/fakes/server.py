@@ -157,7 +157,9 @@ class FakeServer:
 
         self.app.router.add_route(method, path, entry)
 
-    async def play(self, item: Script, request: web.Request, recorded: Recorded, default: Handler) -> web.StreamResponse:
+    async def play(
+        self, item: Script, request: web.Request, recorded: Recorded, default: Handler
+    ) -> web.StreamResponse:
         if isinstance(item, Delay):
             await asyncio.sleep(item.seconds)
             if item.then is None:

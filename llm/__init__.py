@@ -1,0 +1,94 @@
+"""scout-llm: one async interface over OpenAI, Anthropic Claude, Google Gemini and Ollama.
+
+    from llm import LLMManager, LLMRequest
+    from llm.backends import OpenAIBackend
+
+Importing `llm` loads no vendor SDK; each adapter imports its SDK when a backend is constructed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from llm.base import LLMBackend, LLMBackendType, LLMConfig, LLMRequest, LLMResponse, ToolCall
+from llm.errors import (
+    LLMAllBackendsFailedError,
+    LLMAuthenticationError,
+    LLMBackendError,
+    LLMBadRequestError,
+    LLMConfigError,
+    LLMConnectionError,
+    LLMContentFilterError,
+    LLMContextLengthError,
+    LLMError,
+    LLMNotFoundError,
+    LLMQuotaExceededError,
+    LLMRateLimitError,
+    LLMServerError,
+    LLMStreamError,
+    LLMTimeoutError,
+    LLMValidationError,
+)
+
+if TYPE_CHECKING:
+    from llm.backends import ClaudeBackend, DeepSeekBackend, GeminiBackend, OllamaBackend, OpenAIBackend
+    from llm.manager import LLMManager, get_llm_manager, initialize_llm_backends
+
+__all__ = [
+    "ClaudeBackend",
+    "DeepSeekBackend",
+    "GeminiBackend",
+    "LLMAllBackendsFailedError",
+    "LLMAuthenticationError",
+    "LLMBackend",
+    "LLMBackendError",
+    "LLMBackendType",
+    "LLMBadRequestError",
+    "LLMConfig",
+    "LLMConfigError",
+    "LLMConnectionError",
+    "LLMContentFilterError",
+    "LLMContextLengthError",
+    "LLMError",
+    "LLMManager",
+    "LLMNotFoundError",
+    "LLMQuotaExceededError",
+    "LLMRateLimitError",
+    "LLMRequest",
+    "LLMResponse",
+    "LLMServerError",
+    "LLMStreamError",
+    "LLMTimeoutError",
+    "LLMValidationError",
+    "OllamaBackend",
+    "OpenAIBackend",
+    "ToolCall",
+    "get_llm_manager",
+    "initialize_llm_backends",
+]
+
+# Loaded on first use, so that `import llm` stays cheap.
+_LAZY = {
+    "LLMManager": "llm.manager",
+    "get_llm_manager": "llm.manager",
+    "initialize_llm_backends": "llm.manager",
+    "ClaudeBackend": "llm.backends",
+    "DeepSeekBackend": "llm.backends",
+    "GeminiBackend": "llm.backends",
+    "OllamaBackend": "llm.backends",
+    "OpenAIBackend": "llm.backends",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'llm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

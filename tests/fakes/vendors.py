@@ -1,0 +1,8 @@
+"""Every vendor of the shared behaviour table."""
+
+from __future__ import annotations
+
+from tests.fakes.openai_fake import VENDOR as OPENAI
+from tests.fakes.vendor import Vendor
+
+VENDORS: list[Vendor] = [OPENAI]
