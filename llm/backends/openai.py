@@ -144,6 +144,11 @@ class OpenAIBackend(SDKBackend):
             if choice.finish_reason:
                 acc.finish_reason = map_finish_reason(choice.finish_reason)
 
+    def _check_stream_end(self, acc: StreamAccumulator) -> None:
+        # Every complete Chat Completions stream carries a finish_reason; without one the stream was cut short.
+        if acc.finish_reason is None:
+            raise LLMConnectionError("the stream ended before the answer finished")
+
     def _translate_error(self, exc: Exception, model: str) -> LLMError:
         return translate_openai_error(exc, backend=self.name, model=model)
 
