@@ -1,0 +1,439 @@
+"""Anthropic Claude adapter, on the official `anthropic` async SDK (Messages API).
+
+API reference: https://docs.anthropic.com/en/api/messages
+Streaming events: https://docs.anthropic.com/en/docs/build-with-claude/streaming
+Errors: https://docs.anthropic.com/en/api/errors
+
+Translation in short: system messages go to the top-level `system` field; OpenAI-format tools become
+`{"name", "description", "input_schema"}`; assistant `tool_calls` become `tool_use` blocks and consecutive
+`role: "tool"` messages one user message of `tool_result` blocks; `image_url` parts become image blocks.
+Anthropic SDK 1.0 dropped `temperature`, `top_p` and `top_k` from `messages.create()` while the API still takes them,
+so they travel in `extra_body` (the SDK's documented way), which puts them in the request JSON unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from llm.backends._adapter import (
+    CONNECT_TIMEOUT,
+    SDKBackend,
+    StreamAccumulator,
+    error_for_status,
+    require_sdk,
+)
+from llm.base import (
+    FinishReason,
+    LLMConfig,
+    LLMRequest,
+    LLMResponse,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    parse_tool_arguments,
+    usage_dict,
+)
+from llm.errors import (
+    LLMBackendError,
+    LLMConnectionError,
+    LLMError,
+    LLMServerError,
+    LLMTimeoutError,
+    LLMValidationError,
+)
+
+__all__ = ["ClaudeBackend", "map_finish_reason", "to_anthropic_messages", "to_anthropic_tool_choice",
+           "to_anthropic_tools"]
+
+#: Used when no base URL is configured, so the SDK never takes one from the `ANTHROPIC_BASE_URL` environment variable.
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+
+#: Anthropic `stop_reason` -> our finish reason. https://docs.anthropic.com/en/api/handling-stop-reasons
+FINISH_REASONS: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+#: Sampling extras the SDK no longer types but the API accepts: sent in `extra_body` under the same name.
+EXTRA_BODY_PARAMS = ("top_p", "top_k")
+#: Extras the Messages API has no equivalent for: rejected before the call instead of silently dropped.
+UNSUPPORTED_PARAMS = ("seed", "frequency_penalty", "presence_penalty", "response_format")
+
+#: Our tool_choice strings -> Anthropic's (`{"type": "tool", "name": ...}` is built for a function choice).
+TOOL_CHOICES: dict[str, dict[str, str]] = {
+    "auto": {"type": "auto"},
+    "none": {"type": "none"},
+    "required": {"type": "any"},
+    "any": {"type": "any"},
+}
+
+#: Image types the Messages API accepts in a base64 source.
+IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+
+#: Anthropic error codes (`error.type`, `error.details.error_code`) meaning an exhausted spend limit or balance, mapped
+#: to the shared table's quota code. https://docs.anthropic.com/en/api/errors
+QUOTA_CODES = {
+    "billing_error": "insufficient_quota",
+    "contract_spend_limit_reached": "insufficient_quota",
+    "enforced_spend_limit_reached": "insufficient_quota",
+    "linked_organization_spend_limit_reached": "insufficient_quota",
+}
+# An empty prepaid balance comes back as a plain 400 invalid_request_error; only its wording tells it apart.
+QUOTA_PHRASES = ("credit balance is too low",)
+
+
+def map_finish_reason(reason: str | None) -> FinishReason | None:
+    """Anthropic's `stop_reason` -> stop / length / tool_calls / content_filter (None while unknown)."""
+    return FINISH_REASONS.get(reason, "stop") if reason else None
+
+
+def anthropic_usage(usage: Any, previous: Mapping[str, int] | None = None) -> dict[str, int]:
+    """Usage from a `Usage` / `MessageDeltaUsage`; prompt tokens include cache writes and reads.
+
+    A `message_delta` may leave `input_tokens` out: the prompt count of `message_start` (`previous`) then stands.
+    """
+    if usage.input_tokens is None and previous is not None:
+        prompt = previous["prompt_tokens"]
+    else:
+        prompt = sum(getattr(usage, name, None) or 0
+                     for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
+    return usage_dict(prompt, usage.output_tokens)
+
+
+# -- request translation -------------------------------------------------------------------------------------------
+
+
+def _invalid(message: str, field: str) -> LLMValidationError:
+    return LLMValidationError(f"{field}: {message}", field=field)
+
+
+def to_anthropic_image(url: str, where: str) -> dict[str, Any]:
+    """An `image_url` URL -> an Anthropic image block: `data:` URLs as base64 sources, http(s) URLs as url sources."""
+    if url.startswith(("http://", "https://")):
+        return {"type": "image", "source": {"type": "url", "url": url}}
+    header, _, data = url.partition(",")
+    media_type = header.removeprefix("data:").removesuffix(";base64")
+    if not url.startswith("data:") or not header.endswith(";base64") or not data:
+        raise _invalid("image URL must be http(s) or a base64 data: URL", where)
+    if media_type not in IMAGE_MEDIA_TYPES:
+        raise _invalid(f"image type {media_type!r} not accepted; use one of {sorted(IMAGE_MEDIA_TYPES)}", where)
+    return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+
+
+def _to_blocks(content: Any, where: str) -> str | list[dict[str, Any]]:
+    """Message content -> Anthropic content: a string stays a string, parts become text and image blocks."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    blocks: list[dict[str, Any]] = []
+    for j, part in enumerate(content):
+        if part["type"] == "text":
+            blocks.append({"type": "text", "text": part["text"]})
+        else:
+            blocks.append(to_anthropic_image(part["image_url"]["url"], f"{where}[{j}]"))
+    return blocks
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, list):
+        return "\n\n".join(part["text"] for part in content if part.get("type") == "text")
+    return content or ""
+
+
+def _assistant_content(message: Mapping[str, Any], where: str) -> str | list[dict[str, Any]]:
+    """Assistant content; with `tool_calls`, its text (if any) then one `tool_use` block per call."""
+    content = _to_blocks(message.get("content"), where)
+    calls = message.get("tool_calls") or []
+    if not calls:
+        return content
+    blocks: list[dict[str, Any]] = [{"type": "text", "text": content}] if isinstance(content, str) and content else []
+    blocks += content if isinstance(content, list) else []
+    for call in calls:
+        function = call["function"]
+        blocks.append({"type": "tool_use", "id": call["id"], "name": function["name"],
+                       "input": parse_tool_arguments(function.get("arguments"))})
+    return blocks
+
+
+def to_anthropic_messages(messages: Iterable[Mapping[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
+    """OpenAI-format messages -> (`system` text, Anthropic `messages`).
+
+    System messages are joined with blank lines, in order; consecutive `role: "tool"` results become one user
+    message of `tool_result` blocks, as the API requires them right after the assistant's `tool_use` turn.
+
+    Raises:
+        LLMValidationError: for an image the API cannot take.
+    """
+    system: list[str] = []
+    converted: list[dict[str, Any]] = []
+    tool_results: list[dict[str, Any]] | None = None
+    for i, message in enumerate(messages):
+        role, where = message["role"], f"messages[{i}].content"
+        if role == "system":
+            system.append(_text_of(message.get("content")))
+            continue
+        if role == "tool":
+            if tool_results is None:
+                tool_results = []
+                converted.append({"role": "user", "content": tool_results})
+            tool_results.append({"type": "tool_result", "tool_use_id": message["tool_call_id"],
+                                 "content": _to_blocks(message.get("content"), where)})
+            continue
+        tool_results = None
+        content = _assistant_content(message, where) if role == "assistant" else _to_blocks(message["content"], where)
+        converted.append({"role": role, "content": content})
+    text = "\n\n".join(part for part in system if part)
+    return text or None, converted
+
+
+def to_anthropic_tools(tools: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """OpenAI function tools -> Anthropic tools (`parameters` becomes `input_schema`)."""
+    converted = []
+    for tool in tools:
+        function = tool["function"]
+        spec: dict[str, Any] = {"name": function["name"]}
+        if function.get("description"):
+            spec["description"] = function["description"]
+        spec["input_schema"] = function.get("parameters") or {"type": "object", "properties": {}}
+        converted.append(spec)
+    return converted
+
+
+def to_anthropic_tool_choice(choice: str | Mapping[str, Any]) -> dict[str, Any]:
+    """Our tool_choice -> Anthropic's: auto, none, any ("required"/"any"), or one named tool."""
+    if isinstance(choice, str):
+        return dict(TOOL_CHOICES[choice])
+    return {"type": "tool", "name": choice["function"]["name"]}
+
+
+def _stop_sequences(stop: Any) -> list[str]:
+    sequences = [stop] if isinstance(stop, str) else stop
+    if not isinstance(sequences, list) or not all(isinstance(s, str) and s for s in sequences):
+        raise _invalid("must be a string or a list of non-empty strings", "extra_params.stop")
+    return list(sequences)
+
+
+def _sampling_params(effective: Mapping[str, Any]) -> dict[str, Any]:
+    """The request's extras as Messages API parameters; extras the API lacks raise instead of vanishing."""
+    for key in UNSUPPORTED_PARAMS:
+        if key in effective:
+            raise _invalid("not supported by the Anthropic Messages API", f"extra_params.{key}")
+    top_k = effective.get("top_k")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise _invalid(f"must be a positive integer, got {top_k!r}", "extra_params.top_k")
+    params: dict[str, Any] = {"extra_body": {"temperature": effective["temperature"]}}
+    params["extra_body"].update({key: effective[key] for key in EXTRA_BODY_PARAMS if key in effective})
+    if "stop" in effective:
+        params["stop_sequences"] = _stop_sequences(effective["stop"])
+    if "user" in effective:
+        params["metadata"] = {"user_id": str(effective["user"])}
+    return params
+
+
+# -- response and stream translation ---------------------------------------------------------------------------------
+
+
+#: Metadata flag set by `message_stop` and removed again by `_check_stream_end`.
+_STOPPED = "_message_stop"
+
+
+@dataclass(frozen=True, slots=True)
+class _StreamOpened:
+    """The first item of a Claude stream: what the HTTP response said before any event (the request id)."""
+
+    request_id: str | None
+
+
+class _MessageStream:
+    """The SDK's event stream, preceded by one `_StreamOpened`; `close()` closes the HTTP response."""
+
+    __slots__ = ("_opened", "_stream")
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._opened = False
+
+    def __aiter__(self) -> _MessageStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        if not self._opened:
+            self._opened = True
+            return _StreamOpened(self._stream.response.headers.get("request-id"))
+        return await self._stream.__anext__()
+
+    async def close(self) -> None:
+        await self._stream.close()
+
+
+def _on_opened(item: Any, acc: StreamAccumulator) -> Iterator[StreamEvent]:
+    acc.metadata["request_id"] = item.request_id
+    return iter(())
+
+
+def _on_message_start(event: Any, acc: StreamAccumulator) -> Iterator[StreamEvent]:
+    message = event.message
+    acc.model = message.model or acc.model
+    acc.metadata["id"] = message.id
+    if message.usage is not None:
+        acc.usage = anthropic_usage(message.usage)
+    return iter(())
+
+
+def _on_block_start(event: Any, acc: StreamAccumulator) -> Iterator[StreamEvent]:
+    block = event.content_block
+    if block.type == "tool_use":
+        yield ToolCallDelta(index=event.index, id=block.id, name=block.name)
+    elif block.type == "text" and block.text:
+        yield TextDelta(block.text)
+
+
+def _on_block_delta(event: Any, acc: StreamAccumulator) -> Iterator[StreamEvent]:
+    delta = event.delta
+    if delta.type == "text_delta" and delta.text:
+        yield TextDelta(delta.text)
+    elif delta.type == "input_json_delta" and delta.partial_json:
+        yield ToolCallDelta(index=event.index, arguments=delta.partial_json)
+
+
+def _on_message_delta(event: Any, acc: StreamAccumulator) -> Iterator[StreamEvent]:
+    if event.delta.stop_reason:
+        acc.finish_reason = map_finish_reason(event.delta.stop_reason)
+        acc.metadata.update(stop_reason=event.delta.stop_reason, stop_sequence=event.delta.stop_sequence)
+    if event.usage is not None:
+        acc.usage = anthropic_usage(event.usage, acc.usage)
+    return iter(())
+
+
+def _on_message_stop(event: Any, acc: StreamAccumulator) -> Iterator[StreamEvent]:
+    acc.metadata[_STOPPED] = True
+    return iter(())
+
+
+EventHandler = Callable[[Any, StreamAccumulator], Iterator[StreamEvent]]
+#: Stream event type -> handler. `ping` and `content_block_stop` carry nothing we need; `error` events are raised by
+#: the SDK as `APIStatusError` and mapped in `_translate_error`.
+EVENT_HANDLERS: dict[str, EventHandler] = {
+    "message_start": _on_message_start,
+    "content_block_start": _on_block_start,
+    "content_block_delta": _on_block_delta,
+    "message_delta": _on_message_delta,
+    "message_stop": _on_message_stop,
+}
+
+
+class ClaudeBackend(SDKBackend):
+    """Messages API through `anthropic.AsyncAnthropic`; one client per backend, SDK retries off."""
+
+    display_name: ClassVar[str] = "Anthropic"
+    key_variable: ClassVar[str | None] = "SCOUT_ANTHROPIC_API_KEY"
+    temperature_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+
+    def __init__(self, config: LLMConfig) -> None:
+        require_sdk("anthropic", "anthropic", self.display_name)
+        super().__init__(config)
+
+    def _create_client(self) -> Any:
+        import anthropic
+
+        timeout = float(self.config.timeout)
+        return anthropic.AsyncAnthropic(
+            api_key=self.config.secret(),
+            base_url=self.config.base_url or DEFAULT_BASE_URL,
+            timeout=anthropic.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
+            max_retries=0,  # the manager is the one retry owner
+        )
+
+    def _request_params(self, request: LLMRequest, model: str, stream: bool) -> dict[str, Any]:
+        effective = self._get_effective_config(request)
+        system, messages = to_anthropic_messages(self._prepare_messages(request))
+        params: dict[str, Any] = {"model": model, "max_tokens": effective["max_tokens"], "messages": messages}
+        if system:
+            params["system"] = system
+        params.update(_sampling_params(effective))
+        if request.tools:
+            params["tools"] = to_anthropic_tools(request.tools)
+            if request.tool_choice is not None:
+                params["tool_choice"] = to_anthropic_tool_choice(request.tool_choice)
+        if stream:
+            params["stream"] = True
+        return params
+
+    async def _send(self, params: dict[str, Any]) -> Any:
+        return await self._client.messages.create(**params)
+
+    async def _open_stream(self, params: dict[str, Any]) -> Any:
+        return _MessageStream(await self._client.messages.create(**params))
+
+    def _convert_response(self, raw: Any, model: str) -> LLMResponse:
+        acc = StreamAccumulator(raw.model or model)
+        events: list[StreamEvent] = []
+        for index, block in enumerate(raw.content):
+            if block.type == "text" and block.text:
+                events.append(TextDelta(block.text))
+            elif block.type == "tool_use":
+                events.append(ToolCallDelta(index, block.id, block.name, json.dumps(block.input, ensure_ascii=False)))
+        acc.finish_reason = map_finish_reason(raw.stop_reason)
+        acc.usage = anthropic_usage(raw.usage)
+        acc.metadata.update(id=raw.id, stop_reason=raw.stop_reason, stop_sequence=raw.stop_sequence,
+                            request_id=getattr(raw, "_request_id", None))
+        return self._convert_response_events(acc, events, raw)
+
+    def _convert_chunk(self, chunk: Any, acc: StreamAccumulator) -> Iterable[StreamEvent]:
+        if isinstance(chunk, _StreamOpened):
+            return _on_opened(chunk, acc)
+        handler = EVENT_HANDLERS.get(getattr(chunk, "type", ""))
+        return handler(chunk, acc) if handler is not None else ()
+
+    def _check_stream_end(self, acc: StreamAccumulator) -> None:
+        """A stream that ends without `message_stop` was cut off: the answer may be incomplete."""
+        if not acc.metadata.pop(_STOPPED, False):
+            raise LLMConnectionError("stream ended before message_stop", backend=self.name, model=acc.model)
+
+    def _translate_error(self, exc: Exception, model: str) -> LLMError:
+        return translate_anthropic_error(exc, backend=self.name, model=model)
+
+    async def _list_models(self) -> list[str]:
+        page = await self._client.models.list(limit=1000)
+        return [item.id for item in page.data]
+
+
+def _error_fields(exc: Any) -> tuple[str, str, str | None]:
+    """(message, code, request_id) out of an `APIStatusError` and its body `{"type": "error", "error": {...}}`."""
+    body: dict[str, Any] = exc.body if isinstance(exc.body, dict) else {}
+    error: dict[str, Any] = body["error"] if isinstance(body.get("error"), dict) else {}
+    message = str(error.get("message") or exc.message)
+    code = str(getattr(exc, "error_code", None) or error.get("type") or "")
+    if any(phrase in message.lower() for phrase in QUOTA_PHRASES):
+        code = "insufficient_quota"
+    request_id = getattr(exc, "request_id", None) or body.get("request_id")
+    return message, QUOTA_CODES.get(code, code), request_id
+
+
+def translate_anthropic_error(exc: Exception, *, backend: str, model: str) -> LLMError:
+    """An `anthropic` SDK (or transport) exception -> the most specific `LLMError`."""
+    import anthropic
+    import httpx2
+
+    if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
+        return LLMTimeoutError(f"request timed out: {exc}", backend=backend, model=model)
+    if isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError):
+        return LLMConnectionError(f"connection failed: {exc}", backend=backend, model=model)
+    if isinstance(exc, anthropic.APIStatusError):
+        message, code, request_id = _error_fields(exc)
+        # An `event: error` inside a 200 stream arrives with the stream's status: its code decides (CODE_STATUS).
+        status = exc.status_code if exc.status_code >= 400 else None
+        return error_for_status(status, message, code=code, headers=exc.response.headers, backend=backend,
+                                model=model, request_id=request_id)
+    if isinstance(exc, anthropic.APIResponseValidationError | ValueError):  # malformed JSON body or SSE data
+        return LLMServerError(f"malformed response from the vendor: {exc}", backend=backend, model=model)
+    return LLMBackendError(f"{type(exc).__name__}: {exc}", backend=backend, model=model)
