@@ -15,22 +15,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from llm.backends.claude import DEFAULT_BASE_URL, ClaudeBackend, map_finish_reason, to_anthropic_image
+from llm import errors
+from llm.backends.claude import DEFAULT_BASE_URL, ClaudeBackend, map_finish_reason
 from llm.base import LLMConfig, LLMRequest, LLMResponse, ResponseDone, TextDelta, ToolCallDelta
-from llm.errors import (
-    LLMAuthenticationError,
-    LLMBackendError,
-    LLMBadRequestError,
-    LLMConfigError,
-    LLMConnectionError,
-    LLMContextLengthError,
-    LLMNotFoundError,
-    LLMQuotaExceededError,
-    LLMRateLimitError,
-    LLMServerError,
-    LLMStreamError,
-    LLMValidationError,
-)
 from tests.fakes.claude_fake import (
     API_KEY,
     MIDSTREAM_ERROR_FRAME,
@@ -223,21 +210,18 @@ async def test_streamed_tool_call_arrives_as_deltas(server: FakeClaude, backend:
     assert len(deltas) > 2
 
 
-@pytest.mark.parametrize("key", ["seed", "frequency_penalty", "presence_penalty", "response_format"])
-async def test_extras_anthropic_lacks_are_rejected_before_the_call(server: FakeClaude, backend: ClaudeBackend,
-                                                                   key: str) -> None:
-    with pytest.raises(LLMValidationError) as caught:
-        await backend.generate(hello(extra_params={key: 1}))
-    assert caught.value.field == f"extra_params.{key}"
-    assert server.requests == []
+UNSUPPORTED = [({key: 1}, f"extra_params.{key}") for key in ("seed", "frequency_penalty", "presence_penalty",
+                                                             "response_format")]
 
 
 @pytest.mark.parametrize(("extra", "field"), [
-    ({"top_k": 0}, "extra_params.top_k"), ({"stop": [""]}, "extra_params.stop"), ({"stop": 3}, "extra_params.stop"),
+    *UNSUPPORTED, ({"top_k": 0}, "extra_params.top_k"), ({"stop": [""]}, "extra_params.stop"),
+    ({"stop": 3}, "extra_params.stop"),
 ])
-async def test_bad_sampling_extras_are_rejected(server: FakeClaude, backend: ClaudeBackend, extra: dict[str, Any],
-                                                field: str) -> None:
-    with pytest.raises(LLMValidationError) as caught:
+async def test_extras_anthropic_lacks_or_bad_values_are_rejected_before_the_call(
+    server: FakeClaude, backend: ClaudeBackend, extra: dict[str, Any], field: str,
+) -> None:
+    with pytest.raises(errors.LLMValidationError) as caught:
         await backend.generate(hello(extra_params=extra))
     assert caught.value.field == field
     assert server.requests == []
@@ -246,21 +230,10 @@ async def test_bad_sampling_extras_are_rejected(server: FakeClaude, backend: Cla
 @pytest.mark.parametrize("url", ["ftp://example.com/a.png", "data:image/bmp;base64,Qk0=", "data:image/png,raw"])
 async def test_images_anthropic_cannot_take_are_rejected(server: FakeClaude, backend: ClaudeBackend, url: str) -> None:
     content = [{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": url}}]
-    with pytest.raises(LLMValidationError) as caught:
+    with pytest.raises(errors.LLMValidationError) as caught:
         await backend.generate(LLMRequest(messages=[{"role": "user", "content": content}]))
     assert caught.value.field == "messages[0].content[1]"
     assert server.requests == []
-
-
-def test_image_sources() -> None:
-    assert to_anthropic_image("data:image/jpeg;base64,/9j/", "x") == {
-        "type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": "/9j/"}}
-    assert to_anthropic_image("http://h/i.gif", "x") == {"type": "image", "source": {"type": "url", "url": "http://h/i.gif"}}
-
-
-async def test_explicit_zero_temperature_is_sent(server: FakeClaude, backend: ClaudeBackend) -> None:
-    await backend.generate(hello(temperature=0))
-    assert server.requests[-1].body["temperature"] == 0
 
 
 # -- the answer ----------------------------------------------------------------------------------------------------
@@ -269,8 +242,9 @@ async def test_explicit_zero_temperature_is_sent(server: FakeClaude, backend: Cl
 @STREAM
 async def test_model_actually_used_comes_from_the_response(server: FakeClaude, backend: ClaudeBackend,
                                                            stream: bool) -> None:
-    response = await call(backend, hello(), stream)
+    response = await call(backend, hello(temperature=0), stream)
     assert server.requests[-1].body["model"] == "claude-haiku-4-5"
+    assert server.requests[-1].body["temperature"] == 0  # an explicit 0 is honoured, not replaced by the default
     assert response.model == "claude-haiku-4-5-20251001"
 
 
@@ -307,11 +281,9 @@ async def test_request_id_from_the_response_header(server: FakeClaude, backend: 
 
 
 async def test_prompt_tokens_include_cache_reads_and_writes(server: FakeClaude, backend: ClaudeBackend) -> None:
-    server.enqueue(Reply(body={
-        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-haiku-4-5-20251001",
-        "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn", "stop_sequence": None,
-        "usage": {"input_tokens": 5, "cache_creation_input_tokens": 100, "cache_read_input_tokens": 20,
-                  "output_tokens": 7}}))
+    usage = {"input_tokens": 5, "cache_creation_input_tokens": 100, "cache_read_input_tokens": 20, "output_tokens": 7}
+    server.enqueue(Reply(body={"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+                               "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn", "usage": usage}))
     response = await backend.generate(hello())
     assert response.usage == {"prompt_tokens": 125, "completion_tokens": 7, "total_tokens": 132}
 
@@ -337,18 +309,18 @@ async def test_thinking_blocks_and_unknown_events_are_skipped(server: FakeClaude
 
 @STREAM
 @pytest.mark.parametrize(("cassette", "error_class", "status", "request_id", "text"), [
-    ("anthropic/mirascope__test_authentication_error_anthropic_claude_sonnet_4_0.yaml", LLMAuthenticationError, 401,
+    ("mirascope__test_authentication_error_anthropic_claude_sonnet_4_0.yaml", errors.LLMAuthenticationError, 401,
      "req_011CWdMEehrhsdujMyQ9pChP", "invalid x-api-key"),
-    ("anthropic/mirascope__test_model_not_found_anthropic_claude_sonnet_4_0.yaml", LLMNotFoundError, 404,
+    ("mirascope__test_model_not_found_anthropic_claude_sonnet_4_0.yaml", errors.LLMNotFoundError, 404,
      "req_011CWbzicpaYMyAiiXobLkzi", "model: this-model-does-not-exist-12345"),
-    ("anthropic/ddtrace__anthropic_completion_error.yaml", LLMBadRequestError, 400, "req_01BjwuzUpsYgKjQJguJyvKb3",
+    ("ddtrace__anthropic_completion_error.yaml", errors.LLMBadRequestError, 400, "req_01BjwuzUpsYgKjQJguJyvKb3",
      "messages.0: Input does not match the expected shape."),
 ])
 async def test_recorded_error_bodies(server: FakeClaude, backend: ClaudeBackend, stream: bool, cassette: str,
-                                     error_class: type[LLMBackendError], status: int, request_id: str,
+                                     error_class: type[errors.LLMBackendError], status: int, request_id: str,
                                      text: str) -> None:
-    server.enqueue(replay(cassette))
-    with pytest.raises(LLMBackendError) as caught:
+    server.enqueue(replay(f"anthropic/{cassette}"))
+    with pytest.raises(errors.LLMBackendError) as caught:
         await call(backend, hello(), stream)
     error = caught.value
     assert type(error) is error_class
@@ -361,7 +333,7 @@ async def test_recorded_error_bodies(server: FakeClaude, backend: ClaudeBackend,
 async def test_wrong_key_is_refused_by_the_fake(server: FakeClaude) -> None:
     backend = ClaudeBackend(VENDOR.config(server, api_key="sk-ant-wrong"))
     try:
-        with pytest.raises(LLMAuthenticationError) as caught:
+        with pytest.raises(errors.LLMAuthenticationError) as caught:
             await backend.generate(hello())
         assert not await backend.health_check()
     finally:
@@ -382,9 +354,9 @@ async def test_sdk_snapshot_429_reaches_the_caller_after_one_request_then_the_st
     server: FakeClaude, backend: ClaudeBackend,
 ) -> None:
     server.enqueue(*_sdk_snapshot_replies())
-    with pytest.raises(LLMRateLimitError) as caught:
+    with pytest.raises(errors.LLMRateLimitError) as caught:
         await call(backend, hello(), True)
-    assert type(caught.value) is LLMRateLimitError and caught.value.retryable
+    assert type(caught.value) is errors.LLMRateLimitError and caught.value.retryable
     assert caught.value.status_code == 429
     assert caught.value.request_id == "req_011CYK5n67SytMUxm8WMZUWY"  # no header in the snapshot: from the body
     assert server.count(MESSAGES_PATH) == 1
@@ -397,63 +369,51 @@ async def test_sdk_snapshot_429_reaches_the_caller_after_one_request_then_the_st
     assert server.count(MESSAGES_PATH) == 2
 
 
-async def test_event_error_before_any_text_is_a_retryable_overload(server: FakeClaude,
-                                                                   backend: ClaudeBackend) -> None:
-    server.enqueue(StreamReply([*text_events(), MIDSTREAM_ERROR_FRAME]))
-    with pytest.raises(LLMServerError) as caught:
+async def test_event_error_is_an_overload_before_text_and_a_stream_error_after(server: FakeClaude,
+                                                                               backend: ClaudeBackend) -> None:
+    server.enqueue(StreamReply([*text_events(), MIDSTREAM_ERROR_FRAME]),
+                   StreamReply([*text_events("Hello", " wor"), MIDSTREAM_ERROR_FRAME]))
+    with pytest.raises(errors.LLMServerError) as before:
         await call(backend, hello(), True)
-    assert type(caught.value) is LLMServerError
-    assert caught.value.status_code == 529 and caught.value.retryable
-    assert caught.value.message == "Overloaded"
-    assert isinstance(caught.value.__cause__, Exception)
-
-
-async def test_event_error_after_text_is_a_stream_error(server: FakeClaude, backend: ClaudeBackend) -> None:
-    server.enqueue(StreamReply([*text_events("Hello", " wor"), MIDSTREAM_ERROR_FRAME]))
+    assert type(before.value) is errors.LLMServerError and before.value.message == "Overloaded"
+    assert before.value.status_code == 529 and before.value.retryable  # CODE_STATUS: overloaded_error -> 529
     chunks: list[str] = []
-    with pytest.raises(LLMStreamError) as caught:
+    with pytest.raises(errors.LLMStreamError) as after:
         async for chunk in backend.stream_generate(hello()):
             chunks.append(chunk)
-    assert chunks == ["Hello", " wor"]
-    assert caught.value.partial_content == "Hello wor"
-    assert caught.value.status_code == 529 and not caught.value.retryable
+    assert chunks == ["Hello", " wor"] and after.value.partial_content == "Hello wor"
+    assert after.value.status_code == 529 and not after.value.retryable
 
 
 async def test_stream_ending_without_message_stop(server: FakeClaude, backend: ClaudeBackend) -> None:
     server.enqueue(StreamReply(text_events("Hello")), StreamReply(text_events()))
-    with pytest.raises(LLMStreamError) as caught:
+    with pytest.raises(errors.LLMStreamError) as caught:
         await call(backend, hello(), True)
     assert caught.value.partial_content == "Hello"
-    assert isinstance(caught.value.__cause__, LLMConnectionError)
-    with pytest.raises(LLMConnectionError) as nothing_yet:
+    assert isinstance(caught.value.__cause__, errors.LLMConnectionError)
+    with pytest.raises(errors.LLMConnectionError) as nothing_yet:
         await call(backend, hello(), True)
     assert nothing_yet.value.retryable
 
 
 @STREAM
-@pytest.mark.parametrize(("status", "message", "error_class", "retryable"), [
-    (400, "prompt is too long: 215000 tokens > 200000 maximum", LLMContextLengthError, False),
+@pytest.mark.parametrize(("status", "message", "headers", "error_class", "retryable"), [
+    (400, "prompt is too long: 215000 tokens > 200000 maximum", {}, errors.LLMContextLengthError, False),
     (400, "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or "
-          "purchase credits.", LLMQuotaExceededError, False),
-    (529, "Overloaded", LLMServerError, True),
-])
-async def test_anthropic_error_messages(server: FakeClaude, backend: ClaudeBackend, stream: bool, status: int,
-                                        message: str, error_class: type[LLMBackendError], retryable: bool) -> None:
-    reply = error_reply(status, {})
+          "purchase credits.", {}, errors.LLMQuotaExceededError, False),
+    (529, "Overloaded", {}, errors.LLMServerError, True),
+    (503, "Service unavailable", {"x-should-retry": "false"}, errors.LLMServerError, False),
+], ids=["context-length", "credit-balance", "overloaded", "x-should-retry-false"])
+async def test_anthropic_error_cases(server: FakeClaude, backend: ClaudeBackend, stream: bool, status: int,
+                                     message: str, headers: dict[str, str], error_class: type[errors.LLMBackendError],
+                                     retryable: bool) -> None:
+    reply = error_reply(status, headers)
     reply.body["error"]["message"] = message
     server.enqueue(reply)
-    with pytest.raises(LLMBackendError) as caught:
+    with pytest.raises(errors.LLMBackendError) as caught:
         await call(backend, hello(), stream)
     assert type(caught.value) is error_class
     assert (caught.value.status_code, caught.value.retryable) == (status, retryable)
-    assert server.count(MESSAGES_PATH) == 1
-
-
-async def test_x_should_retry_false_makes_a_5xx_final(server: FakeClaude, backend: ClaudeBackend) -> None:
-    server.enqueue(error_reply(503, {"x-should-retry": "false"}))
-    with pytest.raises(LLMServerError) as caught:
-        await backend.generate(hello())
-    assert not caught.value.retryable
     assert server.count(MESSAGES_PATH) == 1
 
 
@@ -468,7 +428,7 @@ async def test_health_check_only_lists_models(server: FakeClaude, backend: Claud
 
 async def test_missing_key_is_a_config_error_naming_the_variable(server: FakeClaude) -> None:
     backend = ClaudeBackend(VENDOR.config(server, api_key=None))
-    with pytest.raises(LLMConfigError, match="SCOUT_ANTHROPIC_API_KEY"):
+    with pytest.raises(errors.LLMConfigError, match="SCOUT_ANTHROPIC_API_KEY"):
         await backend.generate(hello())
     assert server.requests == []
 
@@ -496,7 +456,8 @@ GOOD = {"model": "claude-haiku-4-5", "max_tokens": 10, "messages": [{"role": "us
 HEADERS = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01"}
 
 
-@pytest.mark.parametrize(("headers", "body", "status", "kind", "message"), [
+TOOL_USE = {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_x", "name": "f", "input": {}}]}
+FAKE_REJECTS = [
     ({"x-api-key": "nope", "anthropic-version": "2023-06-01"}, GOOD, 401, "authentication_error", "invalid x-api-key"),
     ({"x-api-key": API_KEY}, GOOD, 400, "invalid_request_error", "anthropic-version: header is required"),
     (HEADERS, {k: v for k, v in GOOD.items() if k != "max_tokens"}, 400, "invalid_request_error",
@@ -506,7 +467,22 @@ HEADERS = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01"}
      "temperature: Input should be less than or equal to 1"),
     (HEADERS, {**GOOD, "messages": [{"role": "tool", "content": "x"}]}, 400, "invalid_request_error",
      "messages.0.role: Input should be 'user' or 'assistant'"),
-])
+    (HEADERS, {**GOOD, "messages": [{"role": "system", "content": "x"}]}, 400, "invalid_request_error",
+     'messages: Unexpected role "system"'),
+    (HEADERS, {**GOOD, "messages": [{"role": "user", "content": "hi"}, TOOL_USE, {"role": "user", "content": "go"}]},
+     400, "invalid_request_error",
+     "messages.1: `tool_use` ids were found without `tool_result` blocks immediately after: toolu_x."),
+    (HEADERS, {**GOOD, "messages": [{"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "toolu_y", "content": "r"}]}]}, 400, "invalid_request_error",
+     "messages.0.content.0: unexpected `tool_use_id` found in `tool_result` blocks: toolu_y."),
+    (HEADERS, {**GOOD, "messages": [{"role": "user", "content": [{"type": "text", "text": ""}]}]}, 400,
+     "invalid_request_error", "messages: text content blocks must be non-empty"),
+]
+
+
+@pytest.mark.parametrize(("headers", "body", "status", "kind", "message"), FAKE_REJECTS, ids=[
+    "key", "version", "max_tokens", "model", "temperature", "role", "system-role", "unanswered-tool-use",
+    "orphan-tool-result", "empty-text"])
 async def test_fake_rejects_what_the_api_rejects(server: FakeClaude, headers: dict[str, str], body: dict[str, Any],
                                                  status: int, kind: str, message: str) -> None:
     async with aiohttp.ClientSession() as session, session.post(
@@ -516,26 +492,5 @@ async def test_fake_rejects_what_the_api_rejects(server: FakeClaude, headers: di
         assert response.status == status
         assert response.headers["request-id"] == payload["request_id"]
     assert payload["type"] == "error"
-    assert payload["error"] == {"type": kind, "message": message}
-
-
-TOOL_USE = {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_x", "name": "f", "input": {}}]}
-
-
-@pytest.mark.parametrize(("messages", "message"), [
-    ([{"role": "system", "content": "x"}, {"role": "user", "content": "hi"}], 'messages: Unexpected role "system"'),
-    ([{"role": "user", "content": "hi"}, TOOL_USE, {"role": "user", "content": "go"}],
-     "messages.1: `tool_use` ids were found without `tool_result` blocks immediately after: toolu_x."),
-    ([{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_y", "content": "r"}]}],
-     "messages.0.content.0: unexpected `tool_use_id` found in `tool_result` blocks: toolu_y."),
-    ([{"role": "user", "content": [{"type": "text", "text": ""}]}], "messages: text content blocks must be non-empty"),
-], ids=["system-role", "unanswered-tool-use", "orphan-tool-result", "empty-text"])
-async def test_fake_checks_message_structure(server: FakeClaude, messages: list[dict[str, Any]],
-                                             message: str) -> None:
-    async with aiohttp.ClientSession() as session, session.post(
-        server.url + MESSAGES_PATH, json={**GOOD, "messages": messages}, headers=HEADERS
-    ) as response:
-        payload = await response.json()
-    assert response.status == 400
-    assert payload["error"]["type"] == "invalid_request_error"
+    assert payload["error"]["type"] == kind
     assert payload["error"]["message"].startswith(message)
