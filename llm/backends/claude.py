@@ -164,16 +164,19 @@ def _assistant_content(message: Mapping[str, Any], where: str) -> str | list[dic
     return blocks
 
 
-def to_anthropic_messages(messages: Iterable[Mapping[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
+def to_anthropic_messages(
+    messages: Iterable[Mapping[str, Any]], system_prompt: str | None = None
+) -> tuple[str | None, list[dict[str, Any]]]:
     """OpenAI-format messages -> (`system` text, Anthropic `messages`).
 
-    System messages are joined with blank lines, in order; consecutive `role: "tool"` results become one user
-    message of `tool_result` blocks, as the API requires them right after the assistant's `tool_use` turn.
+    `system_prompt` and then every system message are joined with blank lines, in order; consecutive `role: "tool"`
+    results become one user message of `tool_result` blocks, as the API requires them right after the assistant's
+    `tool_use` turn. Field names in errors index `messages` as given.
 
     Raises:
         LLMValidationError: for an image the API cannot take.
     """
-    system: list[str] = []
+    system: list[str] = [system_prompt or ""]
     converted: list[dict[str, Any]] = []
     tool_results: list[dict[str, Any]] | None = None
     for i, message in enumerate(messages):
@@ -355,7 +358,7 @@ class ClaudeBackend(SDKBackend):
 
     def _request_params(self, request: LLMRequest, model: str, stream: bool) -> dict[str, Any]:
         effective = self._get_effective_config(request)
-        system, messages = to_anthropic_messages(self._prepare_messages(request))
+        system, messages = to_anthropic_messages(request.messages, request.system_prompt)
         params: dict[str, Any] = {"model": model, "max_tokens": effective["max_tokens"], "messages": messages}
         if system:
             params["system"] = system

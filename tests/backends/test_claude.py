@@ -231,7 +231,7 @@ async def test_extras_anthropic_lacks_or_bad_values_are_rejected_before_the_call
 async def test_images_anthropic_cannot_take_are_rejected(server: FakeClaude, backend: ClaudeBackend, url: str) -> None:
     content = [{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": url}}]
     with pytest.raises(errors.LLMValidationError) as caught:
-        await backend.generate(LLMRequest(messages=[{"role": "user", "content": content}]))
+        await backend.generate(LLMRequest(messages=[{"role": "user", "content": content}], system_prompt="Be brief."))
     assert caught.value.field == "messages[0].content[1]"
     assert server.requests == []
 
