@@ -38,7 +38,7 @@ __all__ = [
 #: Default model per backend: current models, not retired ones.
 DEFAULT_MODELS: dict[str, str] = {
     "openai": "gpt-4.1-mini",
-    "claude": "claude-sonnet-4-5",
+    "claude": "claude-sonnet-4-6",
     "gemini": "gemini-2.5-flash",
     "ollama": "llama3.2",
     "deepseek": "deepseek-chat",

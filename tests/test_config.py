@@ -33,7 +33,9 @@ SEED_VARIABLES = {
     "SCOUT_LLM_FALLBACK_ORDER": ("claude, OpenAI", lambda c: c.llm.fallback_order == ["claude", "openai"]),
     "SCOUT_LLM_AGENT_SCREENER_BACKEND": ("Ollama", lambda c: c.llm_routing.per_agent_backend["screener"] == "ollama"),
     "SCOUT_LLM_AGENT_VALIDATOR_MODEL": ("gpt-4o", lambda c: c.llm_routing.per_agent_model["validator"] == "gpt-4o"),
-    "SCOUT_LLM_AGENT_GAP_FINDER__BACKEND": ("claude", lambda c: c.llm_routing.per_agent_backend["gap_finder"] == "claude"),
+    "SCOUT_LLM_AGENT_GAP_FINDER__BACKEND": (
+        "claude", lambda c: c.llm_routing.per_agent_backend["gap_finder"] == "claude"
+    ),
 }
 
 
