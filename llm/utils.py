@@ -1,0 +1,407 @@
+"""The agent side of scout-llm: `LLMAgentMixin` and the module helpers `quick_llm_generate`, `llm_summarize`,
+`llm_classify`. Prompt helpers (`AgentPrompt`, `AgentPromptTemplates`, `load_prompt_template`) live in `llm.prompts`
+and reply parsing (`extract_json`, `to_string_list`) in `llm.structured`; all are importable from here.
+
+    class MyAgent(BaseAgent, LLMAgentMixin):
+        async def plan(self, agent_input):
+            return {"plan": await self.llm_generate(f"Plan: {agent_input.data}", task_type="plan")}
+
+Routing (which backend a call goes to), first match wins (ScoutAgent contract, section 3.4):
+
+1. the call's `backend_type=`;
+2. `task_backend_preferences[task_type]`;
+3. the agent's config route, `SCOUT_LLM_AGENT_<KEY>_BACKEND` / `_MODEL` (`<KEY>` from `_agent_key()`, e.g.
+   `gap_finder_agent` -> `gap_finder`);
+4. the global `SCOUT_LLM_DEFAULT_BACKEND` / `SCOUT_LLM_DEFAULT_MODEL`;
+5. `preferred_backend`;
+6. nothing: the manager's default backend.
+
+Agents that set no `preferred_backend` get a name-based default (section 3.5: "writer" -> claude, ...). Such a
+default is a hint, not a demand: when the manager has no backend of that name the call goes to the manager's default
+instead of failing with "Backend not available".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import weakref
+from collections.abc import AsyncIterator, Mapping
+from enum import Enum
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from llm.base import LLMRequest, LLMResponse
+from llm.config import get_config
+from llm.errors import LLMBackendError, LLMValidationError
+from llm.prompts import AgentPrompt, AgentPromptTemplates, PromptPlaceholderError, load_prompt_template
+from llm.structured import best_category, extract_json, to_string_list
+
+if TYPE_CHECKING:
+    from llm.manager import LLMManager
+
+__all__ = [
+    "AgentPrompt",
+    "AgentPromptTemplates",
+    "LLMAgentMixin",
+    "PromptPlaceholderError",
+    "backend_name",
+    "best_category",
+    "extract_json",
+    "llm_classify",
+    "llm_summarize",
+    "load_prompt_template",
+    "quick_llm_generate",
+    "shared_llm_manager",
+    "to_string_list",
+]
+
+
+# -- routing -----------------------------------------------------------------------------------------------------
+
+#: Name-based defaults (contract 3.5): substrings of the agent name -> preferred backend and task preferences.
+NAME_DEFAULTS: tuple[tuple[tuple[str, ...], str, dict[str, str]], ...] = (
+    (("code", "builder"), "deepseek",
+     dict.fromkeys(("code_generation", "code_review", "debugging", "technical_analysis"), "deepseek")),
+    (("writer", "content"), "claude",
+     dict.fromkeys(("creative_writing", "content_creation", "storytelling", "editing"), "claude")),
+    (("analysis", "research"), "openai",
+     dict.fromkeys(("data_analysis", "research", "reasoning", "planning"), "openai")),
+    (("gap", "finder"), "claude",
+     {"market_analysis": "claude", "competitive_analysis": "openai", "trend_analysis": "gemini",
+      "quick_insights": "gemini"}),
+)
+DEFAULT_PREFERRED_BACKEND = "openai"
+
+
+def backend_name(value: Any) -> str | None:
+    """A backend given as a string or an `LLMBackendType` -> its lowercase name; None for None or empty."""
+    if isinstance(value, Enum):
+        value = value.value
+    return str(value).strip().lower() or None if value is not None else None
+
+
+def _prompt_messages(prompt: Any) -> list[dict[str, Any]]:
+    if isinstance(prompt, AgentPrompt):
+        return prompt.to_messages()
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    raise LLMValidationError(
+        f"Prompt must be string or AgentPrompt, got {type(prompt).__name__}", field="prompt"
+    )
+
+
+def _content(response: LLMResponse) -> str:
+    """The text of a response; a response flagged as failed (custom backends may do that) raises."""
+    if not response.success:
+        raise LLMBackendError(
+            f"LLM generation failed: {response.error}", backend=response.backend_type, model=response.model
+        )
+    return response.content
+
+
+# The lock is per event loop: an asyncio.Lock used from a second loop raises RuntimeError.
+_init_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+async def shared_llm_manager() -> LLMManager:
+    """The global manager, with `initialize_llm_backends()` run once when it has no backends yet."""
+    from llm.manager import get_llm_manager, initialize_llm_backends
+
+    manager = get_llm_manager()
+    if manager.get_available_backends():
+        return manager
+    loop = asyncio.get_running_loop()
+    lock = _init_locks.setdefault(loop, asyncio.Lock())
+    async with lock:
+        if not manager.get_available_backends():
+            await initialize_llm_backends()
+    return manager
+
+
+class LLMAgentMixin:
+    """Gives an agent `llm_generate`, streaming, structured helpers and per-task backend routing.
+
+    Cooperative: `class X(BaseAgent, LLMAgentMixin)` with `super().__init__(name=...)` initialises both, and the
+    explicit style `LLMAgentMixin.__init__(self, preferred_backend="ollama")` works too.
+
+    Attributes:
+        preferred_backend: the agent's backend when nothing more specific applies (rule 5).
+        task_backend_preferences: task type -> backend (rule 2); a plain dict, replaceable wholesale.
+        _llm_manager: the manager to use; inject one with `agent._llm_manager = manager` (used as is, even if
+            empty), else the global one is fetched and initialised on first use.
+        llm_logger: this agent's logger, `llm.agent.<name>`.
+    """
+
+    #: Whether an agent without a `preferred_backend` gets the name-based defaults of contract 3.5.
+    llm_name_defaults: ClassVar[bool] = True
+
+    _llm_manager: LLMManager | None = None
+    _preferred_backend: str | None = None
+    _default_sourced: frozenset[str] = frozenset()  # "preferred" / "task:<type>" routes set by name defaults
+
+    def __init__(self, preferred_backend: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._llm_manager = getattr(self, "_llm_manager", None)
+        self.llm_logger = logging.getLogger(f"llm.agent.{getattr(self, 'name', None) or 'unknown'}")
+        self.preferred_backend = preferred_backend
+        self.task_backend_preferences = {}
+        self._setup_agent_llm_preferences(preferred_backend)
+
+    # -- preferences ---------------------------------------------------------------------------------------------
+
+    @property
+    def preferred_backend(self) -> str | None:
+        """The agent's own backend choice (a string; an enum assigned here is stored as its value)."""
+        return self._preferred_backend
+
+    @preferred_backend.setter
+    def preferred_backend(self, value: Any) -> None:
+        self._preferred_backend = backend_name(value)
+        self._default_sourced = self._default_sourced - {"preferred"}
+
+    @property
+    def task_backend_preferences(self) -> dict[str, str]:
+        """Task type -> backend name. Assigning a dict stores a copy with enum values turned into strings."""
+        preferences: dict[str, str] = self.__dict__.setdefault("_task_backend_preferences", {})
+        return preferences
+
+    @task_backend_preferences.setter
+    def task_backend_preferences(self, value: Mapping[str, Any]) -> None:
+        normalised = {str(task): backend_name(backend) for task, backend in dict(value).items()}
+        self.__dict__["_task_backend_preferences"] = {task: b for task, b in normalised.items() if b}
+        self._default_sourced = self._default_sourced & {"preferred"}
+
+    def _setup_agent_llm_preferences(self, preferred_backend: str | None = None) -> None:
+        """Apply the name-based defaults (contract 3.5) when no backend is preferred yet."""
+        if self.preferred_backend is not None or not self.llm_name_defaults:
+            return
+        lowered = str(getattr(self, "name", None) or "").lower()
+        backend, tasks = DEFAULT_PREFERRED_BACKEND, {}
+        for needles, row_backend, row_tasks in NAME_DEFAULTS:
+            if any(needle in lowered for needle in needles):
+                backend, tasks = row_backend, row_tasks
+                break
+        self.preferred_backend = backend
+        self.task_backend_preferences = tasks
+        self._default_sourced = frozenset({"preferred", *(f"task:{task}" for task in tasks)})
+
+    def set_preferred_backend(self, backend_type: Any) -> None:
+        """Use this backend when no task preference or config route applies."""
+        self.preferred_backend = backend_type
+
+    def set_task_backend(self, task_type: str, backend_type: Any) -> None:
+        """Route calls made with `task_type=task_type` to this backend."""
+        name = backend_name(backend_type)
+        if name is None:
+            self.task_backend_preferences.pop(task_type, None)
+        else:
+            self.task_backend_preferences[task_type] = name
+        self._default_sourced = self._default_sourced - {f"task:{task_type}"}
+
+    def _agent_key(self) -> str:
+        """The key of this agent's `SCOUT_LLM_AGENT_<KEY>_*` routes: `gap_finder_agent` -> `gap_finder`."""
+        raw = getattr(self, "name", None) or type(self).__name__
+        key = re.sub(r"[^0-9a-zA-Z]", "_", str(raw)).lower()
+        key = key.removesuffix("agent") if key != "agent" else key
+        return key.rstrip("_")
+
+    def _route(self, task_type: str | None, explicit_backend: Any) -> tuple[str | None, str | None, str | None]:
+        """(backend, model, source) of a call: the first rule of the module docstring that matches."""
+        explicit = backend_name(explicit_backend)
+        if explicit:
+            return explicit, None, "explicit"
+        task_backend = self.task_backend_preferences.get(task_type) if task_type is not None else None
+        if task_backend:
+            return backend_name(task_backend), None, f"task:{task_type}"
+        routing = get_config().llm_routing
+        key = self._agent_key()
+        backend, model = backend_name(routing.per_agent_backend.get(key)), routing.per_agent_model.get(key) or None
+        if backend or model:
+            return backend, model, "agent_config"
+        if routing.default_backend or routing.default_model:
+            return backend_name(routing.default_backend), routing.default_model or None, "default_config"
+        if self.preferred_backend:
+            return self.preferred_backend, None, "preferred"
+        return None, None, None
+
+    def _resolve_backend_and_model(
+        self, task_type: str | None, explicit_backend: Any
+    ) -> tuple[str | None, str | None]:
+        """(backend, model) for a call; None means "the manager's default" (contract 3.4)."""
+        backend, model, source = self._route(task_type, explicit_backend)
+        manager = self._llm_manager
+        # A name-based default that names a backend this manager does not have: use the manager's default instead.
+        if backend and source in self._default_sourced and manager is not None:
+            backend = backend if backend in manager.get_available_backends() else None
+        return backend, model
+
+    def get_optimal_backend(self, task_type: str | None = None) -> str | None:
+        """The backend `llm_generate(task_type=task_type)` would use now (None: no backend known yet)."""
+        backend, _ = self._resolve_backend_and_model(task_type, None)
+        if backend is None and self._llm_manager is not None:
+            return self._llm_manager.get_default_backend()
+        return backend
+
+    def initialize_llm(self) -> None:
+        """Kept for ScoutAgent callers; the manager is fetched lazily on the first call."""
+
+    async def _ensure_llm_initialized(self) -> LLMManager:
+        if self._llm_manager is None:
+            self._llm_manager = await shared_llm_manager()
+        return self._llm_manager
+
+    # -- generation ----------------------------------------------------------------------------------------------
+
+    async def _build_request(
+        self, prompt: Any, backend_type: Any, task_type: str | None, temperature: float | None,
+        max_tokens: int | None, extra: dict[str, Any], stream: bool,
+    ) -> tuple[LLMManager, LLMRequest, str | None]:
+        messages = _prompt_messages(prompt)  # before any network work
+        manager = await self._ensure_llm_initialized()
+        backend, model = self._resolve_backend_and_model(task_type, backend_type)
+        if model:
+            extra.setdefault("model_name_override", model)  # the caller's own override wins over routing
+        request = LLMRequest(
+            messages=messages, temperature=temperature, max_tokens=max_tokens, stream=stream, extra_params=extra
+        )
+        return manager, request, backend
+
+    async def llm_generate(
+        self,
+        prompt: str | AgentPrompt,
+        backend_type: str | None = None,
+        task_type: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """Answer a prompt (a string or an `AgentPrompt`); extra keyword arguments go into `extra_params`.
+
+        Raises:
+            LLMValidationError: the prompt is neither a string nor an `AgentPrompt` (before any network work).
+            LLMError: the call failed (the manager's typed error).
+        """
+        manager, request, backend = await self._build_request(
+            prompt, backend_type, task_type, temperature, max_tokens, dict(kwargs), stream=False
+        )
+        response = await manager.generate(request, backend)
+        self.llm_logger.debug(
+            "llm_generate task=%s served by %s (%s) in %.3fs",
+            task_type, response.backend_type, response.model, response.response_time,
+        )
+        return _content(response)
+
+    async def llm_stream_generate(
+        self,
+        prompt: str | AgentPrompt,
+        backend_type: str | None = None,
+        task_type: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[str]:
+        """Answer a prompt as text chunks (an async generator of `str`)."""
+        manager, request, backend = await self._build_request(
+            prompt, backend_type, task_type, temperature, max_tokens, dict(kwargs), stream=True
+        )
+        chunks = manager.stream_generate(request, backend)
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            await chunks.aclose()
+
+    async def llm_analyze_text(
+        self, text: str, analysis_type: str = "general", context: str | None = None, backend_type: str | None = None
+    ) -> dict[str, Any]:
+        """Analyse a text; always returns a dict (with at least `analysis_type`)."""
+        user = f"Text to analyze:\n{text}"
+        if context:
+            user += f"\n\nAdditional context:\n{context}"
+        prompt = AgentPrompt(
+            system_prompt=(
+                f"You are an expert analyst performing {analysis_type} analysis. Reply with one JSON object only, "
+                'with the keys "analysis_type" (string), "key_findings" (array of strings), "summary" (string), '
+                '"confidence" (number from 0 to 1) and "details" (object).'
+            ),
+            user_prompt=user,
+        )
+        reply = await self.llm_generate(prompt, backend_type=backend_type)
+        parsed = extract_json(reply, expect=dict)
+        if isinstance(parsed, dict):
+            parsed.setdefault("analysis_type", analysis_type)
+            return parsed
+        findings = to_string_list(parsed) if isinstance(parsed, list) else []
+        return {
+            "analysis_type": analysis_type,
+            "key_findings": findings,
+            "summary": "" if findings else reply.strip(),
+            "confidence": 0.5,
+            "raw_response": reply,
+        }
+
+    async def llm_extract_insights(
+        self, data: str | dict[str, Any] | list[Any], insight_type: str = "general", backend_type: str | None = None
+    ) -> list[str]:
+        """Insights about some data; always returns a list of strings."""
+        text = json.dumps(data, indent=2, default=str) if isinstance(data, dict | list) else str(data)
+        prompt = AgentPrompt(
+            system_prompt=(
+                f"You are an expert at extracting {insight_type} insights from data. Reply with a JSON array of "
+                "strings only, one concise, actionable insight per string."
+            ),
+            user_prompt=f"Extract the key {insight_type} insights from this data:\n\n{text}",
+        )
+        reply = await self.llm_generate(prompt, backend_type=backend_type)
+        return to_string_list(extract_json(reply, expect=list), fallback_text=reply)
+
+    def get_llm_status(self) -> dict[str, Any]:
+        """The manager's backends and health; `{"status": "not_initialized", "backends": []}` before first use."""
+        manager = self._llm_manager
+        if manager is None:
+            return {"status": "not_initialized", "backends": []}
+        return {
+            "status": "initialized",
+            "backends": manager.get_available_backends(),
+            "healthy_backends": manager.get_healthy_backends(),
+            "default_backend": manager.get_default_backend(),
+            "health_status": manager.get_all_health_status(),
+        }
+
+
+# -- module helpers ----------------------------------------------------------------------------------------------
+
+
+async def quick_llm_generate(
+    prompt: str, backend_type: str | None = None, temperature: float = 0.7, max_tokens: int = 1000
+) -> str:
+    """One user message through the global manager (initialised on first use); returns the answer text."""
+    messages = _prompt_messages(prompt)
+    manager = await shared_llm_manager()
+    request = LLMRequest(messages=messages, temperature=temperature, max_tokens=max_tokens)
+    return _content(await manager.generate(request, backend_name(backend_type)))
+
+
+async def llm_summarize(text: str, max_length: int = 200, backend_type: str | None = None) -> str:
+    """A summary of about `max_length` words or less."""
+    prompt = (
+        f"Please provide a concise summary of the following text in approximately {max_length} words or less:\n\n"
+        f"{text}\n\nSummary:"
+    )
+    reply = await quick_llm_generate(prompt, backend_type=backend_type, temperature=0.3, max_tokens=max_length * 2)
+    return reply.strip()
+
+
+async def llm_classify(text: str, categories: list[str], backend_type: str | None = None) -> str:
+    """The category (one of `categories`) that fits `text` best; "unknown" when `categories` is empty."""
+    if not categories:
+        return "unknown"
+    prompt = (
+        f"Classify the following text into one of these categories: {', '.join(categories)}\n"
+        "Answer with the category name only.\n\n"
+        f"Text: {text}\n\nCategory:"
+    )
+    reply = await quick_llm_generate(prompt, backend_type=backend_type, temperature=0.1, max_tokens=50)
+    return best_category(reply, categories)
