@@ -80,6 +80,7 @@ class LLMBackendType(StrEnum):
     CLAUDE = "claude"
     GEMINI = "gemini"
     DEEPSEEK = "deepseek"
+    LOCAL = "local"
 
 
 

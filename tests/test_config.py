@@ -36,6 +36,10 @@ SEED_VARIABLES = {
     "SCOUT_LLM_AGENT_GAP_FINDER__BACKEND": (
         "claude", lambda c: c.llm_routing.per_agent_backend["gap_finder"] == "claude"
     ),
+    "SCOUT_LOCAL_MODEL_PATH": ("/m.gguf", lambda c: c.llm.local_model_path == c.llm.model_for("local") == "/m.gguf"),
+    "SCOUT_LOCAL_THREADS": ("2", lambda c: c.llm.local_threads == 2),
+    "SCOUT_LOCAL_CONTEXT": ("8192", lambda c: c.llm.local_context == 8192),
+    "SCOUT_LOCAL_ENABLED": ("false", lambda c: c.llm.local_enabled is False),
 }
 
 

@@ -47,7 +47,7 @@ def test_llm_response_keeps_the_contract_fields_first() -> None:
 
 
 def test_backend_type_values_and_string_equality() -> None:
-    assert [member.value for member in LLMBackendType] == ["ollama", "openai", "claude", "gemini", "deepseek"]
+    assert [member.value for member in LLMBackendType] == ["ollama", "openai", "claude", "gemini", "deepseek", "local"]
     assert LLMBackendType("deepseek") is LLMBackendType.DEEPSEEK
     assert LLMBackendType.OPENAI == "openai" and f"{LLMBackendType.CLAUDE}" == "claude"
     assert {"openai": 1}[LLMBackendType.OPENAI] == 1
