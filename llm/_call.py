@@ -1,0 +1,393 @@
+"""One manager call: the failover chain walked under one deadline, each backend's attempts driven by tenacity (the one
+retry owner), an attempt trail for `response.metadata["attempts"]`, and, for streams, the relay that bounds the idle
+gap between events and never retries or fails over once the first event has been handed to the caller.
+
+A stream "attempt" is opening the stream up to its first event, so retry and failover cover exactly the part of a
+stream nobody has seen yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+
+from llm._health import BackendSlot
+from llm._resilience import (
+    Deadline,
+    LLMCircuitOpenError,
+    LLMDeadlineExceededError,
+    ManagerPolicy,
+    blocks_failover,
+    is_retryable,
+    retry_wait,
+)
+from llm.base import LLMBackend, LLMRequest, LLMResponse, ResponseDone, StreamEvent, TextDelta
+from llm.errors import (
+    LLMAllBackendsFailedError,
+    LLMBackendError,
+    LLMError,
+    LLMRateLimitError,
+    LLMStreamError,
+    LLMTimeoutError,
+)
+
+__all__ = ["Attempt", "Call", "OpenedStream", "generate_op", "open_stream_op"]
+
+T = TypeVar("T")
+Operation = Callable[[BackendSlot, LLMRequest], Awaitable[T]]
+
+logger = logging.getLogger("llm.manager")
+
+
+@dataclasses.dataclass(slots=True)
+class Attempt:
+    """One entry of the attempt trail."""
+
+    backend: str
+    model: str
+    outcome: str  # "ok", "cancelled", "skipped: circuit open", or the error class name
+    elapsed: float
+    status_code: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"backend": self.backend, "model": self.model, "outcome": self.outcome,
+                "elapsed": round(self.elapsed, 4), "status_code": self.status_code}
+
+
+def model_of(backend: LLMBackend, request: LLMRequest) -> str:
+    """The model a backend will use for a request."""
+    override = request.extra_params.get("model_name_override") if request.extra_params else None
+    return str(override or backend.config.model_name)
+
+
+# -- the two operations an attempt can run ----------------------------------------------------------------------------
+
+
+async def generate_op(slot: BackendSlot, request: LLMRequest) -> LLMResponse:
+    """A non-streamed answer, holding the backend's concurrency slot for the duration."""
+    semaphore = slot.limit()
+    if semaphore is None:
+        return await slot.backend.generate(request)
+    async with semaphore:
+        return await slot.backend.generate(request)
+
+
+@dataclasses.dataclass
+class OpenedStream:
+    """A backend stream that produced its first event; owns the concurrency slot until `close()`."""
+
+    events: AsyncGenerator[StreamEvent, None]
+    first: StreamEvent
+    started: float
+    release: Callable[[], None]
+
+    async def close(self) -> None:
+        try:
+            await self.events.aclose()
+        finally:
+            self.release()
+
+
+def _nothing() -> None:
+    return None
+
+
+def _is_empty(event: StreamEvent | None) -> bool:
+    if event is None:
+        return True
+    if not isinstance(event, ResponseDone):
+        return False
+    response = event.response
+    return not response.content and not response.tool_calls and not (response.usage or {}).get("total_tokens")
+
+
+async def open_stream_op(slot: BackendSlot, request: LLMRequest) -> OpenedStream:
+    """Open a backend's typed stream and wait for its first event. A stream that ends with no content at all is a
+    (retryable) failure: nothing was delivered, so nothing is lost by trying again."""
+    started = time.monotonic()
+    semaphore = slot.limit()
+    if semaphore is not None:
+        await semaphore.acquire()
+    release = semaphore.release if semaphore is not None else _nothing
+    events = slot.backend.stream(request)
+    try:
+        first = await anext(events, None)
+        if first is None or _is_empty(first):
+            raise LLMStreamError("the stream ended without any content", partial_content="", retryable=True,
+                                 backend=slot.name, model=model_of(slot.backend, request))
+    except BaseException:
+        try:
+            await events.aclose()
+        finally:
+            release()
+        raise
+    return OpenedStream(events, first, started, release)
+
+
+# -- the call ---------------------------------------------------------------------------------------------------------
+
+
+class Call:
+    """One `generate` or `stream` call over an ordered chain of backends."""
+
+    def __init__(self, slots: Sequence[BackendSlot], request: LLMRequest, policy: ManagerPolicy,
+                 deadline: Deadline) -> None:
+        self.slots = list(slots)
+        self.request = request
+        self.policy = policy
+        self.deadline = deadline
+        self.min_time = min(policy.min_attempt_time, deadline.budget / 4)
+        self.attempts: list[Attempt] = []
+        self.errors: list[tuple[str, BaseException]] = []  # (backend, the error that ended its turn)
+        self.last_failure: dict[str, Exception] = {}  # backend -> its last real (sent) attempt's error
+        self.sent = 0
+        self.deadline_hit = False
+        self.timed = True
+
+    async def run(self, op: Operation[T], limit: Callable[[BackendSlot], float]) -> tuple[T, BackendSlot]:
+        """Walk the chain: each backend at most once, retried per the policy; the first success wins.
+
+        Raises:
+            the only backend's own error; `LLMAllBackendsFailedError` when several failed; `LLMCircuitOpenError` when
+            every backend was skipped; `LLMDeadlineExceededError` when the deadline ended the call.
+        """
+        for index, slot in enumerate(self.slots):
+            if self.sent and self.deadline.remaining() < self.min_time:
+                self.deadline_hit = True
+                break
+            try:
+                return await self._run_on(index, slot, op, limit(slot)), slot
+            except Exception as exc:
+                if isinstance(exc, LLMCircuitOpenError) and slot.name in self.last_failure:
+                    exc = self.last_failure[slot.name]  # the breaker opened between retries: report what happened
+                self.errors.append((slot.name, exc))
+                if blocks_failover(exc):
+                    break
+                if index + 1 < len(self.slots) and not isinstance(exc, LLMCircuitOpenError):
+                    logger.warning("%s failed (%s); trying %s", slot.name, type(exc).__name__,
+                                   self.slots[index + 1].name)
+        raise self.final_error()
+
+    async def _run_on(self, index: int, slot: BackendSlot, op: Operation[T], limit: float) -> T:
+        request = self._request_for(index, slot)
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(is_retryable),
+            wait=lambda state: self._wait(slot, state),
+            stop=lambda state: self._should_stop(index, slot, state),
+            before_sleep=lambda state: self._log_retry(slot, state),
+            reraise=True,
+        )
+        result: T = await retrying(self._attempt, slot, request, op, limit)
+        return result
+
+    def _request_for(self, index: int, slot: BackendSlot) -> LLMRequest:
+        """The request for one backend: a model override the first backend was asked for goes to a fallback only
+        when that backend lists the model; otherwise the fallback uses its own configured model. The caller's
+        request is never changed."""
+        override = self.request.extra_params.get("model_name_override") if self.request.extra_params else None
+        if index == 0 or not override:
+            return self.request
+        try:
+            served = override in slot.backend.get_available_models()
+        except Exception:  # a listing that fails means "unknown", which means "not served"
+            served = False
+        if served:
+            return self.request
+        model = slot.backend.config.model_name
+        logger.info("%s does not list model %r; using its configured model %r", slot.name, override, model)
+        extra = {**self.request.extra_params, "model_name_override": model}
+        return dataclasses.replace(self.request, extra_params=extra)
+
+    async def _attempt(self, slot: BackendSlot, request: LLMRequest, op: Operation[T], limit: float) -> T:
+        model = model_of(slot.backend, request)
+        ticket = slot.breaker.admit()
+        if ticket is None:
+            wait = slot.breaker.retry_in()
+            self.attempts.append(Attempt(slot.name, model, "skipped: circuit open", 0.0))
+            raise LLMCircuitOpenError(f"circuit open after repeated failures; retry in {wait:.1f}s",
+                                      backend=slot.name, model=model, retry_after=wait)
+        bound = min(limit, self.deadline.remaining())
+        slot.requests += 1
+        self.sent += 1
+        start = time.monotonic()
+        try:
+            async with asyncio.timeout(bound):
+                result = await op(slot, request)
+        except asyncio.CancelledError:
+            slot.breaker.release(ticket)
+            self._trail(slot, model, "cancelled", start)
+            raise
+        except TimeoutError as exc:  # our bound expired (an SDK's own timeout arrives as LLMTimeoutError)
+            error = self._timeout_error(slot, model, bound, limit)
+            self._failed(slot, ticket, model, start, error)
+            raise error from exc
+        except Exception as exc:
+            self._failed(slot, ticket, model, start, exc)
+            raise
+        elapsed = time.monotonic() - start
+        slot.succeeded(ticket, elapsed if self.timed else None)
+        self._trail(slot, model, "ok", start)
+        return result
+
+    def _timeout_error(self, slot: BackendSlot, model: str, bound: float, limit: float) -> LLMBackendError:
+        by_deadline = bound < limit
+        self.deadline_hit = self.deadline_hit or by_deadline
+        why = "the call's deadline" if by_deadline else "the attempt timeout"
+        return LLMTimeoutError(f"no answer within {bound:.2f}s ({why})", backend=slot.name, model=model,
+                               retryable=not by_deadline)
+
+    def _failed(self, slot: BackendSlot, ticket: Any, model: str, start: float, exc: Exception) -> None:
+        slot.failed(ticket, exc)
+        self.last_failure[slot.name] = exc
+        self._trail(slot, model, type(exc).__name__, start, getattr(exc, "status_code", None))
+
+    def _trail(self, slot: BackendSlot, model: str, outcome: str, start: float, status: int | None = None) -> None:
+        self.attempts.append(Attempt(slot.name, model, outcome, time.monotonic() - start, status))
+
+    # -- tenacity hooks ---------------------------------------------------------------------------------------------
+
+    def _wait(self, slot: BackendSlot, state: RetryCallState) -> float:
+        base = self.policy.retry_delay if self.policy.retry_delay is not None else slot.backend.config.retry_delay
+        exc = state.outcome.exception() if state.outcome is not None else None
+        return retry_wait(exc, state.attempt_number, base, self.policy.backoff_max, self.policy.jitter)
+
+    def _should_stop(self, index: int, slot: BackendSlot, state: RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        reason = self._stop_reason(index, slot, exc, state.attempt_number, state.upcoming_sleep)
+        if reason is not None:
+            logger.debug("%s: not retrying (%s)", slot.name, reason)
+        return reason is not None
+
+    def _stop_reason(self, index: int, slot: BackendSlot, exc: BaseException | None, number: int,
+                     sleep: float) -> str | None:
+        attempts = self.policy.retry_attempts or slot.backend.config.retry_attempts
+        retry_after = getattr(exc, "retry_after", None)
+        if number >= attempts:
+            return "attempts exhausted"
+        if retry_after is not None and retry_after > self.policy.retry_after_max:
+            return f"Retry-After {retry_after:g}s is above the {self.policy.retry_after_max:g}s cap"
+        if isinstance(exc, LLMRateLimitError) and any(s.breaker.would_admit() for s in self.slots[index + 1:]):
+            return "rate limited while another backend can serve"
+        if not slot.breaker.would_admit():
+            return "circuit opened"
+        if self.deadline.remaining() < sleep + self.min_time:
+            self.deadline_hit = True
+            return "the deadline would pass before the next attempt"
+        return None
+
+    def _log_retry(self, slot: BackendSlot, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        logger.info("%s attempt %d failed (%s, status %s); retrying in %.2fs", slot.name, state.attempt_number,
+                    type(exc).__name__, getattr(exc, "status_code", None), state.upcoming_sleep)
+
+    # -- the outcome ------------------------------------------------------------------------------------------------
+
+    def finish(self, response: LLMResponse, slot: BackendSlot) -> LLMResponse:
+        """Name the backend that served and attach the attempt trail."""
+        response.backend_type = slot.name
+        if response.metadata is None:
+            response.metadata = {}
+        response.metadata["attempts"] = [attempt.as_dict() for attempt in self.attempts]
+        return response
+
+    def final_error(self) -> BaseException:
+        """The error a failed call raises (see `run`)."""
+        real = [(name, exc) for name, exc in self.errors if not isinstance(exc, LLMCircuitOpenError)]
+        skipped = [exc for _, exc in self.errors if isinstance(exc, LLMCircuitOpenError)]
+        if self.deadline_hit or not self.errors:
+            return self._deadline_error()
+        if not real:
+            return skipped[0] if len(skipped) == 1 else _all_open_error(skipped)
+        if len(real) == 1:
+            error = real[0][1]
+            for skip in skipped:
+                error.add_note(f"{skip.backend} was skipped: {skip.message}")
+            return error
+        summary = "; ".join(f"{name}: {type(exc).__name__}" for name, exc in self.errors)
+        return LLMAllBackendsFailedError(f"all {len(self.errors)} backends failed ({summary})",
+                                         [_as_llm_error(name, exc) for name, exc in self.errors])
+
+    def _deadline_error(self) -> LLMDeadlineExceededError:
+        last = self.errors[-1][1] if self.errors else None
+        trail = ", ".join(f"{a.backend} {a.outcome}" for a in self.attempts) or "none"
+        error = LLMDeadlineExceededError(
+            f"deadline of {self.deadline.budget:g}s reached after {self.sent} attempt(s): {trail}",
+            errors=[exc for _, exc in self.errors],
+            attempts=[attempt.as_dict() for attempt in self.attempts],
+            backend=self.errors[-1][0] if self.errors else None,
+            retry_after=getattr(last, "retry_after", None),
+        )
+        error.__cause__ = last
+        return error
+
+    # -- streams ----------------------------------------------------------------------------------------------------
+
+    async def stream(self, first_chunk: Callable[[BackendSlot], float]) -> AsyncGenerator[StreamEvent, None]:
+        """Open a stream with retry and failover, then relay it; after the first event, failures are final."""
+        self.timed = False
+        opened, slot = await self.run(open_stream_op, first_chunk)
+        parts: list[str] = []
+        event = opened.first
+        try:
+            while not isinstance(event, ResponseDone):
+                if isinstance(event, TextDelta):
+                    parts.append(event.text)
+                yield event
+                event = await self._next_event(opened, slot, parts)
+            slot.sample_latency(time.monotonic() - opened.started)
+            yield ResponseDone(self.finish(event.response, slot))
+        finally:
+            await opened.close()
+
+    async def _next_event(self, opened: OpenedStream, slot: BackendSlot, parts: list[str]) -> StreamEvent:
+        bound = min(self.policy.idle_timeout, self.deadline.remaining())
+        model = model_of(slot.backend, self.request)
+        try:
+            async with asyncio.timeout(bound):
+                event = await anext(opened.events, None)
+        except TimeoutError as exc:
+            why = "the call's deadline passed" if bound < self.policy.idle_timeout else f"no event for {bound:g}s"
+            error = LLMStreamError(f"stream stalled: {why}", partial_content="".join(parts), backend=slot.name,
+                                   model=model)
+            self._stream_failed(slot, model, opened, error)
+            raise error from exc
+        except LLMStreamError as exc:
+            exc.backend = exc.backend or slot.name
+            self._stream_failed(slot, model, opened, exc)
+            raise
+        except Exception as exc:  # a custom backend's own failure, after the stream began
+            error = LLMStreamError(f"stream failed after it began: {type(exc).__name__}: {exc}",
+                                   partial_content="".join(parts), backend=slot.name, model=model)
+            self._stream_failed(slot, model, opened, error)
+            raise error from exc
+        if event is None:
+            error = LLMStreamError("stream ended without its final event", partial_content="".join(parts),
+                                   backend=slot.name, model=model)
+            self._stream_failed(slot, model, opened, error)
+            raise error
+        return event
+
+    def _stream_failed(self, slot: BackendSlot, model: str, opened: OpenedStream, error: LLMStreamError) -> None:
+        slot.failed(None, error)
+        self._trail(slot, model, f"{type(error).__name__} after the first event", opened.started,
+                    error.status_code)
+
+
+def _as_llm_error(name: str, exc: BaseException) -> LLMError:
+    if isinstance(exc, LLMError):
+        return exc
+    wrapped = LLMBackendError(f"{type(exc).__name__}: {exc}", backend=name)
+    wrapped.__cause__ = exc
+    return wrapped
+
+
+def _all_open_error(skipped: Sequence[LLMCircuitOpenError]) -> LLMCircuitOpenError:
+    wait = min(exc.retry_after or 0.0 for exc in skipped)
+    names = ", ".join(str(exc.backend) for exc in skipped)
+    return LLMCircuitOpenError(f"every backend's circuit is open ({names}); retry in {wait:.1f}s", retry_after=wait)

@@ -1,0 +1,174 @@
+"""What the manager knows about each registered backend: its circuit breaker, its latency window, its probe results,
+and the `BackendHealth` snapshot built from them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from llm._resilience import CircuitBreaker, ManagerPolicy, Ticket, breaker_verdict
+from llm.base import LLMBackend
+
+__all__ = ["LATENCY_WINDOW", "BackendHealth", "BackendSlot", "describe_error", "maybe_await", "quiet_cleanup"]
+
+#: How many recent successful calls `avg_response_time` averages over.
+LATENCY_WINDOW = 50
+
+logger = logging.getLogger("llm.manager")
+
+
+@dataclass
+class BackendHealth:
+    """A snapshot of one backend's health. The first five fields are the ScoutAgent contract's.
+
+    Attributes:
+        backend_type: the backend's name.
+        is_healthy: breaker closed and the last health probe (if any) succeeded.
+        last_check: wall-clock time (epoch seconds) of the last call or probe.
+        error_count: failed attempts since registration (client errors included).
+        avg_response_time: mean response time of the last `LATENCY_WINDOW` successful calls, in seconds.
+        breaker_state: "closed", "open" (cooling down) or "half_open" (a probe may go, or is in flight).
+        consecutive_failures: counted failures in a row (server errors, timeouts, connection errors, 429).
+        last_error: the last failure as text (error class and message), with the backend's key masked.
+        last_probe_ok: result of the last `health_check()`; None before the first.
+        last_probe_latency: how long the last `health_check()` took, in seconds.
+        open_until: wall-clock time at which an open breaker lets a probe through; None when closed.
+        times_opened: how often the breaker opened.
+        requests: attempts sent to the backend.
+    """
+
+    backend_type: str
+    is_healthy: bool
+    last_check: float
+    error_count: int
+    avg_response_time: float
+    breaker_state: str = "closed"
+    consecutive_failures: int = 0
+    last_error: str | None = None
+    last_probe_ok: bool | None = None
+    last_probe_latency: float | None = None
+    open_until: float | None = None
+    times_opened: int = 0
+    requests: int = 0
+
+
+async def maybe_await(value: Any) -> Any:
+    """`value`, awaited when it is awaitable: backends may implement `initialize` etc. sync or async."""
+    return await value if inspect.isawaitable(value) else value
+
+
+async def quiet_cleanup(backend: LLMBackend) -> None:
+    """`backend.cleanup()`, with a failure logged instead of raised (the contract's cleanup semantics)."""
+    try:
+        await maybe_await(backend.cleanup())
+    except Exception as exc:
+        logger.warning("cleanup of %s failed: %s", backend.name, describe_error(exc, backend.config.secret()))
+
+
+def describe_error(exc: BaseException, secret: str | None = None) -> str:
+    """`ClassName: message`, with `secret` (the backend's key) masked should a vendor have echoed it."""
+    text = f"{type(exc).__name__}: {exc}"
+    return text.replace(secret, "***") if secret else text
+
+
+class BackendSlot:
+    """One registered backend and the manager's state about it."""
+
+    def __init__(self, name: str, backend: LLMBackend, policy: ManagerPolicy) -> None:
+        self.name = name
+        self.backend = backend
+        self.breaker = CircuitBreaker(policy.breaker_threshold, policy.breaker_cooldown, policy.breaker_cooldown_max)
+        self.quota_cooldown = policy.quota_cooldown
+        self.max_concurrency = policy.max_concurrency
+        self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self.error_count = 0
+        self.requests = 0
+        self.last_error: str | None = None
+        self.last_check = time.time()
+        self.last_probe_ok: bool | None = None
+        self.last_probe_latency: float | None = None
+        self.probing = False
+        self._semaphore: asyncio.Semaphore | None = None
+        self._semaphore_loop: asyncio.AbstractEventLoop | None = None
+
+    def limit(self) -> asyncio.Semaphore | None:
+        """The per-backend concurrency limit of the running loop, or None when unlimited."""
+        if self.max_concurrency is None:
+            return None
+        loop = asyncio.get_running_loop()
+        if self._semaphore is None or self._semaphore_loop is not loop:
+            self._semaphore, self._semaphore_loop = asyncio.Semaphore(self.max_concurrency), loop
+        return self._semaphore
+
+    # -- outcomes of real traffic ---------------------------------------------------------------------------------
+
+    def succeeded(self, ticket: Ticket, elapsed: float | None) -> None:
+        self.breaker.record_success(ticket)
+        if elapsed is not None:
+            self.latencies.append(elapsed)
+        self.last_check = time.time()
+
+    def sample_latency(self, elapsed: float) -> None:
+        self.latencies.append(elapsed)
+
+    def failed(self, ticket: Ticket | None, exc: BaseException) -> None:
+        self.error_count += 1
+        self.last_error = describe_error(exc, self.backend.config.secret())
+        self.last_check = time.time()
+        verdict = breaker_verdict(exc)
+        if verdict == "quota":
+            retry_after = getattr(exc, "retry_after", None)
+            self.breaker.trip(ticket, max(retry_after or 0.0, self.quota_cooldown))
+        elif verdict == "counted":
+            self.breaker.record_failure(ticket)
+        elif ticket is not None:
+            self.breaker.release(ticket)
+
+    # -- active probes --------------------------------------------------------------------------------------------
+
+    async def probe(self, timeout: float) -> bool | None:
+        """Run `backend.health_check()` (a models listing, never a billed call), bounded by `timeout`.
+
+        Returns the result, or None when a probe of this backend is already running (probes never overlap).
+        """
+        if self.probing:
+            return None
+        self.probing = True
+        start = time.monotonic()
+        try:
+            async with asyncio.timeout(timeout):
+                ok = bool(await maybe_await(self.backend.health_check()))
+        except Exception as exc:  # a probe reports; it does not raise (CancelledError still propagates)
+            logger.debug("health check of %s failed: %s", self.name, type(exc).__name__)
+            ok = False
+        finally:
+            self.probing = False
+        self.last_probe_ok, self.last_probe_latency = ok, time.monotonic() - start
+        self.last_check = time.time()
+        return ok
+
+    def snapshot(self) -> BackendHealth:
+        breaker = self.breaker
+        state = breaker.state
+        open_until = None if state == "closed" else time.time() + breaker.retry_in()
+        return BackendHealth(
+            backend_type=self.name,
+            is_healthy=state == "closed" and self.last_probe_ok is not False,
+            last_check=self.last_check,
+            error_count=self.error_count,
+            avg_response_time=sum(self.latencies) / len(self.latencies) if self.latencies else 0.0,
+            breaker_state=state,
+            consecutive_failures=breaker.consecutive_failures,
+            last_error=self.last_error,
+            last_probe_ok=self.last_probe_ok,
+            last_probe_latency=self.last_probe_latency,
+            open_until=open_until,
+            times_opened=breaker.times_opened,
+            requests=self.requests,
+        )

@@ -1,0 +1,385 @@
+"""The LLM manager: routes each request to a registered backend, retries, fails over and watches health.
+
+    async with LLMManager() as manager:
+        await manager.register_backend(OpenAIBackend(config))
+        response = await manager.generate(LLMRequest(messages=[{"role": "user", "content": "Hi"}]))
+        async for text in manager.stream_generate(request):
+            ...
+
+What a call promises (every number is a `ManagerPolicy` setting, passed as keyword arguments to `LLMManager`):
+
+* One retry owner: the SDKs' own retries are off and the manager retries with tenacity -- only retryable errors
+  (408, 409, 429 except quota, 5xx, 529, connection, timeout), up to `retry_attempts` per backend, exponential backoff
+  with jitter, a vendor's Retry-After honoured up to a cap. Never 400/401/403/404/422, never `CancelledError`.
+* Failover along a chain -- the requested or default backend first, then the others (`SCOUT_LLM_FALLBACK_ORDER`
+  first) -- each backend at most once per call; a 429 or an open breaker moves on at once when another backend can
+  serve; invalid requests never fail over. One backend tried: its own error. Several: `LLMAllBackendsFailedError`.
+* One deadline per call (`SCOUT_LLM_TIMEOUT`) across retries and failover -> `LLMDeadlineExceededError`, an
+  `LLMTimeoutError`; no attempt or backoff sleep starts that could not finish in time.
+* Streams: retry and failover only before the first event; after it, a failure is an `LLMStreamError` carrying the
+  partial text, and nothing is re-sent. Closing the stream (break, `aclose()`, cancellation) closes the HTTP stream.
+* A circuit breaker per backend, fed by real traffic; background `health_check()` probes (a models listing, never a
+  billed call) that never overlap. An open backend is skipped; when all are open the call fails at once with an
+  `LLMCircuitOpenError` whose `retry_after` says when to try again.
+
+The manager binds nothing to an event loop at construction. Its background task lives in the loop that first uses it;
+when that loop shuts down (the end of `asyncio.run`), the SDK clients bound to it are closed, and the next use in a new
+loop rebuilds them -- so the global `get_llm_manager()` keeps working across successive `asyncio.run()` calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator
+from enum import Enum
+from types import TracebackType
+from typing import Any
+
+from llm._bootstrap import register_configured_backends
+from llm._call import Call, generate_op
+from llm._health import BackendHealth, BackendSlot, describe_error, maybe_await, quiet_cleanup
+from llm._resilience import Deadline, LLMCircuitOpenError, LLMDeadlineExceededError, ManagerPolicy
+from llm.base import LLMBackend, LLMBackendType, LLMRequest, LLMResponse, StreamEvent, TextDelta, validate_request
+from llm.config import ScoutConfig, get_config
+from llm.errors import LLMError
+
+__all__ = [
+    "BackendHealth",
+    "LLMCircuitOpenError",
+    "LLMDeadlineExceededError",
+    "LLMManager",
+    "ManagerPolicy",
+    "get_llm_manager",
+    "initialize_llm_backends",
+    "reset_llm_manager",
+]
+
+logger = logging.getLogger("llm.manager")
+
+
+def backend_name(value: str | LLMBackendType) -> str:
+    """The registry key of a backend name or `LLMBackendType` (lowercase value)."""
+    return str(value.value if isinstance(value, Enum) else value).strip().lower()
+
+
+class LLMManager:
+    """Routes requests to registered backends with retries, failover, deadlines and health tracking.
+
+    Args:
+        config: the settings to read defaults from (`SCOUT_LLM_TIMEOUT`, `SCOUT_LLM_FALLBACK_ORDER`); read lazily
+            from `get_config()` when None. Construction has no side effect.
+        **policy_overrides: fields of `ManagerPolicy` (e.g. `timeout=5, breaker_threshold=3`).
+    """
+
+    def __init__(self, config: ScoutConfig | None = None, **policy_overrides: Any) -> None:
+        self._config = config
+        self.policy = ManagerPolicy(**policy_overrides)
+        self._slots: dict[str, BackendSlot] = {}
+        self._default: str | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_lock: asyncio.Lock | None = None
+        self._init_lock: asyncio.Lock | None = None
+        self._monitor: asyncio.Task[None] | None = None
+        self._rebind_needed = False
+        self._released = False
+        self._closing = False
+
+    def __repr__(self) -> str:
+        return f"LLMManager(backends={list(self._slots)}, default={self._default!r})"
+
+    async def __aenter__(self) -> LLMManager:
+        await self._ensure_loop()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.cleanup()
+
+    @property
+    def config(self) -> ScoutConfig:
+        """The settings in use (the global `get_config()` unless one was given)."""
+        return self._config if self._config is not None else get_config()
+
+    @property
+    def backends(self) -> dict[str, LLMBackend]:
+        """Registered backends by name, in registration order (a new dict on each access)."""
+        return {name: slot.backend for name, slot in self._slots.items()}
+
+    @property
+    def health_status(self) -> dict[str, BackendHealth]:
+        """Same as `get_all_health_status()`."""
+        return self.get_all_health_status()
+
+    # -- registration -----------------------------------------------------------------------------------------------
+
+    async def register_backend(self, backend: LLMBackend, is_default: bool = False) -> bool:
+        """Initialize a backend and register it under `backend.config.backend_type.value`.
+
+        `initialize()` may return a bool or an awaitable of one. Returns False, registering nothing, when it returns
+        False or raises. Registering a name again replaces (and cleans up) the previous backend. The first backend
+        registered becomes the default, as does one registered with `is_default=True`.
+        """
+        await self._ensure_loop()
+        name = backend_name(backend.config.backend_type)
+        try:
+            ready = await maybe_await(backend.initialize())
+        except Exception as exc:
+            logger.error("Could not register %s: %s", name, describe_error(exc, backend.config.secret()))
+            return False
+        if not ready:
+            logger.error("Could not register %s: initialize() returned False", name)
+            return False
+        previous = self._slots.get(name)
+        self._slots[name] = BackendSlot(name, backend, self.policy)
+        if previous is not None and previous.backend is not backend:
+            await quiet_cleanup(previous.backend)
+        if is_default or self._default is None:
+            self._default = name
+        logger.info("Registered %s backend (model %s)%s", name, backend.config.model_name,
+                    " as default" if self._default == name else "")
+        return True
+
+    async def unregister_backend(self, backend_type: str | LLMBackendType) -> bool:
+        """Clean up and remove a backend; False when it is not registered. A removed default passes to the next."""
+        name = backend_name(backend_type)
+        slot = self._slots.pop(name, None)
+        if slot is None:
+            return False
+        if self._default == name:
+            self._default = next(iter(self._slots), None)
+        await quiet_cleanup(slot.backend)
+        if not self._slots:
+            await self._stop_monitor()
+        return True
+
+    def set_default_backend(self, backend_type: str | LLMBackendType) -> bool:
+        """Make a registered backend the default; False (and an error log) when it is not registered."""
+        name = backend_name(backend_type)
+        if name not in self._slots:
+            logger.error("Cannot make %s the default: it is not registered", name)
+            return False
+        self._default = name
+        return True
+
+    def get_default_backend(self) -> str | None:
+        return self._default
+
+    def get_available_backends(self) -> list[str]:
+        """Registered backend names, in registration order."""
+        return list(self._slots)
+
+    # -- calls ------------------------------------------------------------------------------------------------------
+
+    async def generate(
+        self, request: LLMRequest, backend_type: str | LLMBackendType | None = None, *, fallback: bool = True
+    ) -> LLMResponse:
+        """Answer a request; `backend_type` goes first in the chain, `fallback=False` uses it alone.
+
+        `response.backend_type` names the backend that served; `response.metadata["attempts"]` lists every attempt.
+
+        Raises:
+            LLMError: "No LLM backends available" / "Backend not available: <name>" (no request sent);
+            LLMValidationError: an invalid request (no request sent); the serving backend's own error when only one
+            was tried; LLMAllBackendsFailedError; LLMCircuitOpenError; LLMDeadlineExceededError.
+        """
+        call = await self._new_call(request, backend_type, fallback)
+        response, slot = await call.run(generate_op, self._attempt_limit)
+        return call.finish(response, slot)
+
+    async def stream(
+        self, request: LLMRequest, backend_type: str | LLMBackendType | None = None, *, fallback: bool = True
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """The typed event stream: `TextDelta` / `ToolCallDelta` events, then one `ResponseDone` with the whole
+        answer (usage, tool calls, finish reason, `metadata["attempts"]`). Raises as `generate` does, before the
+        first event; after it, `LLMStreamError` with the partial text."""
+        call = await self._new_call(request, backend_type, fallback)
+        events = call.stream(self._first_chunk_limit)
+        try:
+            async for event in events:
+                yield event
+        finally:
+            await events.aclose()
+
+    async def stream_generate(
+        self, request: LLMRequest, backend_type: str | LLMBackendType | None = None, *, fallback: bool = True
+    ) -> AsyncGenerator[str, None]:
+        """The answer's text as it arrives (the ScoutAgent shape); see `stream` for the guarantees."""
+        events = self.stream(request, backend_type, fallback=fallback)
+        try:
+            async for event in events:
+                if isinstance(event, TextDelta) and event.text:
+                    yield event.text
+        finally:
+            await events.aclose()
+
+    async def _new_call(self, request: LLMRequest, backend_type: str | LLMBackendType | None, fallback: bool) -> Call:
+        await self._ensure_loop()
+        slots = [self._slots[name] for name in self._chain(backend_type, fallback)]
+        validate_request(request, getattr(slots[0].backend, "temperature_range", (0.0, 2.0)))
+        timeout = self.policy.timeout or self.config.llm.timeout
+        return Call(slots, request, self.policy, Deadline(timeout))
+
+    def _chain(self, backend_type: str | LLMBackendType | None, fallback: bool) -> list[str]:
+        if backend_type:
+            first = backend_name(backend_type)
+            if first not in self._slots:
+                raise LLMError(f"Backend not available: {first}")
+        elif self._default is None or self._default not in self._slots:
+            raise LLMError("No LLM backends available")
+        else:
+            first = self._default
+        if not fallback:
+            return [first]
+        order = self.policy.fallback_order
+        if order is None:
+            order = tuple(self.config.llm.fallback_order)
+        ranked = [name for name in order if name in self._slots] + [n for n in self._slots if n not in order]
+        return [first, *(name for name in ranked if name != first)]
+
+    def _attempt_limit(self, slot: BackendSlot) -> float:
+        return self.policy.attempt_timeout or float(slot.backend.config.timeout)
+
+    def _first_chunk_limit(self, slot: BackendSlot) -> float:
+        return self.policy.first_chunk_timeout or float(slot.backend.config.timeout)
+
+    # -- health -----------------------------------------------------------------------------------------------------
+
+    def get_backend_health(self, backend_type: str | LLMBackendType) -> BackendHealth | None:
+        """A snapshot of one backend's health, or None when it is not registered."""
+        slot = self._slots.get(backend_name(backend_type))
+        return slot.snapshot() if slot is not None else None
+
+    def get_all_health_status(self) -> dict[str, BackendHealth]:
+        """Snapshots (copies: changing them changes nothing) of every backend's health, by name."""
+        return {name: slot.snapshot() for name, slot in self._slots.items()}
+
+    def get_healthy_backends(self) -> list[str]:
+        """Backends whose breaker is closed and whose last probe (if any) succeeded."""
+        return [name for name, slot in self._slots.items() if slot.snapshot().is_healthy]
+
+    def get_llm_status(self) -> dict[str, Any]:
+        """`backends`, `healthy_backends`, `default_backend` and `health_status` (name -> `BackendHealth`)."""
+        return {
+            "backends": self.get_available_backends(),
+            "healthy_backends": self.get_healthy_backends(),
+            "default_backend": self._default,
+            "health_status": self.get_all_health_status(),
+        }
+
+    async def check_health(self) -> dict[str, bool | None]:
+        """Probe every backend now with its `health_check()`; None for a backend whose probe is already running."""
+        await self._ensure_loop()
+        return await self._probe_all()
+
+    async def _probe_all(self) -> dict[str, bool | None]:
+        slots = list(self._slots.values())
+        results = await asyncio.gather(*(slot.probe(self.policy.health_check_timeout) for slot in slots))
+        return {slot.name: result for slot, result in zip(slots, results, strict=True)}
+
+    # -- lifecycle --------------------------------------------------------------------------------------------------
+
+    async def cleanup(self) -> None:
+        """Stop the background task, clean up every backend (errors are logged) and forget them all."""
+        self._closing = True
+        try:
+            await self._stop_monitor()
+            slots, self._slots, self._default = list(self._slots.values()), {}, None
+            for slot in slots:
+                await quiet_cleanup(slot.backend)
+        finally:
+            self._closing = self._rebind_needed = self._released = False
+
+    async def _ensure_loop(self) -> None:
+        """Bind to the running loop; after a loop change, rebuild what was bound to the old one (defect 15)."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._rebind_needed = self._rebind_needed or self._loop is not None
+            self._loop, self._loop_lock, self._init_lock = loop, asyncio.Lock(), asyncio.Lock()
+        if self._rebind_needed:
+            assert self._loop_lock is not None
+            async with self._loop_lock:
+                if self._rebind_needed:
+                    await self._rebind_backends()
+        self._start_monitor()
+
+    async def _rebind_backends(self) -> None:
+        for slot in list(self._slots.values()):
+            if not self._released:  # the old loop ended without our task: close its clients as well as we can
+                await quiet_cleanup(slot.backend)
+            try:
+                await maybe_await(slot.backend.initialize())
+            except Exception as exc:
+                logger.warning("Could not re-initialize %s in the new event loop: %s", slot.name,
+                               describe_error(exc, slot.backend.config.secret()))
+        self._rebind_needed = self._released = False
+
+    def _start_monitor(self) -> None:
+        if self._closing or (self._monitor is not None and not self._monitor.done()):
+            return
+        self._monitor = asyncio.get_running_loop().create_task(self._watch(), name="llm-manager-health")
+
+    async def _watch(self) -> None:
+        """Background health probes, one round at a time. When the loop shuts down and cancels this task (the end
+        of `asyncio.run`), it closes the SDK clients bound to that loop so that none leaks."""
+        try:
+            while True:
+                interval = self.policy.health_check_interval
+                if not interval:
+                    await asyncio.get_running_loop().create_future()  # no probes: wait for cancellation
+                await asyncio.sleep(interval or 0)
+                try:
+                    await self._probe_all()
+                except Exception:  # never let a probe round end the monitor
+                    logger.exception("health check round failed")
+        except asyncio.CancelledError:
+            if not self._closing:
+                for slot in list(self._slots.values()):
+                    await quiet_cleanup(slot.backend)
+                self._released = self._rebind_needed = True
+            raise
+
+    async def _stop_monitor(self) -> None:
+        task, self._monitor = self._monitor, None
+        if task is None or task.done():
+            return
+        if task.get_loop() is asyncio.get_running_loop():
+            task.cancel()
+            await asyncio.wait({task})
+
+
+# -- the global manager -----------------------------------------------------------------------------------------------
+
+_manager: LLMManager | None = None
+
+
+def get_llm_manager() -> LLMManager:
+    """The process-wide manager, created on first use (without any side effect)."""
+    global _manager
+    if _manager is None:
+        _manager = LLMManager()
+    return _manager
+
+
+async def reset_llm_manager() -> None:
+    """Clean up and forget the global manager (for tests and scripts); the next `get_llm_manager()` makes a new one."""
+    global _manager
+    manager, _manager = _manager, None
+    if manager is not None:
+        await manager.cleanup()
+
+
+async def initialize_llm_backends(manager: LLMManager | None = None) -> None:
+    """Register every backend the settings configure on `manager` (default: the global one).
+
+    OpenAI, Claude, Gemini and DeepSeek when their key is set; Ollama when `SCOUT_OLLAMA_ENABLED` is true, or, when it
+    is unset, when `{SCOUT_OLLAMA_BASE_URL}/api/tags` answers within 2 s. The default is `SCOUT_LLM_DEFAULT_BACKEND`
+    when registered, else OpenAI, else the first of Claude, Gemini, DeepSeek, Ollama. No billed call is made. Safe to
+    call again and concurrently: backends already registered are left alone. Never raises for a backend's failure.
+    """
+    manager = manager if manager is not None else get_llm_manager()
+    await manager._ensure_loop()
+    assert manager._init_lock is not None
+    async with manager._init_lock:
+        await register_configured_backends(manager, manager.config)
