@@ -20,10 +20,15 @@ __all__ = ["best_category", "extract_json", "to_string_list"]
 
 _FENCE = re.compile(r"```[^\n`]*\n(.*?)```", re.DOTALL)
 _TRAILING_COMMA = re.compile(r",(\s*[}\]])")
-_OPENER = re.compile(r"[{\[]")
+# Where a JSON object or array can start: "{" before a key or "}", "[" before a value or "]".
+_OPENER = re.compile(r'\{(?=\s*["}])|\[(?=\s*[\]\["{\-0-9tfn])')
 _BULLET = re.compile(r"^\s*(?:[-*•+]+|\d+[.)])\s+")
 _DECODER = json.JSONDecoder()
 _MISSING = object()
+#: Work allowed for failed decode attempts while scanning prose: FACTOR x the text length + BASE characters.
+SCAN_BUDGET_FACTOR = 8
+SCAN_BUDGET_BASE = 200_000
+RECURSION_COST = 5_000
 
 
 def extract_json(text: str, expect: type[dict[str, Any]] | type[list[Any]] | None = None) -> Any:
@@ -58,17 +63,32 @@ def _json_candidates(text: str) -> list[Any]:
         return [whole]
     fenced = [_decode_whole(block.group(1).strip()) for block in _FENCE.finditer(text)]
     fenced = [value for value in fenced if value is not _MISSING]
-    if fenced:
-        return fenced
+    return fenced or _embedded_values(text)
+
+
+def _embedded_values(text: str) -> list[Any]:
+    """JSON objects and arrays found in prose, longest first.
+
+    Each `{` or `[` is tried with `raw_decode`; a success skips past the value. Failed attempts are charged the text
+    they scanned, and scanning stops when that passes a budget linear in the text, so that pathological replies
+    (thousands of unclosed brackets) cost milliseconds instead of seconds.
+    """
     embedded: list[tuple[int, Any]] = []
+    budget = SCAN_BUDGET_FACTOR * len(text) + SCAN_BUDGET_BASE
     position = 0
-    while (match := _OPENER.search(text, position)) is not None:
+    while budget > 0 and (match := _OPENER.search(text, position)) is not None:
+        start = match.start()
         try:
-            value, end = _DECODER.raw_decode(text, match.start())
-        except (ValueError, RecursionError):
-            position = match.start() + 1
+            value, end = _DECODER.raw_decode(text, start)
+        except json.JSONDecodeError as exc:
+            budget -= exc.pos - start + 1
+            position = start + 1
             continue
-        embedded.append((end - match.start(), value))
+        except RecursionError:
+            budget -= RECURSION_COST
+            position = start + 1
+            continue
+        embedded.append((end - start, value))
         position = end
     return [value for _, value in sorted(embedded, key=lambda item: -item[0])]
 
@@ -93,7 +113,8 @@ def to_string_list(value: Any, fallback_text: str = "") -> list[str]:
     """A list of non-empty strings out of whatever a model sent.
 
     A list gives its items (objects by their text field); an object gives its first list value (preferring keys such
-    as "insights"); a string gives itself; anything else gives the non-empty lines of `fallback_text`, bullets removed.
+    as "insights"); a string gives itself. When that yields nothing (or for anything else), the non-empty lines of
+    `fallback_text`, bullets removed.
     """
     if isinstance(value, Mapping):
         lists = [value[key] for key in _LIST_KEYS if isinstance(value.get(key), list)]
@@ -101,13 +122,11 @@ def to_string_list(value: Any, fallback_text: str = "") -> list[str]:
         value = lists[0] if lists else [item for item in value.values() if isinstance(item, str)]
     if isinstance(value, str):
         value = [value]
-    if isinstance(value, list):
-        items = [_item_text(item) for item in value]
-    else:
+    items = [_item_text(item) for item in value] if isinstance(value, list) else []
+    if not any(items):
         lines = (_BULLET.sub("", line).strip() for line in fallback_text.splitlines())
         items = [line for line in lines if not line.startswith("```")]
     return [item for item in items if item]
-
 
 
 def _normalise_label(text: str) -> str:

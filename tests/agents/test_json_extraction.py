@@ -88,6 +88,8 @@ def test_utils_reexports_the_same_helper() -> None:
         (None, "Insights:\n- first point\n* second point\n• third\n1. fourth\n2) fifth\n```\n\n", [
             "Insights:", "first point", "second point", "third", "fourth", "fifth"]),
         (42, "just prose", ["just prose"]),
+        ({"sales": 3}, "Sales are flat.\n- Push upsells", ["Sales are flat.", "Push upsells"]),
+        ([], "from the text", ["from the text"]),
     ],
 )
 def test_to_string_list_always_gives_strings(value: Any, fallback: str, expected: list[str]) -> None:
@@ -116,3 +118,17 @@ def test_best_category_is_not_order_dependent(reply: str, categories: list[str],
 def test_best_category_falls_back_to_the_first_category() -> None:
     assert best_category("something else entirely", ["alpha", "beta"]) == "alpha"
     assert best_category("", ["beta", "alpha"]) == "beta"
+
+
+@pytest.mark.parametrize("reply", ["[" * 20000, "{" * 20000, "[1," * 20000, '{"a": [1, {"b": ' * 5000,
+                                   "x [ y { z " * 10000, '{"k": ' * 20000])
+def test_pathological_replies_are_cheap(reply: str) -> None:
+    import time
+
+    started = time.perf_counter()
+    assert extract_json(reply) is None
+    assert time.perf_counter() - started < 1.0
+
+
+def test_json_after_long_prose_is_found() -> None:
+    assert extract_json("word " * 20000 + '{"ok": [1, {"n": 2}]} {stray') == {"ok": [1, {"n": 2}]}

@@ -227,3 +227,41 @@ async def test_llm_classify_picks_the_best_match(global_openai: FakeOpenAI) -> N
     assert "home, smart home, finance" in body["messages"][0]["content"]
     assert await llm_classify("anything", []) == "unknown"
     assert len(chat_requests(global_openai.requests)) == 1
+
+
+async def test_seed_readme_agent_snippets(global_openai: FakeOpenAI) -> None:
+    from agents.base import AgentInput, BaseAgent
+    from llm.utils import AgentPromptTemplates
+
+    # "Agent Integration" and "Text Analysis", as the seed README writes them.
+    class MyEnhancedAgent(BaseAgent, LLMAgentMixin):
+        async def plan(self, agent_input: Any) -> dict[str, Any]:
+            plan_prompt = f"Create a plan for: {agent_input.data}"
+            plan = await self.llm_generate(plan_prompt)
+            return {"plan": plan}
+
+        async def think(self, agent_input: Any, plan: Any) -> Any:
+            analysis = await self.llm_analyze_text(str(agent_input.data), analysis_type="strategic")
+            return analysis
+
+        async def act(self, agent_input: Any, plan: Any, thoughts: Any) -> Any:
+            action_prompt = f"Based on plan: {plan} and analysis: {thoughts}, what actions should be taken?"
+            actions = await self.llm_generate(action_prompt)
+            return {"actions": actions}
+
+    class AnalysisAgent(LLMAgentMixin):
+        async def analyze_sentiment(self, text: str) -> dict[str, Any]:
+            return await self.llm_analyze_text(text, analysis_type="sentiment")
+
+        async def extract_insights(self, data: Any) -> list[str]:
+            return await self.llm_extract_insights(data, insight_type="business")
+
+    output = await MyEnhancedAgent(name="my_agent").execute(AgentInput(data="launch a bakery", metadata={}))
+    assert output.success, output.error
+    assert output.result["actions"].startswith("echo: Based on plan:")
+    assert (await AnalysisAgent().analyze_sentiment("I love it"))["analysis_type"] == "sentiment"
+    assert await AnalysisAgent().extract_insights({"sales": 3}) != []
+    prompt = AgentPromptTemplates.market_analysis(pain_points=["Manual processes", "High costs"],
+                                                  market_context="SaaS industry")
+    response = await get_llm_manager().generate(LLMRequest(messages=prompt.to_messages()))
+    assert response.content.startswith("echo: Analyze the following pain points")
