@@ -106,7 +106,8 @@ _init_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] 
 
 
 async def shared_llm_manager() -> LLMManager:
-    """The global manager, with `initialize_llm_backends()` run once when it has no backends yet."""
+    """The global manager; while it has no backends, `initialize_llm_backends()` runs first, under a per-loop lock so
+    that concurrent first callers initialise it once."""
     from llm.manager import get_llm_manager, initialize_llm_backends
 
     manager = get_llm_manager()
