@@ -1,0 +1,74 @@
+"""Per-task backend routing: an agent sends each kind of task to the backend that suits it, and falls back to the
+others when that backend is not configured.
+
+Run: python examples/agent_backend_optimization_example.py     (exits non-zero if any step fails)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+from agents.base import AgentInput, BaseAgent
+from llm import get_llm_manager
+from llm.manager import initialize_llm_backends
+from llm.utils import LLMAgentMixin
+
+TASKS = {
+    "simple_query": ("gemini", "In one sentence: what is a market gap?"),
+    "code_generation": ("deepseek", "Write a Python one-liner that reverses a string."),
+    "creative_writing": ("claude", "Write a two-line slogan for an inventory app."),
+    "data_analysis": ("openai", "List two metrics that show product-market fit."),
+}
+
+
+class CodeOptimizedAgent(BaseAgent, LLMAgentMixin):
+    """Routes each task type to a preferred backend with `set_task_backend`."""
+
+    def __init__(self) -> None:
+        super().__init__(name="code_optimized_agent")
+        for task_type, (backend, _) in TASKS.items():
+            self.set_task_backend(task_type, backend)
+
+    async def plan(self, agent_input: AgentInput) -> dict[str, Any]:
+        return {"tasks": list(TASKS)}
+
+    async def think(self, agent_input: AgentInput, plan: dict[str, Any]) -> dict[str, Any]:
+        return {"routing": {task: self.get_optimal_backend(task) for task in plan["tasks"]}}
+
+    async def act(self, agent_input: AgentInput, plan: dict[str, Any], thoughts: dict[str, Any]) -> dict[str, Any]:
+        answers = {}
+        for task_type, (_, prompt) in TASKS.items():
+            answers[task_type] = await self.llm_generate(prompt, task_type=task_type, max_tokens=80)
+        return answers
+
+
+async def main() -> int:
+    await initialize_llm_backends()
+    manager = get_llm_manager()
+    available = manager.get_available_backends()
+    if not available:
+        print("No LLM backends available: set SCOUT_OPENAI_API_KEY (or another key) or start Ollama.",
+              file=sys.stderr)
+        return 3
+    agent = CodeOptimizedAgent()
+    agent._llm_manager = manager
+    try:
+        result = await agent.execute(AgentInput(data="route tasks", metadata={}))
+        if not result.success:
+            raise RuntimeError(result.error)
+        print(f"configured backends: {available}")
+        for task_type, backend in result.metadata["thoughts"]["routing"].items():
+            served = backend if backend in available else f"{backend} -> fallback"
+            print(f"{task_type:>16} -> {served}: {result.result[task_type].strip()[:70]}")
+    except Exception as exc:  # the example reports any failure and exits non-zero
+        print(f"FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await manager.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
