@@ -59,9 +59,10 @@ async def main() -> int:
         if not result.success:
             raise RuntimeError(result.error)
         print(f"configured backends: {available}")
-        for task_type, backend in result.metadata["thoughts"]["routing"].items():
-            served = backend if backend in available else f"{backend} -> fallback"
-            print(f"{task_type:>16} -> {served}: {result.result[task_type].strip()[:70]}")
+        for task_type, served in result.metadata["thoughts"]["routing"].items():
+            preferred = TASKS[task_type][0]
+            note = "" if served == preferred else f" ({preferred} not configured)"
+            print(f"{task_type:>16} -> {served}{note}: {result.result[task_type].strip()[:70]}")
     except Exception as exc:  # the example reports any failure and exits non-zero
         print(f"FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -16,9 +16,10 @@ Routing (which backend a call goes to), first match wins (ScoutAgent contract, s
 5. `preferred_backend`;
 6. nothing: the manager's default backend.
 
-Agents that set no `preferred_backend` get a name-based default (section 3.5: "writer" -> claude, ...). Such a
-default is a hint, not a demand: when the manager has no backend of that name the call goes to the manager's default
-instead of failing with "Backend not available".
+Agents that set no `preferred_backend` get a name-based default (section 3.5: "writer" -> claude, ...). Rules 2-5
+are preferences, not demands: when the manager has no backend of that name the call goes to the manager's default
+(and its failover chain) instead of failing with "Backend not available". Only an explicit `backend_type=` that
+names an unknown backend fails.
 """
 
 from __future__ import annotations
@@ -140,7 +141,6 @@ class LLMAgentMixin:
 
     _llm_manager: LLMManager | None = None
     _preferred_backend: str | None = None
-    _default_sourced: frozenset[str] = frozenset()  # "preferred" / "task:<type>" routes set by name defaults
 
     def __init__(self, preferred_backend: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -160,7 +160,6 @@ class LLMAgentMixin:
     @preferred_backend.setter
     def preferred_backend(self, value: Any) -> None:
         self._preferred_backend = backend_name(value)
-        self._default_sourced = self._default_sourced - {"preferred"}
 
     @property
     def task_backend_preferences(self) -> dict[str, str]:
@@ -172,7 +171,6 @@ class LLMAgentMixin:
     def task_backend_preferences(self, value: Mapping[str, Any]) -> None:
         normalised = {str(task): backend_name(backend) for task, backend in dict(value).items()}
         self.__dict__["_task_backend_preferences"] = {task: b for task, b in normalised.items() if b}
-        self._default_sourced = self._default_sourced & {"preferred"}
 
     def _setup_agent_llm_preferences(self, preferred_backend: str | None = None) -> None:
         """Apply the name-based defaults (contract 3.5) when no backend is preferred yet."""
@@ -186,7 +184,6 @@ class LLMAgentMixin:
                 break
         self.preferred_backend = backend
         self.task_backend_preferences = tasks
-        self._default_sourced = frozenset({"preferred", *(f"task:{task}" for task in tasks)})
 
     def set_preferred_backend(self, backend_type: Any) -> None:
         """Use this backend when no task preference or config route applies."""
@@ -199,7 +196,6 @@ class LLMAgentMixin:
             self.task_backend_preferences.pop(task_type, None)
         else:
             self.task_backend_preferences[task_type] = name
-        self._default_sourced = self._default_sourced - {f"task:{task_type}"}
 
     def _agent_key(self) -> str:
         """The key of this agent's `SCOUT_LLM_AGENT_<KEY>_*` routes: `gap_finder_agent` -> `gap_finder`."""
@@ -233,9 +229,11 @@ class LLMAgentMixin:
         """(backend, model) for a call; None means "the manager's default" (contract 3.4)."""
         backend, model, source = self._route(task_type, explicit_backend)
         manager = self._llm_manager
-        # A name-based default that names a backend this manager does not have: use the manager's default instead.
-        if backend and source in self._default_sourced and manager is not None:
-            backend = backend if backend in manager.get_available_backends() else None
+        # A preference naming a backend this manager does not have: use the manager's default (model included).
+        known = manager.get_available_backends() if manager is not None else None
+        if backend and source != "explicit" and known is not None and backend not in known:
+            self.llm_logger.debug("%s prefers %s (%s), not registered; using the default", self, backend, source)
+            return None, None
         return backend, model
 
     def get_optimal_backend(self, task_type: str | None = None) -> str | None:

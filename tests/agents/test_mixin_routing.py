@@ -320,18 +320,21 @@ async def test_get_optimal_backend_names_the_backend_llm_generate_uses(
     assert served == {name: int(name == expected) for name in served}
 
 
-async def test_a_name_default_for_a_missing_backend_yields_to_the_manager_default(
+async def test_a_preference_for_a_missing_backend_yields_to_the_manager_default(
     manager: LLMManager, openai_fake: FakeOpenAI
 ) -> None:
     writer = Agent("writer")  # name default: claude, which this manager does not have
     writer._llm_manager = manager
     assert writer.get_optimal_backend("creative_writing") == "openai"
     assert await writer.llm_generate("draft", task_type="creative_writing") == "echo: draft"
-    insisted = Agent("writer", preferred_backend="claude")  # a caller's own choice is not second-guessed
-    insisted._llm_manager = manager
-    with pytest.raises(LLMError, match="Backend not available: claude"):
-        await insisted.llm_generate("draft")
-    assert len(chat_requests(openai_fake.requests)) == 1
+    preferring = Agent("writer", preferred_backend="claude")  # a preference too, not a demand
+    preferring._llm_manager = manager
+    preferring.set_task_backend("code_generation", "deepseek")
+    assert await preferring.llm_generate("draft") == "echo: draft"
+    assert await preferring.llm_generate("code", task_type="code_generation") == "echo: code"
+    with pytest.raises(LLMError, match="Backend not available: claude"):  # only an explicit choice insists
+        await preferring.llm_generate("draft", backend_type="claude")
+    assert len(chat_requests(openai_fake.requests)) == 3
 
 
 async def test_get_llm_status_after_first_use(manager: LLMManager) -> None:
