@@ -7,6 +7,7 @@ last user message; scripted replies (recordings, faults) take precedence.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -25,6 +26,17 @@ ROLES = {"system", "developer", "user", "assistant", "tool"}
 def openai_error(status: int, message: str, type_: str, code: str | None = None, param: str | None = None,
                  headers: dict[str, str] | None = None) -> web.Response:
     return json_error(status, {"error": {"message": message, "type": type_, "param": param, "code": code}}, headers)
+
+
+def forced_tool(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The tool a request forces the model to call ("required": the first), or None."""
+    tools, choice = body.get("tools") or [], body.get("tool_choice")
+    if not tools or choice in (None, "auto", "none"):
+        return None
+    if isinstance(choice, dict):
+        wanted = choice.get("function", {}).get("name")
+        return next((tool for tool in tools if tool["function"]["name"] == wanted), None)
+    return dict(tools[0])
 
 
 def last_user_text(messages: list[dict[str, Any]]) -> str:
@@ -84,6 +96,9 @@ class FakeOpenAI(FakeServer):
         if error is not None:
             return error
         body = recorded.body
+        forced = forced_tool(body)
+        if forced is not None:
+            return await self.tool_call(request, body, forced)
         text = f"echo: {last_user_text(body['messages'])}"
         words = text.split(" ")
         usage = {"prompt_tokens": 7, "completion_tokens": len(words), "total_tokens": 7 + len(words)}
@@ -108,6 +123,30 @@ class FakeOpenAI(FakeServer):
             chunks.append({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage})
         frames = [*sse(chunks), "data: [DONE]\n\n"]
         return await self.stream(request, StreamReply(frames))
+
+    async def tool_call(self, request: web.Request, body: dict[str, Any], tool: dict[str, Any]) -> web.StreamResponse:
+        """A forced tool call (tool_choice "required" or a named function): arguments from the schema's required
+        properties, with placeholder values."""
+        function = tool["function"]
+        schema = function.get("parameters") or {}
+        placeholders = {"string": "example", "integer": 1, "number": 1.5, "boolean": True}
+        arguments = json.dumps({name: placeholders.get(spec.get("type"))
+                                for name, spec in (schema.get("properties") or {}).items()
+                                if name in (schema.get("required") or [])})
+        call = {"id": "call_fake_1", "type": "function", "function": {"name": function["name"], "arguments": arguments}}
+        usage = {"prompt_tokens": 20, "completion_tokens": 8, "total_tokens": 28}
+        base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": body["model"]}
+        if not body.get("stream"):
+            return web.json_response({**base, "object": "chat.completion", "usage": usage, "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": [call]},
+                 "finish_reason": "tool_calls"}]})
+        delta = {"tool_calls": [{"index": 0, **call}]}
+        chunks = [{**base, "object": "chat.completion.chunk",
+                   "choices": [{"index": 0, "delta": delta, "finish_reason": None}]},
+                  {**base, "object": "chat.completion.chunk",
+                   "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+                  {**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}]
+        return await self.stream(request, StreamReply([*sse(chunks), "data: [DONE]\n\n"]))
 
     async def models(self, request: web.Request, recorded: Recorded) -> web.StreamResponse:
         error = self._auth_error(recorded)
