@@ -1,0 +1,166 @@
+"""`initialize_llm_backends` (SCOUTAGENT.md 3.1, defect 9) and the global manager (defect 15).
+
+Registration makes no call at all to a cloud vendor; Ollama is registered only when its models listing answers within
+a short bound (or when enabled explicitly); the default follows `SCOUT_LLM_DEFAULT_BACKEND`, then OpenAI, then the
+first of Claude, Gemini, DeepSeek, Ollama. The global manager keeps working across successive `asyncio.run()` calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+import llm.config
+import llm.manager
+from llm._bootstrap import OLLAMA_PROBE_TIMEOUT, register_configured_backends
+from llm.config import APIConfig, LLMSettings, ScoutConfig
+from llm.manager import LLMManager, get_llm_manager, initialize_llm_backends, reset_llm_manager
+from tests.fakes.openai_fake import FakeOpenAI
+from tests.fakes.server import FakeServer, Hang
+from tests.manager.helpers import VENDOR, fake_for, request
+
+
+def settings(servers: dict[str, FakeServer], **llm_settings: Any) -> ScoutConfig:
+    """Settings pointing each named backend at its fake (keys only for those given)."""
+    api: dict[str, Any] = {}
+    for name, prefix in (("openai", "openai"), ("claude", "anthropic"), ("gemini", "gemini"),
+                         ("deepseek", "deepseek")):
+        if name in servers:
+            server = servers[name]
+            api[f"{prefix}_api_key"] = VENDOR["openai" if name == "deepseek" else name].api_key
+            api[f"{prefix}_base_url"] = server.url + "/v1" if name in ("openai", "deepseek") else server.url
+    if "ollama" in servers:
+        api["ollama_base_url"] = servers["ollama"].url
+    return ScoutConfig(api=APIConfig(**api), llm=LLMSettings(**{"ollama_enabled": False, "timeout": 5,
+                                                                  **llm_settings}))
+
+
+def closed_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+async def test_registers_each_configured_backend_without_any_call(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="llm.manager")
+    async with fake_for("openai") as openai, fake_for("claude") as claude, fake_for("deepseek") as deepseek:
+        config = settings({"openai": openai, "claude": claude, "deepseek": deepseek}, retry_attempts=2,
+                          retry_delay=0.5, anthropic_model="claude-haiku-4-5")
+        async with LLMManager(config=config) as manager:
+            await initialize_llm_backends(manager)
+            names, default = manager.get_available_backends(), manager.get_default_backend()
+            claude_config = manager.backends["claude"].config
+            assert [len(s.requests) for s in (openai, claude, deepseek)] == [0, 0, 0]  # not even a models listing
+            assert (await manager.generate(request(), "claude")).backend_type == "claude"
+    assert names == ["openai", "claude", "deepseek"] and default == "openai"
+    assert (claude_config.model_name, claude_config.timeout) == ("claude-haiku-4-5", 5)
+    assert (claude_config.retry_attempts, claude_config.retry_delay) == (2, 0.5)
+    assert claude_config.base_url == claude.url and claude_config.secret() == VENDOR["claude"].api_key
+    assert caplog.text.count("Registered") == 3
+    assert "LLM backends: openai, claude, deepseek (default: openai)" in caplog.text
+
+
+@pytest.mark.parametrize(("wanted", "configured", "expected"), [
+    ("claude", ("openai", "claude"), "claude"),
+    ("gemini", ("openai", "claude"), "openai"),  # not registered: ignored
+    (None, ("deepseek", "claude"), "claude"),
+    (None, ("deepseek", "ollama"), "deepseek"),
+])
+async def test_default_backend_rule(wanted: str | None, configured: tuple[str, ...], expected: str) -> None:
+    servers = {name: fake_for(name) for name in configured}
+    for server in servers.values():
+        await server.start()
+    try:
+        config = settings(servers, default_backend=wanted, ollama_enabled="ollama" in servers or None)
+        async with LLMManager(config=config) as manager:
+            await initialize_llm_backends(manager)
+            assert manager.get_default_backend() == expected
+    finally:
+        for server in servers.values():
+            await server.stop()
+
+
+async def test_safe_to_call_twice_and_concurrently() -> None:
+    async with fake_for("openai") as openai, fake_for("deepseek") as deepseek, LLMManager(
+            config=settings({"openai": openai, "deepseek": deepseek})) as manager:
+        await asyncio.gather(initialize_llm_backends(manager), initialize_llm_backends(manager))
+        first = manager.backends
+        await initialize_llm_backends(manager)
+        assert manager.backends == first and all(manager.backends[n] is first[n] for n in first)
+        assert manager.get_available_backends() == ["openai", "deepseek"]
+
+
+async def test_ollama_registered_only_when_its_listing_answers() -> None:
+    async with fake_for("ollama") as ollama:
+        for enabled, url, registered, probes in ((None, ollama.url, True, 1), (False, ollama.url, False, 0),
+                                                 (True, closed_url(), True, 0), (None, closed_url(), False, 0)):
+            config = settings({}, ollama_enabled=enabled, ollama_model="qwen3:0.6b")
+            config.api.ollama_base_url = url
+            before = len(ollama.requests)
+            start = time.monotonic()
+            async with LLMManager(config=config) as manager:
+                await initialize_llm_backends(manager)
+                assert (manager.get_available_backends() == ["ollama"]) is registered, (enabled, url)
+                if registered:
+                    assert manager.backends["ollama"].config.model_name == "qwen3:0.6b"
+            assert time.monotonic() - start < 0.5
+            assert len(ollama.requests) - before == probes and ollama.count("/api/chat") == 0
+            assert all(r.path == "/api/tags" for r in ollama.requests)
+
+
+async def test_ollama_probe_is_bounded() -> None:
+    assert OLLAMA_PROBE_TIMEOUT <= 2
+    async with fake_for("ollama") as ollama:
+        ollama.enqueue(Hang())
+        config = settings({"ollama": ollama}, ollama_enabled=None)
+        async with LLMManager(config=config) as manager:
+            start = time.monotonic()
+            assert await register_configured_backends(manager, config, probe_timeout=0.2) == []
+            assert 0.2 <= time.monotonic() - start < 0.4 and manager.get_available_backends() == []
+
+
+@contextmanager
+def threaded(server: FakeServer) -> Iterator[FakeServer]:
+    """Run a fake server on its own thread's event loop, for tests that run `asyncio.run()` themselves."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(server.start(), loop).result(5)
+    try:
+        yield server
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+
+
+def test_global_manager_survives_successive_asyncio_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defect 15: SDK clients and the background task bound to a closed loop are released when that loop ends and
+    rebuilt in the next one; concurrent first callers register once. Unclosed resources would fail the test."""
+    with threaded(FakeOpenAI()) as server:
+        monkeypatch.setattr(llm.config, "_config", settings({"openai": server}))
+        monkeypatch.setattr(llm.manager, "_manager", None)
+
+        async def call(stream: bool) -> tuple[str, int]:
+            await asyncio.gather(initialize_llm_backends(), initialize_llm_backends())
+            manager = get_llm_manager()
+            if stream:
+                return "".join([c async for c in manager.stream_generate(request())]), id(manager)
+            return (await manager.generate(request())).content, id(manager)
+
+        results = [asyncio.run(call(stream)) for stream in (False, True, False)]
+        assert get_llm_manager().get_available_backends() == ["openai"]
+        asyncio.run(reset_llm_manager())
+        assert llm.manager._manager is None and get_llm_manager() is not None
+    assert [text for text, _ in results] == ["echo: hi"] * 3
+    assert len({manager_id for _, manager_id in results}) == 1
+    assert server.count("/chat") == 3
