@@ -39,8 +39,8 @@ def settings(servers: dict[str, FakeServer], **llm_settings: Any) -> ScoutConfig
             api[f"{prefix}_base_url"] = server.url + "/v1" if name in ("openai", "deepseek") else server.url
     if "ollama" in servers:
         api["ollama_base_url"] = servers["ollama"].url
-    return ScoutConfig(api=APIConfig(**api), llm=LLMSettings(**{"ollama_enabled": False, "timeout": 5,
-                                                                  **llm_settings}))
+    defaults = {"ollama_enabled": False, "local_enabled": False, "timeout": 5}  # the in-process model: off here
+    return ScoutConfig(api=APIConfig(**api), llm=LLMSettings(**{**defaults, **llm_settings}))
 
 
 def closed_url() -> str:
