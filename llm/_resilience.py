@@ -92,7 +92,7 @@ class ManagerPolicy:
         first_chunk_timeout: bound on opening a stream up to its first event; None: the backend's `LLMConfig.timeout`.
         idle_timeout: longest silence allowed between two stream events.
         min_attempt_time: an attempt (or the backoff sleep before it) is not started unless at least this much of the
-            deadline would remain for it.
+            deadline would remain for it (at most a quarter of the deadline; a call's first attempt always starts).
         breaker_threshold: consecutive counted failures that open a backend's breaker.
         breaker_cooldown: first open period; each failed half-open probe doubles it, up to `breaker_cooldown_max`.
         quota_cooldown: open period after a quota error that carried no Retry-After.

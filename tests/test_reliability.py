@@ -110,6 +110,30 @@ async def test_s02_retry_after_above_cap_falls_back_immediately() -> None:
     assert elapsed < 0.3, elapsed
 
 
+@pytest.mark.parametrize(("header", "low", "high"), [
+    ("soon", 0.0, 0.15),  # garbage: ignored, the 10 ms backoff applies
+    ("0.3", 0.3, 0.45),  # seconds
+])
+async def test_s01_retry_after_forms(header: str, low: float, high: float) -> None:
+    async with managed("openai") as (manager, (server,)):
+        server.enqueue(err(429, **{"retry-after": header}))
+        start = time.monotonic()
+        await manager.generate(request())
+        elapsed = time.monotonic() - start
+    assert server.count("/chat") == 2 and low <= elapsed < high, elapsed
+
+
+async def test_s01_retry_after_http_date() -> None:
+    from email.utils import formatdate
+
+    async with managed("openai") as (manager, (server,)):
+        server.enqueue(err(503, **{"retry-after": formatdate(time.time() + 1.5, usegmt=True)}))
+        start = time.monotonic()
+        await manager.generate(request())
+        elapsed = time.monotonic() - start
+    assert server.count("/chat") == 2 and 0.5 <= elapsed < 1.9, elapsed  # the date has one-second resolution
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["generate", "stream"])
 @pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504, 529])
 @pytest.mark.parametrize("kind", STAINLESS)
@@ -324,6 +348,17 @@ async def test_s10_primary_down_secondary_serves(stream: bool) -> None:
     assert health is not None and health.error_count == 3 and "500" in (health.last_error or "")
 
 
+async def test_s10_rate_limited_primary_hands_over_at_once() -> None:
+    """A 429 moves on at once when another backend can serve (no sleep on the rate-limited one)."""
+    async with managed("openai", "deepseek") as (manager, (primary, secondary)):
+        primary.enqueue(err(429, **{"retry-after": "2"}))
+        start = time.monotonic()
+        response = await manager.generate(request())
+        elapsed = time.monotonic() - start
+    assert response.backend_type == "deepseek" and elapsed < 0.3, elapsed
+    assert (primary.count("/chat"), secondary.count("/chat")) == (1, 1)
+
+
 async def test_s11_all_backends_fail_one_catchable_group() -> None:
     """S11: every backend fails: one LLMAllBackendsFailedError (an LLMError and an ExceptionGroup) with each error."""
     async with managed("openai", "deepseek", "claude") as (manager, (first, second, third)):
@@ -378,6 +413,26 @@ async def test_s13_breaker_opens_skips_probes_once_and_reopens_longer() -> None:
         healed = await manager.generate(request())
     assert healed.backend_type == "openai" and primary.count("/chat") == 5
     assert probe.backend_type == bystander.backend_type == "deepseek"
+
+
+async def test_s13_client_errors_do_not_count_and_all_open_fails_fast() -> None:
+    async with managed("openai", "deepseek", retry_attempts=1, breaker_threshold=2,
+                       breaker_cooldown=5) as (manager, (primary, secondary)):
+        primary.enqueue(err(401), err(404), err(401))
+        for _ in range(3):
+            await manager.generate(request())
+        assert manager.get_backend_health("openai").breaker_state == "closed"  # type: ignore[union-attr]
+        primary.enqueue(err(500), err(500))
+        secondary.enqueue(err(500), err(500), err(500), err(500))
+        for _ in range(2):
+            with pytest.raises(LLMAllBackendsFailedError):
+                await manager.generate(request())
+        before = (primary.count("/chat"), secondary.count("/chat"))
+        start = time.monotonic()
+        with pytest.raises(LLMCircuitOpenError) as caught:
+            await manager.generate(request())
+    assert time.monotonic() - start < 0.05 and 4 < caught.value.retry_after <= 5  # type: ignore[operator]
+    assert (primary.count("/chat"), secondary.count("/chat")) == before == (5, 5)
 
 
 async def test_s14_single_backend_recovers_after_cooldown() -> None:
