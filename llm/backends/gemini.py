@@ -1,0 +1,499 @@
+"""Google Gemini adapter, on the official `google-genai` async SDK (`google.genai.Client(...).aio`).
+
+API reference: https://ai.google.dev/api/generate-content, https://ai.google.dev/api/models#method:-models.list
+
+Transport: google-genai sends async requests through aiohttp if installed (which retries a refused connection once
+after 1-10 s unless `retry_options` is set, and has only a total deadline), else httpx2. So the adapter hands the SDK
+its own `httpx2.AsyncClient`: one transport wherever it runs, no retry (no `retry_options`, automatic function calling
+and continuation off), connect capped at `CONNECT_TIMEOUT`, read timeout `config.timeout`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import mimetypes
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextvars import ContextVar
+from typing import Any, ClassVar
+from urllib.parse import urlparse
+
+from llm import errors
+from llm.backends._adapter import (
+    CONNECT_TIMEOUT,
+    SDKBackend,
+    StreamAccumulator,
+    aclose_quietly,
+    error_for_status,
+    require_sdk,
+)
+from llm.base import (
+    FinishReason,
+    LLMConfig,
+    LLMRequest,
+    LLMResponse,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    parse_tool_arguments,
+    usage_dict,
+)
+
+__all__ = ["GeminiBackend", "map_finish_reason", "to_gemini_contents", "to_gemini_tool_config", "to_gemini_tools",
+           "translate_gemini_error"]
+
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/"
+#: The REST version the adapter speaks (the SDK's own default is "v1", which lags behind on tools and thinking).
+API_VERSION = "v1beta"
+
+FINISH_REASONS: dict[str, FinishReason] = {
+    "STOP": "stop", "MAX_TOKENS": "length",
+    **dict.fromkeys(("SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY",
+                     "IMAGE_PROHIBITED_CONTENT", "MODEL_ARMOR"), "content_filter"),
+    **dict.fromkeys(("MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS"), "error"),
+}
+#: Our tool_choice strings -> Gemini `functionCallingConfig.mode`.
+TOOL_CHOICE_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY", "any": "ANY"}
+#: `extra_params` keys passed to `GenerateContentConfig` under the same name.
+PASSTHROUGH_PARAMS = ("top_p", "top_k", "seed", "frequency_penalty", "presence_penalty")
+#: `extra_params` keys Gemini has no equivalent for: rejected instead of silently dropped.
+UNSUPPORTED_PARAMS = ("user",)
+
+#: ErrorInfo reasons of a 400 INVALID_ARGUMENT that really mean "bad credentials".
+AUTH_REASONS = frozenset({"API_KEY_INVALID", "API_KEY_EXPIRED"})
+#: QuotaFailure quota ids/metrics naming a daily (or longer) window: waiting seconds or minutes does not help.
+LONG_QUOTA_MARKERS = ("perday", "per_day", "permonth", "per_month")
+#: Message phrases of an exhausted quota or spend limit (Gemini sends them under the same 429 RESOURCE_EXHAUSTED).
+QUOTA_EXHAUSTED_PHRASES = ("limit: 0", "spending cap", "spend cap", "credits are depleted")
+_RPC_TYPE = "type.googleapis.com/google.rpc."
+
+_TIMEOUT, _CONNECTION = (errors.LLMTimeoutError, "request timed out"), (errors.LLMConnectionError, "connection failed")
+_MALFORMED = (errors.LLMServerError, "malformed response from Gemini")
+#: Transport exceptions by class name along the MRO (no HTTP stack is imported to check them): httpx2 (ours), aiohttp
+#: and httpx (google-genai's other transports), google-auth and the builtins they let through.
+TRANSPORT_ERRORS: dict[str, tuple[type[errors.LLMBackendError], str]] = {
+    "TimeoutException": _TIMEOUT,  # httpx, httpx2: connect, read, write, pool
+    "ServerTimeoutError": _TIMEOUT,  # aiohttp
+    "TimeoutError": _TIMEOUT,
+    "TransportError": _CONNECTION,  # httpx, httpx2: connect, read, protocol (a dropped stream)
+    "ClientConnectionError": _CONNECTION,  # aiohttp
+    "ClientPayloadError": _CONNECTION,  # aiohttp: a body cut short
+    "OSError": _CONNECTION,  # ConnectionError and its kin
+    "DecodingError": _MALFORMED,  # httpx, httpx2: bad gzip
+    "ValueError": _MALFORMED,  # UnknownApiResponseError, json, pydantic: a chunk or body that does not parse
+}
+
+
+async def _cap_connect_timeout(request: Any) -> None:
+    """httpx2 request hook: the SDK passes one float per request (connect = read = config.timeout); cap connect."""
+    timeout = request.extensions.get("timeout")
+    if isinstance(timeout, dict):
+        connect = min(timeout.get("connect") or CONNECT_TIMEOUT, CONNECT_TIMEOUT)
+        request.extensions["timeout"] = {**timeout, "connect": connect}
+
+
+#: HTTP responses of the stream call running in this task: when a stream fails inside the SDK (error or malformed chunk)
+#: the SDK leaves its generators suspended and the connection busy until garbage collection; `_releasing` closes them.
+_STREAM_RESPONSES: ContextVar[list[Any] | None] = ContextVar("gemini_stream_responses", default=None)
+
+
+async def _track_stream_response(response: Any) -> None:
+    """httpx2 response hook: remember a streamGenerateContent response for `_releasing`."""
+    opened = _STREAM_RESPONSES.get()
+    if opened is not None and ":streamGenerateContent" in response.request.url.path:
+        opened.append(response)
+
+
+async def _releasing(stream: Any, opened: list[Any]) -> AsyncIterator[Any]:
+    """Iterate an SDK stream; then close it and the HTTP responses it opened, however it ended."""
+    try:
+        async for chunk in stream:
+            yield chunk
+    finally:
+        _STREAM_RESPONSES.set(None)
+        await aclose_quietly(stream)
+        for response in opened:
+            await response.aclose()
+        opened.clear()
+
+
+class GeminiBackend(SDKBackend):
+    """Gemini `generateContent` / `streamGenerateContent` through `google.genai.Client(...).aio`."""
+
+    display_name: ClassVar[str] = "Google Gemini"
+    key_variable: ClassVar[str | None] = "SCOUT_GEMINI_API_KEY"
+    temperature_range: ClassVar[tuple[float, float]] = (0.0, 2.0)
+
+    def __init__(self, config: LLMConfig) -> None:
+        require_sdk("google.genai", "gemini", self.display_name)
+        super().__init__(config)
+        self._http: Any = None  # the httpx2 client handed to the SDK, which we close
+
+    def _create_client(self) -> Any:
+        import httpx2
+        from google import genai
+        from google.genai import types
+        from google.genai.client import DebugConfig
+
+        timeout = float(self.config.timeout)
+        self._http = httpx2.AsyncClient(
+            timeout=httpx2.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
+            event_hooks={"request": [_cap_connect_timeout], "response": [_track_stream_response]},
+        )
+        options = types.HttpOptions(
+            base_url=self.config.base_url or DEFAULT_BASE_URL,  # never GOOGLE_GEMINI_BASE_URL from the environment
+            api_version=API_VERSION,
+            timeout=max(1, round(timeout * 1000)),  # google-genai takes milliseconds
+            httpx_async_client=self._http,
+        )
+        # Explicit values, so GOOGLE_GENAI_USE_VERTEXAI / GOOGLE_GENAI_CLIENT_MODE in the environment change nothing.
+        debug = DebugConfig(client_mode=None, replays_directory=None, replay_id=None)
+        try:
+            return genai.Client(vertexai=False, api_key=self.config.secret(), http_options=options, debug_config=debug)
+        except ValueError as exc:
+            raise errors.LLMConfigError(f"cannot create the {self.display_name} client: {type(exc).__name__}") from exc
+
+    async def cleanup(self) -> None:
+        """Close the SDK client and the HTTP connection pool it was given."""
+        client, http, self._client, self._http, self._initialized = self._client, self._http, None, None, False
+        if client is not None:
+            await client.aio.aclose()
+            client.close()  # its idle sync httpx2 client
+        if http is not None:
+            await http.aclose()
+
+    def _request_params(self, request: LLMRequest, model: str, stream: bool) -> dict[str, Any]:
+        from google.genai import types
+
+        if not model or any(bad in model for bad in ("..", "?", "&")):  # google-genai would raise a bare ValueError
+            raise _invalid("model", f"invalid Gemini model name {model!r}")
+        effective = self._get_effective_config(request)
+        system, contents = to_gemini_contents(request.messages, request.system_prompt)
+        config: dict[str, Any] = {
+            "temperature": effective["temperature"],
+            "max_output_tokens": effective["max_tokens"],
+            **_sampling_config(effective),
+            # Both would make the SDK send more requests on its own; the manager is the one retry owner.
+            "automatic_function_calling": {"disable": True},
+            "automatic_continuation": False,
+        }
+        if system:
+            config["system_instruction"] = system
+        if request.tools:
+            config["tools"] = to_gemini_tools(request.tools)
+            if request.tool_choice is not None:
+                config["tool_config"] = to_gemini_tool_config(request.tool_choice)
+        try:
+            typed = types.GenerateContentConfig.model_validate(config)
+        except ValueError as exc:  # pydantic: an extra_params value of the wrong type
+            raise _invalid("extra_params", f"rejected by google-genai: {exc}") from None
+        return {"model": model, "contents": contents, "config": typed}
+
+    async def _send(self, params: dict[str, Any]) -> Any:
+        return await self._client.aio.models.generate_content(**params)
+
+    async def _open_stream(self, params: dict[str, Any]) -> Any:
+        opened: list[Any] = []  # the request goes out on the first iteration, inside the base class's error scope
+        _STREAM_RESPONSES.set(opened)
+        return _releasing(await self._client.aio.models.generate_content_stream(**params), opened)
+
+    def _convert_response(self, raw: Any, model: str) -> LLMResponse:
+        acc = StreamAccumulator(model)
+        events = list(self._convert_chunk(raw, acc))
+        if not events and (blocked := self._blocked_error(acc)) is not None:
+            raise blocked
+        return self._convert_response_events(acc, events, raw)
+
+    def _convert_chunk(self, chunk: Any, acc: StreamAccumulator) -> Iterable[StreamEvent]:
+        if chunk.model_version:
+            acc.model = chunk.model_version
+        if chunk.usage_metadata is not None:
+            acc.usage = gemini_usage(chunk.usage_metadata)
+        if chunk.response_id:
+            acc.metadata["response_id"] = chunk.response_id
+        feedback = chunk.prompt_feedback
+        if feedback is not None and feedback.block_reason:
+            acc.metadata["block_reason"] = _enum_name(feedback.block_reason)
+        if chunk.candidates:
+            yield from _candidate_events(chunk.candidates[0], acc)
+
+    def _check_stream_end(self, acc: StreamAccumulator) -> None:
+        if not acc.started and (blocked := self._blocked_error(acc)) is not None:
+            raise blocked
+        if acc.finish_reason is None:  # Gemini ends every complete answer with a finishReason
+            raise errors.LLMServerError("the stream ended before Gemini sent a finishReason", backend=self.name)
+
+    def _blocked_error(self, acc: StreamAccumulator) -> errors.LLMContentFilterError | None:
+        """The error for an answer with no content that a safety system blocked (prompt or candidate), else None."""
+        if acc.metadata.get("block_reason"):
+            where = f"prompt ({acc.metadata['block_reason']})"
+        elif acc.finish_reason == "content_filter":
+            where = f"answer ({acc.metadata.get('raw_finish_reason')})"
+        else:
+            return None
+        return errors.LLMContentFilterError(f"Gemini blocked the {where}", backend=self.name, model=acc.model)
+
+    def _translate_error(self, exc: Exception, model: str) -> errors.LLMError:
+        return translate_gemini_error(exc, backend=self.name, model=model)
+
+    async def _list_models(self) -> list[str]:
+        pager = await self._client.aio.models.list(config={"page_size": 1000})  # one page: one request
+        return [str(item.name).removeprefix("models/") for item in pager.page if item.name]
+
+
+# -- responses ----------------------------------------------------------------------------------------------------
+
+
+def map_finish_reason(reason: str | None) -> FinishReason | None:
+    """Gemini `finishReason` -> ours; unknown reasons (OTHER, LANGUAGE, ...) count as "stop"."""
+    return FINISH_REASONS.get(reason, "stop") if reason else None
+
+
+def gemini_usage(meta: Any) -> dict[str, int]:
+    """`usageMetadata` -> usage; thinking tokens are billed as output, so they count as completion tokens."""
+    completion = (meta.candidates_token_count or 0) + (meta.thoughts_token_count or 0)
+    return usage_dict(meta.prompt_token_count, completion, meta.total_token_count)
+
+
+def _enum_name(value: Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+def _candidate_events(candidate: Any, acc: StreamAccumulator) -> Iterable[StreamEvent]:
+    if candidate.finish_reason:
+        # metadata["finish_reason"] gets the normalised value, as for every backend; Gemini's own word stays here.
+        acc.metadata["raw_finish_reason"] = _enum_name(candidate.finish_reason)
+        acc.finish_reason = map_finish_reason(acc.metadata["raw_finish_reason"])
+    if candidate.safety_ratings:
+        acc.metadata["safety_ratings"] = [{"category": _enum_name(r.category), "probability": _enum_name(r.probability),
+                                           "blocked": bool(r.blocked)} for r in candidate.safety_ratings]
+    index = len(acc.tool_parts)  # calls of earlier chunks keep their indices
+    for part in (candidate.content.parts if candidate.content else None) or []:
+        if part.function_call is not None:
+            yield _tool_call_event(part, index, acc)
+            index += 1
+        elif part.text and not part.thought:
+            yield TextDelta(part.text)
+
+
+def _tool_call_event(part: Any, index: int, acc: StreamAccumulator) -> ToolCallDelta:
+    call = part.function_call
+    call_id = call.id or f"call_{index}"  # Gemini API calls usually carry no id
+    if part.thought_signature:
+        signature = base64.b64encode(part.thought_signature).decode("ascii")
+        acc.metadata.setdefault("thought_signatures", {})[call_id] = signature
+    return ToolCallDelta(index, call_id, call.name or "", json.dumps(call.args or {}, ensure_ascii=False))
+
+
+# -- requests -----------------------------------------------------------------------------------------------------
+
+
+def _invalid(where: str, message: str) -> errors.LLMValidationError:
+    return errors.LLMValidationError(f"{where}: {message}", field=where)
+
+
+def _sampling_config(effective: Mapping[str, Any]) -> dict[str, Any]:
+    if unsupported := [key for key in UNSUPPORTED_PARAMS if key in effective]:
+        raise _invalid(f"extra_params.{unsupported[0]}", "not supported by Gemini")
+    config = {key: effective[key] for key in PASSTHROUGH_PARAMS if key in effective}
+    stop = effective.get("stop")
+    if stop is not None:
+        config["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    if "response_format" in effective:
+        config.update(_response_format(effective["response_format"]))
+    return config
+
+
+def _response_format(value: Any) -> dict[str, Any]:
+    kind = value.get("type") if isinstance(value, Mapping) else None
+    schema = value.get("json_schema", {}).get("schema") if kind == "json_schema" else None
+    if kind == "text":
+        return {}
+    if kind == "json_object" or isinstance(schema, Mapping):
+        return {"response_mime_type": "application/json", **({"response_json_schema": schema} if schema else {})}
+    raise _invalid("extra_params.response_format", "expected type 'text', 'json_object' or 'json_schema' (+ schema)")
+
+
+def to_gemini_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """OpenAI function tools -> one Gemini Tool holding every function declaration (JSON schemas passed unchanged)."""
+    fields = {"name": "name", "description": "description", "parameters": "parameters_json_schema"}
+    declarations = [{gemini: tool["function"][ours] for ours, gemini in fields.items() if tool["function"].get(ours)}
+                    for tool in tools]
+    return [{"function_declarations": declarations}]
+
+
+def to_gemini_tool_config(choice: str | Mapping[str, Any]) -> dict[str, Any]:
+    """Our tool_choice -> Gemini `toolConfig`: AUTO / ANY / NONE, or ANY restricted to one named function."""
+    if isinstance(choice, str):
+        return {"function_calling_config": {"mode": TOOL_CHOICE_MODES[choice]}}
+    return {"function_calling_config": {"mode": "ANY", "allowed_function_names": [choice["function"]["name"]]}}
+
+
+def to_gemini_contents(
+    messages: list[dict[str, Any]], system_prompt: str | None = None
+) -> tuple[str | None, list[dict[str, Any]]]:
+    """OpenAI-format messages -> (system instruction, Gemini contents).
+
+    System text is `system_prompt` then every system message, joined by blank lines. Assistant turns become "model"
+    contents (text and `function_call` parts); consecutive `role: "tool"` messages become one "user" content of
+    `function_response` parts, each named after the earlier call with the same id. Raises `LLMValidationError` for a
+    tool result without an earlier call, an image in a system message, a bad data URL.
+    """
+    system = [system_prompt] if system_prompt else []
+    contents: list[dict[str, Any]] = []
+    call_names: dict[str, str] = {}
+    results: list[dict[str, Any]] | None = None  # the parts of the tool-results content being built
+    for i, message in enumerate(messages):
+        role, where = message["role"], f"messages[{i}]"
+        if role == "tool":
+            if results is None:
+                results = []
+                contents.append({"role": "user", "parts": results})
+            results.append(_function_response_part(message, call_names, where))
+            continue
+        results = None
+        parts = _content_parts(message.get("content"), f"{where}.content")
+        if role == "system":
+            if any("text" not in part for part in parts):
+                raise _invalid(f"{where}.content", "system messages accept text parts only")
+            system += ["\n".join(part["text"] for part in parts)] if parts else []
+        elif role == "assistant":
+            parts += _function_call_parts(message.get("tool_calls") or [], call_names, where)
+            if parts:
+                contents.append({"role": "model", "parts": parts})
+        else:
+            contents.append({"role": "user", "parts": parts})
+    return ("\n\n".join(system) or None), contents
+
+
+def _content_parts(content: Any, where: str) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"text": content}] if content else []
+    return [{"text": part["text"]} if part["type"] == "text" else _image_part(part["image_url"]["url"], f"{where}[{j}]")
+            for j, part in enumerate(content or [])]
+
+
+def _image_part(url: str, where: str) -> dict[str, Any]:
+    """A data: URL -> `inline_data` (bytes); any other URL -> `file_data` with a MIME type guessed from its path."""
+    if not url.startswith("data:"):
+        mime = mimetypes.guess_type(urlparse(url).path)[0] or "image/jpeg"
+        return {"file_data": {"file_uri": url, "mime_type": mime}}
+    header, _, payload = url[len("data:"):].partition(",")
+    mime, _, encoding = header.partition(";")
+    if encoding != "base64" or not mime:
+        raise _invalid(where, "data URLs must be 'data:<mime>;base64,<data>'")
+    return {"inline_data": {"mime_type": mime, "data": _base64_bytes(payload, where)}}
+
+
+def _base64_bytes(text: Any, where: str) -> bytes:  # standard or URL-safe alphabet
+    try:
+        return base64.b64decode(str(text).replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        raise _invalid(where, "not valid base64") from None
+
+
+def _function_call_parts(calls: list[Any], call_names: dict[str, str], where: str) -> list[dict[str, Any]]:
+    parts = []
+    for call in calls:
+        function = call["function"]
+        call_names[call["id"]] = function["name"]
+        args = parse_tool_arguments(function.get("arguments"))
+        part: dict[str, Any] = {"function_call": {"id": call["id"], "name": function["name"], "args": args}}
+        # Gemini 3 wants its thought signature back on the call: the caller copies it from
+        # `response.metadata["thought_signatures"][id]` into the tool call dict as "thought_signature".
+        if call.get("thought_signature"):
+            part["thought_signature"] = _base64_bytes(call["thought_signature"], f"{where}.tool_calls")
+        parts.append(part)
+    return parts
+
+
+def _function_response_part(message: Mapping[str, Any], call_names: dict[str, str], where: str) -> dict[str, Any]:
+    call_id = message["tool_call_id"]
+    name = call_names.get(call_id) or message.get("name")
+    if not name:
+        raise _invalid(f"{where}.tool_call_id", f"no earlier assistant tool call has id {call_id!r} (Gemini needs "
+                                                 "the function's name)")
+    content = message.get("content")
+    text = content if isinstance(content, str) else "".join(p.get("text", "") for p in content or [])
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = text
+    response = value if isinstance(value, dict) else {"result": text}  # Gemini wants an object
+    return {"function_response": {"id": call_id, "name": name, "response": response}}
+
+
+# -- errors -------------------------------------------------------------------------------------------------------
+
+
+def translate_gemini_error(exc: Exception, *, backend: str, model: str) -> errors.LLMError:
+    """A google-genai SDK or transport (httpx2, httpx, aiohttp) exception -> the most specific `LLMError`."""
+    from google.genai.errors import APIError
+
+    if isinstance(exc, APIError):
+        return _api_error(exc, backend=backend, model=model)
+    for cls in type(exc).__mro__:
+        mapped = TRANSPORT_ERRORS.get(cls.__name__)
+        if mapped is not None:
+            error_class, what = mapped
+            return error_class(f"{what}: {type(exc).__name__}: {exc}", backend=backend, model=model)
+    return errors.LLMBackendError(f"{type(exc).__name__}: {exc}", backend=backend, model=model)
+
+
+def _api_error(exc: Any, *, backend: str, model: str) -> errors.LLMBackendError:
+    """An HTTP error status, or an error chunk inside a stream, in Google's envelope {"error": {code, status, ...}}."""
+    body = exc.details if isinstance(exc.details, dict) else {}
+    error = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
+    details = [d for d in error.get("details") or [] if isinstance(d, dict)]
+    message = str(error.get("message") or exc.message or exc)
+    headers = _headers(getattr(exc, "response", None))
+    mapped = error_for_status(exc.code if isinstance(exc.code, int) else None, message,
+                              code=str(error.get("status") or exc.status or ""), headers=headers, backend=backend,
+                              model=model, request_id=headers.get("x-request-id"))
+    if mapped.retry_after is None:
+        mapped.retry_after = _retry_delay(details)
+    if {str(d.get("reason")) for d in _details(details, "ErrorInfo")} & AUTH_REASONS:
+        return _reclassify(errors.LLMAuthenticationError, mapped)
+    if mapped.status_code == 429 and _quota_exhausted(message, details):
+        return _reclassify(errors.LLMQuotaExceededError, mapped)
+    return mapped
+
+
+def _headers(response: Any) -> dict[str, str]:  # httpx2, aiohttp and google-genai's own responses have .items()
+    return {str(k).lower(): str(v) for k, v in (getattr(response, "headers", None) or {}).items()}
+
+
+def _details(details: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in details if d.get("@type") == _RPC_TYPE + kind]
+
+
+def _retry_delay(details: list[dict[str, Any]]) -> float | None:
+    """Seconds from a RetryInfo detail's `retryDelay` (a protobuf Duration in JSON: "30s", "1.5s")."""
+    for detail in _details(details, "RetryInfo"):
+        try:
+            return max(0.0, float(str(detail.get("retryDelay")).removesuffix("s")))
+        except ValueError:
+            continue
+    return None
+
+
+def _quota_exhausted(message: str, details: list[dict[str, Any]]) -> bool:
+    """Whether a 429 RESOURCE_EXHAUSTED is an exhausted quota (not worth retrying soon) rather than a rate limit.
+
+    Gemini sends per-minute limits and exhausted quotas with the same status, message ("You exceeded your current
+    quota") and QuotaFailure detail. The rule: a QuotaFailure violation of a daily or monthly quota, or of a quota of
+    0 (the model is not on the plan), or a message saying "limit: 0" or that a spend cap / prepaid credit is used up.
+    Everything else (per-minute quotas, "Resource exhausted. Please try again later.") is a retryable rate limit.
+    """
+    for failure in _details(details, "QuotaFailure"):
+        for violation in failure.get("violations") or []:
+            names = f"{violation.get('quotaId', '')} {violation.get('quotaMetric', '')}".lower()
+            if any(marker in names for marker in LONG_QUOTA_MARKERS) or str(violation.get("quotaValue")) == "0":
+                return True
+    return any(phrase in message.lower() for phrase in QUOTA_EXHAUSTED_PHRASES)
+
+
+def _reclassify(cls: type[errors.LLMBackendError], error: errors.LLMBackendError) -> errors.LLMBackendError:
+    return cls(error.message, backend=error.backend, model=error.model, status_code=error.status_code,
+               request_id=error.request_id, retry_after=error.retry_after)
