@@ -375,11 +375,18 @@ async def initialize_llm_backends(manager: LLMManager | None = None) -> None:
 
     OpenAI, Claude, Gemini and DeepSeek when their key is set; Ollama when `SCOUT_OLLAMA_ENABLED` is true, or, when it
     is unset, when `{SCOUT_OLLAMA_BASE_URL}/api/tags` answers within 2 s. The default is `SCOUT_LLM_DEFAULT_BACKEND`
-    when registered, else OpenAI, else the first of Claude, Gemini, DeepSeek, Ollama. No billed call is made. Safe to
-    call again and concurrently: backends already registered are left alone. Never raises for a backend's failure.
+    when registered, else OpenAI, else the first of Claude, Gemini, DeepSeek, Ollama. Then the local in-process model
+    (llm/backends/local.py), last, when llama-cpp-python and the model are installed and `SCOUT_LOCAL_ENABLED` is not
+    false; it is the default only when nothing else registered (or `SCOUT_LLM_DEFAULT_BACKEND=local`). No billed call
+    is made. Safe to call again and concurrently: backends already registered are left alone. Never raises for a
+    backend's failure.
     """
     manager = manager if manager is not None else get_llm_manager()
     await manager._ensure_loop()
     assert manager._init_lock is not None
     async with manager._init_lock:
         await register_configured_backends(manager, manager.config)
+        # The in-process model (issue 5): last, as the fallback; the default when nothing else registered.
+        from llm.backends.local import register_local_backend
+
+        await register_local_backend(manager, manager.config)

@@ -23,6 +23,7 @@ def configure(monkeypatch: pytest.MonkeyPatch) -> Configure:
     for name in list(os.environ):
         if name.startswith("SCOUT_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("SCOUT_LOCAL_ENABLED", "false")  # the in-process model is tested in tests/backends/
     monkeypatch.setattr(config_module, "_config", None)
 
     def apply(**env: Any) -> ScoutConfig:

@@ -23,6 +23,7 @@ def clean_env(**scout: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("SCOUT_", "OPENAI_", "ANTHROPIC_", "GEMINI_", "GOOGLE_", "OLLAMA_"))}
     env["SCOUT_OLLAMA_ENABLED"] = "false"
+    env["SCOUT_LOCAL_ENABLED"] = "false"  # the in-process model is tested in tests/backends/test_local_e2e.py
     env["PYTHONPATH"] = str(ROOT)
     env.update(scout)
     return env
