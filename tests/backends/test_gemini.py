@@ -2,7 +2,7 @@
 both ways, Gemini's error cases (recorded bodies included), safety blocks, and the fake's own validation.
 
 The generic behaviours (status table, timeouts, broken streams, validation) run for Gemini in
-tests/backends/test_shared_behaviours.py through `tests.fakes.FAKEgemini.VENDOR`.
+tests/backends/test_shared_behaviours.py through `tests.fakes.gemini_fake.VENDOR`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from llm import errors
 from llm.backends import gemini as gemini_module
 from llm.backends.gemini import GeminiBackend, map_finish_reason, translate_gemini_error
 from llm.base import LLMConfig, LLMRequest, LLMResponse, ResponseDone, TextDelta, ToolCall, ToolCallDelta
-from tests.fakes.FAKEgemini import API_KEY, QUOTA_BODY, VENDOR, FakeGemini, error_reply, sse_frames, text_chunks
+from tests.fakes.gemini_fake import API_KEY, QUOTA_BODY, VENDOR, FakeGemini, error_reply, sse_frames, text_chunks
 from tests.fakes.recordings import interaction_body, interaction_request, read_json, read_text, replay
 from tests.fakes.server import Reply, StreamReply
 
