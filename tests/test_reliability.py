@@ -8,6 +8,7 @@ tests/manager/test_reliability_input_load.py.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 from typing import Any
@@ -82,7 +83,7 @@ async def test_s01_recorded_anthropic_429s_then_stream() -> None:
         elapsed = time.monotonic() - start
     assert text == "[12345,67890]"
     assert server.count("/v1/messages") == 3
-    assert 0.1 <= elapsed < 0.5, elapsed
+    assert 0.1 <= elapsed < 1.0, elapsed  # two 50 ms waits honoured; no SDK retry on top
     assert [r.headers["x-stainless-retry-count"] for r in server.requests] == ["0", "0", "0"]
 
 
@@ -96,7 +97,7 @@ async def test_s02_retry_after_above_cap_alone_raises_at_once() -> None:
         elapsed = time.monotonic() - start
     assert caught.value.retry_after == 300 and caught.value.backend == "openai"
     assert server.count("/chat/completions") == 1
-    assert elapsed < 0.2, elapsed
+    assert elapsed < 0.5, elapsed
 
 
 async def test_s02_retry_after_above_cap_falls_back_immediately() -> None:
@@ -107,7 +108,7 @@ async def test_s02_retry_after_above_cap_falls_back_immediately() -> None:
         elapsed = time.monotonic() - start
     assert response.backend_type == "deepseek"
     assert (primary.count("/chat/completions"), secondary.count("/chat/completions")) == (1, 1)
-    assert elapsed < 0.3, elapsed
+    assert elapsed < 0.5, elapsed
 
 
 @pytest.mark.parametrize(("header", "low", "high"), [
@@ -268,7 +269,7 @@ async def test_s07_silent_server_bounded_per_attempt_and_by_deadline(stream: boo
             await answer(manager, stream)
         elapsed = time.monotonic() - start
     assert server.count("/chat/completions") == 3
-    assert 0.6 <= elapsed < 1.0, elapsed
+    assert 0.6 <= elapsed < 1.5, elapsed  # three 0.2 s attempts plus backoff; always inside the 1.5 s deadline
 
 
 async def test_s08_deadline_across_retries_and_failover() -> None:
@@ -299,13 +300,14 @@ async def test_s08_deadline_passing_inside_an_attempt() -> None:
         with pytest.raises(LLMDeadlineExceededError):
             await manager.generate(request())
         elapsed = time.monotonic() - start
-    assert server.count("/chat/completions") == 1 and 0.4 <= elapsed < 0.5, elapsed
+    assert server.count("/chat/completions") == 1 and 0.4 <= elapsed < 0.6, elapsed
 
 
-async def test_s09_fifty_concurrent_calls_during_an_outage() -> None:
+async def test_s09_fifty_concurrent_calls_during_an_outage(caplog: pytest.LogCaptureFixture) -> None:
     """S9: 50 concurrent calls while the backend answers 503: at most 3 requests per call, retries spread by jitter,
     the breaker opens once (here during the third wave: threshold 110), every call ends with the typed 503, no task is
     left, and once the outage is over the backend serves again after the cooldown."""
+    caplog.set_level(logging.INFO, logger="llm.manager")
     async with managed("openai", breaker_threshold=110, breaker_cooldown=0.3, retry_delay=0.1,
                        jitter=0.5) as (manager, (server,)):
         server.enqueue(*(err(503) for _ in range(150)))
@@ -320,9 +322,10 @@ async def test_s09_fifty_concurrent_calls_during_an_outage() -> None:
     assert all(isinstance(r, LLMServerError) and r.status_code == 503 for r in results), results
     assert 110 <= server.count("/chat/completions") - 1 <= 150
     assert health is not None and health.times_opened == 1 and health.breaker_state == "open"
-    second_wave = server.requests.times[50:100]
-    assert max(second_wave) - min(second_wave) > 0.05  # jitter spreads the retries (0.05-0.15 s after each failure)
-    assert elapsed < 1.0, elapsed
+    sleeps = [r.args[-1] for r in caplog.records if "attempt 1 failed" in r.getMessage()]  # type: ignore[index]
+    assert len(sleeps) == 50 and len(set(sleeps)) > 25  # each call picked its own backoff...
+    assert min(sleeps) < 0.08 and max(sleeps) > 0.12  # ...spread over 0.05-0.15 s (0.1 s +/- 50%)
+    assert elapsed < 3.0, elapsed
     assert recovered.content == "echo: hi"
     assert other_tasks() == set()
 
@@ -458,12 +461,14 @@ async def test_s15_health_probes_list_models_and_never_overlap() -> None:
     probe takes longer than the interval; a failed probe marks the backend unhealthy without opening its breaker."""
     async with SlowModelsOpenAI(models_delay=0.15) as server:
         manager = LLMManager(health_check_interval=0.02, health_check_timeout=1.0)
+        start = time.monotonic()
         await manager.register_backend(backend_for("openai", server))
-        await asyncio.sleep(0.2)
+        while not server.in_flight:
+            await asyncio.sleep(0.005)
         assert await manager.check_health() == {"openai": None}  # a probe is running: not started twice
-        await asyncio.sleep(0.35)
-        probes = server.count("/models")
-        assert 2 <= probes <= 4, probes
+        await asyncio.sleep(0.4)
+        probes, elapsed = server.count("/models"), time.monotonic() - start
+        assert 2 <= probes <= elapsed / 0.15 + 1, (probes, elapsed)  # one at a time: each takes 0.15 s
         assert server.count("/chat") == 0 and server.max_in_flight == 1
         health = manager.get_backend_health("openai")
         assert health is not None and health.last_probe_ok and health.last_probe_latency >= 0.15  # type: ignore[operator]

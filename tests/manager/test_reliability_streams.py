@@ -96,23 +96,23 @@ async def test_s18_dropped_or_malformed_stream_is_typed(kind: str, fault: str) -
 async def test_s19_empty_stream_is_a_typed_error(kind: str) -> None:
     """S19: a 200 stream with no event at all: a typed error after the retries, within the bound."""
     content_type = VENDOR[kind].midstream_error[0].content_type
-    async with managed(kind) as (manager, (server,)):
+    async with managed(kind, timeout=2.0) as (manager, (server,)):
         server.enqueue(*(StreamReply([], content_type=content_type) for _ in range(3)))
         start = time.monotonic()
         with pytest.raises(LLMError):
             await collect(manager, [])
         elapsed = time.monotonic() - start
-    assert gen_count(kind, server) == 3 and elapsed < 0.5, elapsed
+    assert gen_count(kind, server) == 3 and elapsed < 2.0, elapsed
 
 
 async def test_s19_stall_before_first_chunk_hits_first_chunk_timeout() -> None:
-    async with managed("openai", first_chunk_timeout=0.15, retry_attempts=2) as (manager, (server,)):
+    async with managed("openai", timeout=1.0, first_chunk_timeout=0.15, retry_attempts=2) as (manager, (server,)):
         server.enqueue(StreamReply([], then="hang"), StreamReply([], then="hang"))
         start = time.monotonic()
         with pytest.raises(LLMTimeoutError):
             await collect(manager, [])
         elapsed = time.monotonic() - start
-    assert server.count("/chat") == 2 and 0.3 <= elapsed < 0.5, elapsed
+    assert server.count("/chat") == 2 and 0.3 <= elapsed < 1.0, elapsed
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -128,7 +128,7 @@ async def test_s19_idle_gap_longer_than_idle_timeout(kind: str) -> None:
             await collect(manager, chunks)
         elapsed = time.monotonic() - start
     assert caught.value.partial_content == "".join(chunks) == "Hello wor"
-    assert fallback.count("/chat") == 0 and 0.15 <= elapsed < 0.4, elapsed
+    assert fallback.count("/chat") == 0 and 0.15 <= elapsed < 0.8, elapsed
 
 
 async def test_s19_total_deadline_bounds_a_trickling_stream() -> None:
@@ -139,7 +139,7 @@ async def test_s19_total_deadline_bounds_a_trickling_stream() -> None:
         with pytest.raises(LLMStreamError, match="deadline"):
             await collect(manager, [])
         elapsed = time.monotonic() - start
-    assert 0.4 <= elapsed < 0.5, elapsed
+    assert 0.4 <= elapsed < 0.6, elapsed
 
 
 @pytest.mark.parametrize("kind", ["ollama", "gemini"])
