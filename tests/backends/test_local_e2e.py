@@ -208,7 +208,7 @@ async def test_with_a_remote_backend_the_local_model_is_the_last_resort_fallback
         assert (manager.get_available_backends(), manager.get_default_backend()) == (["openai", "local"], "openai")
         local_backend = manager.backends["local"]
         assert isinstance(local_backend, LocalBackend)
-        assert (local_backend.threads, local_backend.context) == (1, 1024)
+        assert (local_backend.threads, local_backend.context, local_backend.config.max_tokens) == (1, 1024, 512)
         response = await manager.generate(COLORS)  # OpenAI's port is closed: the call fails over to the local model
         assert response.backend_type == "local" and response.content
 
