@@ -86,7 +86,7 @@ class ManagerPolicy:
         retry_delay: first backoff in seconds, doubling after; None: that backend's `LLMConfig.retry_delay`.
         backoff_max: cap on one backoff sleep.
         jitter: backoff is multiplied by a random factor in [1 - jitter, 1 + jitter]; a Retry-After wait by
-            [1, 1 + jitter / 2] (never shorter than the vendor asked).
+            [1, 1 + jitter / 5] (never shorter than the vendor asked, at most 5% longer by default).
         retry_after_max: the longest Retry-After honoured; above it the backend is not retried in this call.
         attempt_timeout: bound of one non-streamed attempt; None: that backend's `LLMConfig.timeout`.
         first_chunk_timeout: bound on opening a stream up to its first event; None: the backend's `LLMConfig.timeout`.
@@ -190,11 +190,11 @@ def backoff_delay(attempt: int, base: float, cap: float, jitter: float) -> float
 
 
 def retry_wait(exc: BaseException | None, attempt: int, base: float, cap: float, jitter: float) -> float:
-    """The sleep before the next attempt: the vendor's Retry-After when it sent one (plus up to `jitter / 2` of it,
+    """The sleep before the next attempt: the vendor's Retry-After when it sent one (plus up to `jitter / 5` of it,
     never less), else the exponential backoff."""
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
-        return float(retry_after) * random.uniform(1.0, 1.0 + jitter / 2)
+        return float(retry_after) * random.uniform(1.0, 1.0 + jitter / 5)
     return backoff_delay(attempt, base, cap, jitter)
 
 

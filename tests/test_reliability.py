@@ -67,7 +67,7 @@ async def test_s01_retry_after_honoured_exactly_three_requests() -> None:
     assert server.count("/chat/completions") == 3
     assert 2.0 <= elapsed < 2.5, elapsed
     gaps = [b - a for a, b in zip(server.requests.times, server.requests.times[1:], strict=False)]
-    assert all(1.0 <= gap < 1.2 for gap in gaps), gaps
+    assert all(1.0 <= gap < 1.15 for gap in gaps), gaps  # Retry-After plus at most 5% jitter
     assert [r.headers["x-stainless-retry-count"] for r in server.requests] == ["0", "0", "0"]
 
 
