@@ -14,25 +14,25 @@ How it runs:
   `break`, cancelling the task, including the task awaiting `generate()` -- stops generation at the next token.
 * The chat template is the GGUF's own (`tokenizer.chat_template`), applied by `create_chat_completion`.
 * llama.cpp's stream carries no usage: the worker counts the prompt and generated tokens as the model samples them
-  (`_counting_llama_class`), the same counts the library reports for a non-streamed answer.
+  (`_local_worker.counting_llama_class`), the same counts the library reports for a non-streamed answer.
 * Not supported, and rejected rather than dropped: tools and tool messages, images, the `user` parameter.
+* A request that sets no `max_tokens` gets `DEFAULT_MAX_TOKENS` (512) when built from the settings: the cloud
+  default (4096) would take minutes on a CPU.
 * Threads: `SCOUT_LOCAL_THREADS`, default 1. On a small machine a second thread competing with a busy core made
   generation ~8x slower (OpenMP spin-waiting), while one thread kept ~47 tokens/s for a 135M model.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import importlib.metadata
 import importlib.util
-import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from llm.backends._adapter import CONTEXT_LENGTH_PHRASES, SDKBackend, StreamAccumulator
 from llm.backends._bridge import TokenBridge
+from llm.backends._local_worker import Chunks, ModelRunner
 from llm.base import (
     FinishReason,
     LLMBackend,
@@ -42,7 +42,6 @@ from llm.base import (
     LLMResponse,
     StreamEvent,
     TextDelta,
-    usage_dict,
 )
 from llm.errors import (
     LLMBackendError,
@@ -242,103 +241,6 @@ def translate_local_error(exc: BaseException, *, backend: str, model: str) -> LL
     return LLMBackendError(message, backend=backend, model=model)
 
 
-def _counting_llama_class() -> type[Any]:
-    """`llama_cpp.Llama`, counting the prompt and generated tokens of each generation (streams report no usage).
-
-    Generated tokens are counted like the library's own non-streamed usage: end-of-generation tokens excluded.
-    """
-    import llama_cpp
-
-    class CountingLlama(llama_cpp.Llama):  # type: ignore[misc]  # llama_cpp is typed as Any (pyproject)
-        prompt_tokens = 0
-        completion_tokens = 0
-
-        def generate(self, tokens: Any, *args: Any, **kwargs: Any) -> Any:
-            self.prompt_tokens, self.completion_tokens = len(tokens), 0
-            vocab = llama_cpp.llama_model_get_vocab(self.model)
-            for token in super().generate(tokens, *args, **kwargs):
-                if not llama_cpp.llama_vocab_is_eog(vocab, token):
-                    self.completion_tokens += 1
-                yield token
-
-    return CountingLlama
-
-
-# -- the worker: one thread, one model, one lock -------------------------------------------------------------------
-
-
-class _ModelRunner:
-    """Owns the model and the one worker thread every load and generation runs in."""
-
-    def __init__(self, path: Path, threads: int, context: int) -> None:
-        self.path = path
-        self.threads = threads
-        self.context = context
-        self.model: Any = None
-        self.lock = threading.Lock()
-        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="scout-local-llm")
-        self.bridges: set[TokenBridge[dict[str, Any]]] = set()
-
-    async def run(self, fn: Any, *args: Any) -> Any:
-        """`fn(*args)` in the worker thread."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
-
-    def load(self) -> Any:
-        """Load the model once (worker thread only)."""
-        with self.lock:
-            if self.model is None:
-                try:
-                    self.model = _counting_llama_class()(
-                        model_path=str(self.path), n_ctx=self.context, n_threads=self.threads,
-                        n_threads_batch=self.threads, verbose=False,
-                    )
-                except ValueError as exc:  # llama-cpp-python's "Failed to load model from file"
-                    raise LLMConfigError(f"could not load the GGUF model {str(self.path)!r}: {exc}") from exc
-            return self.model
-
-    def produce(self, params: dict[str, Any], bridge: TokenBridge[dict[str, Any]]) -> None:
-        """Generate into `bridge` until the answer ends or the consumer leaves (worker thread only)."""
-        try:
-            if bridge.closed:  # the caller left while this job was queued
-                return
-            model = self.load()
-            with self.lock:
-                self._generate(model, params, bridge)
-        except BaseException as exc:  # handed to the consumer, who raises it as a typed error
-            bridge.finish(exc)
-        else:
-            bridge.finish()
-
-    @staticmethod
-    def _generate(model: Any, params: dict[str, Any], bridge: TokenBridge[dict[str, Any]]) -> None:
-        chunks = model.create_chat_completion(**params, stream=True)
-        try:
-            for chunk in chunks:
-                if not bridge.put(chunk):
-                    if not bridge.closed:
-                        raise TimeoutError("the consumer stopped reading the stream")
-                    return  # closed: stop generating now
-        finally:
-            chunks.close()
-        usage = usage_dict(model.prompt_tokens, model.completion_tokens)
-        bridge.put({"choices": [], "usage": usage})
-
-    def unload(self) -> None:
-        with self.lock:
-            if self.model is not None:
-                self.model.close()
-                self.model = None
-
-    async def close(self) -> None:
-        """Stop every generation, free the model and the thread."""
-        for bridge in list(self.bridges):
-            bridge.close()
-        try:
-            await self.run(self.unload)
-        finally:
-            self.executor.shutdown(wait=False, cancel_futures=True)
-
-
 # -- the backend ---------------------------------------------------------------------------------------------------
 
 
@@ -372,12 +274,12 @@ class LocalBackend(SDKBackend):
         if not self.model_path.is_file():
             raise LLMConfigError(f"local model file not found: {str(self.model_path)!r}; {MODEL_HINT}")
 
-    def _create_client(self) -> _ModelRunner:
-        return _ModelRunner(self.model_path, self.threads, self.context)
+    def _create_client(self) -> ModelRunner:
+        return ModelRunner(self.model_path, self.threads, self.context)
 
     async def load(self) -> None:
         """Load the model now (off the loop) instead of on the first call."""
-        runner: _ModelRunner = self._ensure_client()
+        runner: ModelRunner = self._ensure_client()
         with self._errors(self.model_name):
             await runner.run(runner.load)
 
@@ -401,12 +303,10 @@ class LocalBackend(SDKBackend):
         params["messages"] = to_llama_messages(request.messages, request.system_prompt)
         return params
 
-    def _start(self, params: dict[str, Any]) -> TokenBridge[dict[str, Any]]:
-        runner: _ModelRunner = self._client
-        bridge: TokenBridge[dict[str, Any]] = TokenBridge(BRIDGE_SIZE, put_timeout=float(self.config.timeout))
-        runner.bridges.add(bridge)
-        runner.executor.submit(runner.produce, params, bridge).add_done_callback(
-            lambda _: runner.bridges.discard(bridge))
+    def _start(self, params: dict[str, Any]) -> Chunks:
+        bridge: Chunks = TokenBridge(BRIDGE_SIZE, put_timeout=float(self.config.timeout))
+        runner: ModelRunner = self._client
+        runner.start(params, bridge)
         return bridge
 
     async def _send(self, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -416,7 +316,7 @@ class LocalBackend(SDKBackend):
         finally:
             bridge.close()  # reached on cancellation too: the worker stops at its next token
 
-    async def _open_stream(self, params: dict[str, Any]) -> TokenBridge[dict[str, Any]]:
+    async def _open_stream(self, params: dict[str, Any]) -> Chunks:
         return self._start(params)
 
     def _convert_response(self, raw: list[dict[str, Any]], model: str) -> LLMResponse:
@@ -461,7 +361,7 @@ class LocalBackend(SDKBackend):
 
     async def cleanup(self) -> None:
         """Stop generation, free the model and the worker thread. The backend can be used again afterwards."""
-        runner: _ModelRunner | None = self._client
+        runner: ModelRunner | None = self._client
         self._client = None
         self._initialized = False
         if runner is not None:
