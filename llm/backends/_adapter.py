@@ -45,6 +45,7 @@ from llm.errors import (
     LLMBackendError,
     LLMBadRequestError,
     LLMConfigError,
+    LLMConnectionError,
     LLMContentFilterError,
     LLMContextLengthError,
     LLMError,
@@ -297,6 +298,8 @@ class SDKBackend(LLMBackend):
     display_name: ClassVar[str]
     #: The settings variable holding the key, for error hints; None when no key is needed.
     key_variable: ClassVar[str | None] = None
+    #: What ends a complete stream, for the "cut short" error message.
+    stream_end_marker: ClassVar[str] = "finish reason"
 
     def _check_ready(self) -> None:
         if self.key_variable is not None and not self.config.secret():
@@ -383,7 +386,12 @@ class SDKBackend(LLMBackend):
         return list(getattr(self, "_models", []))
 
     def _check_stream_end(self, acc: StreamAccumulator) -> None:
-        """Hook: raise when a stream ended without its vendor's end marker. Default: accept."""
+        """Raise when a stream ended without its vendor's end marker: the answer was cut short.
+
+        Default: every complete answer carries a finish reason (`stream_end_marker` names it in the message).
+        """
+        if acc.finish_reason is None:
+            raise LLMConnectionError(f"the stream ended before the answer finished (no {self.stream_end_marker})")
 
     def _convert_response_events(
         self, acc: StreamAccumulator, events: Iterable[StreamEvent], raw: Any, response_time: float = 0.0

@@ -124,6 +124,7 @@ class GeminiBackend(SDKBackend):
     display_name: ClassVar[str] = "Google Gemini"
     key_variable: ClassVar[str | None] = "SCOUT_GEMINI_API_KEY"
     temperature_range: ClassVar[tuple[float, float]] = (0.0, 2.0)
+    stream_end_marker: ClassVar[str] = "finishReason"
 
     def __init__(self, config: LLMConfig) -> None:
         require_sdk("google.genai", "gemini", self.display_name)
@@ -221,8 +222,7 @@ class GeminiBackend(SDKBackend):
     def _check_stream_end(self, acc: StreamAccumulator) -> None:
         if not acc.started and (blocked := self._blocked_error(acc)) is not None:
             raise blocked
-        if acc.finish_reason is None:  # Gemini ends every complete answer with a finishReason
-            raise errors.LLMServerError("the stream ended before Gemini sent a finishReason", backend=self.name)
+        super()._check_stream_end(acc)  # Gemini ends every complete answer with a finishReason
 
     def _blocked_error(self, acc: StreamAccumulator) -> errors.LLMContentFilterError | None:
         """The error for an answer with no content that a safety system blocked (prompt or candidate), else None."""

@@ -225,6 +225,7 @@ class OllamaBackend(SDKBackend):
     key_variable: ClassVar[str | None] = None  # a local Ollama needs no key
     # Ollama itself accepts any value; the common 0-2 range keeps a typo from reaching the sampler.
     temperature_range: ClassVar[tuple[float, float]] = (0.0, 2.0)
+    stream_end_marker: ClassVar[str] = 'final "done": true line'
 
     def __init__(self, config: LLMConfig) -> None:
         require_sdk("ollama", "ollama", self.display_name)
@@ -304,11 +305,6 @@ class OllamaBackend(SDKBackend):
             acc.metadata["done_reason"] = chunk.done_reason
             acc.metadata.update({name: getattr(chunk, name) for name in METADATA_FIELDS})
         return events
-
-    def _check_stream_end(self, acc: StreamAccumulator) -> None:
-        # A complete Ollama stream ends with a `"done": true` line; without it the answer was cut short.
-        if acc.finish_reason is None:
-            raise LLMConnectionError('the stream ended without its final "done": true line')
 
     def _translate_error(self, exc: Exception, model: str) -> LLMError:
         return translate_ollama_error(exc, backend=self.name, model=model)

@@ -16,6 +16,7 @@ from llm.backends._adapter import (
     error_for_status,
     require_sdk,
 )
+from llm.backends._transport import HttpTransport, resolve_transport, sdk_http_client, transport_failure
 from llm.base import (
     FinishReason,
     LLMConfig,
@@ -58,26 +59,37 @@ def openai_usage(usage: Any) -> dict[str, int] | None:
 
 
 class OpenAIBackend(SDKBackend):
-    """Chat Completions through `openai.AsyncOpenAI`; one client per backend, SDK retries off."""
+    """Chat Completions through `openai.AsyncOpenAI`; one pooled client per backend, SDK retries off.
+
+    Args:
+        config: how to reach the API.
+        http_transport: "auto" (the SDK's aiohttp transport when aiohttp is installed, else httpx2), "aiohttp" or
+            "httpx"; see `llm.backends._transport`.
+    """
 
     display_name: ClassVar[str] = "OpenAI"
     key_variable: ClassVar[str | None] = "SCOUT_OPENAI_API_KEY"
     #: Newer OpenAI models reject `max_tokens`; most OpenAI-compatible servers only know `max_tokens`.
     max_tokens_param: ClassVar[str] = "max_completion_tokens"
+    stream_end_marker: ClassVar[str] = "finish_reason"
 
-    def __init__(self, config: LLMConfig) -> None:
+    def __init__(self, config: LLMConfig, *, http_transport: HttpTransport = "auto") -> None:
         require_sdk("openai", "openai", self.display_name)
+        resolve_transport(http_transport)  # an impossible choice fails here, not at the first call
         super().__init__(config)
+        self.http_transport: HttpTransport = http_transport
 
     def _create_client(self) -> Any:
         import openai
 
-        timeout = float(self.config.timeout)
+        seconds = float(self.config.timeout)
+        timeout = openai.Timeout(seconds, connect=min(seconds, CONNECT_TIMEOUT))
         return openai.AsyncOpenAI(
             api_key=self.config.secret(),
             base_url=self.config.base_url,
-            timeout=openai.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
+            timeout=timeout,
             max_retries=0,  # the manager is the one retry owner
+            http_client=sdk_http_client(openai, self.http_transport, timeout),
         )
 
     def _request_params(self, request: LLMRequest, model: str, stream: bool) -> dict[str, Any]:
@@ -144,11 +156,6 @@ class OpenAIBackend(SDKBackend):
             if choice.finish_reason:
                 acc.finish_reason = map_finish_reason(choice.finish_reason)
 
-    def _check_stream_end(self, acc: StreamAccumulator) -> None:
-        # Every complete Chat Completions stream carries a finish_reason; without one the stream was cut short.
-        if acc.finish_reason is None:
-            raise LLMConnectionError("the stream ended before the answer finished")
-
     def _translate_error(self, exc: Exception, model: str) -> LLMError:
         return translate_openai_error(exc, backend=self.name, model=model)
 
@@ -162,9 +169,11 @@ def translate_openai_error(exc: Exception, *, backend: str, model: str) -> LLMEr
     import httpx2
     import openai
 
-    if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
+    # What lies underneath decides first: the aiohttp transport reports a dropped connection as a connect timeout.
+    failure = None if isinstance(exc, openai.APIStatusError) else transport_failure(exc)
+    if failure == "timeout" or (failure is None and isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException)):
         return LLMTimeoutError(f"request timed out: {exc}", backend=backend, model=model)
-    if isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
+    if failure == "connection" or isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
         return LLMConnectionError(f"connection failed: {exc}", backend=backend, model=model)
     if isinstance(exc, openai.APIStatusError | openai.APIError):
         body = exc.body if isinstance(exc.body, dict) else {}
