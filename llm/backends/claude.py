@@ -25,6 +25,7 @@ from llm.backends._adapter import (
     error_for_status,
     require_sdk,
 )
+from llm.backends._transport import HttpTransport, resolve_transport, sdk_http_client, transport_failure
 from llm.base import (
     FinishReason,
     LLMConfig,
@@ -335,25 +336,35 @@ EVENT_HANDLERS: dict[str, EventHandler] = {
 
 
 class ClaudeBackend(SDKBackend):
-    """Messages API through `anthropic.AsyncAnthropic`; one client per backend, SDK retries off."""
+    """Messages API through `anthropic.AsyncAnthropic`; one pooled client per backend, SDK retries off.
+
+    Args:
+        config: how to reach the API.
+        http_transport: "auto" (the SDK's aiohttp transport when aiohttp is installed, else httpx2), "aiohttp" or
+            "httpx"; see `llm.backends._transport`.
+    """
 
     display_name: ClassVar[str] = "Anthropic"
     key_variable: ClassVar[str | None] = "SCOUT_ANTHROPIC_API_KEY"
     temperature_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
 
-    def __init__(self, config: LLMConfig) -> None:
+    def __init__(self, config: LLMConfig, *, http_transport: HttpTransport = "auto") -> None:
         require_sdk("anthropic", "anthropic", self.display_name)
+        resolve_transport(http_transport)  # an impossible choice fails here, not at the first call
         super().__init__(config)
+        self.http_transport: HttpTransport = http_transport
 
     def _create_client(self) -> Any:
         import anthropic
 
-        timeout = float(self.config.timeout)
+        seconds = float(self.config.timeout)
+        timeout = anthropic.Timeout(seconds, connect=min(seconds, CONNECT_TIMEOUT))
         return anthropic.AsyncAnthropic(
             api_key=self.config.secret(),
             base_url=self.config.base_url or DEFAULT_BASE_URL,
-            timeout=anthropic.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
+            timeout=timeout,
             max_retries=0,  # the manager is the one retry owner
+            http_client=sdk_http_client(anthropic, self.http_transport, timeout),
         )
 
     def _request_params(self, request: LLMRequest, model: str, stream: bool) -> dict[str, Any]:
@@ -427,9 +438,12 @@ def translate_anthropic_error(exc: Exception, *, backend: str, model: str) -> LL
     import anthropic
     import httpx2
 
-    if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
+    # What lies underneath decides first: aiohttp errors the transport does not map escape as they are.
+    failure = None if isinstance(exc, anthropic.APIStatusError) else transport_failure(exc)
+    timeouts = (anthropic.APITimeoutError, httpx2.TimeoutException)
+    if failure == "timeout" or (failure is None and isinstance(exc, timeouts)):
         return LLMTimeoutError(f"request timed out: {exc}", backend=backend, model=model)
-    if isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError):
+    if failure == "connection" or isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError):
         return LLMConnectionError(f"connection failed: {exc}", backend=backend, model=model)
     if isinstance(exc, anthropic.APIStatusError):
         message, code, request_id = _error_fields(exc)
