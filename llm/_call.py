@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from llm._health import BackendSlot
+from llm._idle import IdleTimeout
 from llm._resilience import (
     Deadline,
     LLMCircuitOpenError,
@@ -176,6 +177,18 @@ class Call:
 
     async def _run_on(self, index: int, slot: BackendSlot, op: Operation[T], limit: float) -> T:
         request = self._request_for(index, slot)
+        try:
+            # Fast path: a first attempt that succeeds never meets tenacity, whose per-attempt bookkeeping costs more
+            # than the rest of the manager's work on a call; tenacity takes over from a failed first attempt.
+            return await self._attempt(slot, request, op, limit)
+        except Exception as exc:
+            failed_first = [exc]
+
+        async def attempt() -> T:
+            if failed_first:
+                raise failed_first.pop()  # tenacity's attempt 1 is the one already made
+            return await self._attempt(slot, request, op, limit)
+
         retrying = AsyncRetrying(
             retry=retry_if_exception(is_retryable),
             wait=lambda state: self._wait(slot, state),
@@ -183,7 +196,7 @@ class Call:
             before_sleep=lambda state: self._log_retry(slot, state),
             reraise=True,
         )
-        result: T = await retrying(self._attempt, slot, request, op, limit)
+        result: T = await retrying(attempt)
         return result
 
     def _request_for(self, index: int, slot: BackendSlot) -> LLMRequest:
@@ -332,6 +345,8 @@ class Call:
         """Open a stream with retry and failover, then relay it; after the first event, failures are final."""
         self.timed = False
         opened, slot = await self.run(open_stream_op, first_chunk)
+        model = model_of(slot.backend, self.request)
+        idle = IdleTimeout()  # one timer for the whole stream, not one per event
         parts: list[str] = []
         event = opened.first
         try:
@@ -339,17 +354,18 @@ class Call:
                 if isinstance(event, TextDelta):
                     parts.append(event.text)
                 yield event
-                event = await self._next_event(opened, slot, parts)
+                event = await self._next_event(opened, slot, model, parts, idle)
             slot.sample_latency(time.monotonic() - opened.started)
             yield ResponseDone(self.finish(event.response, slot))
         finally:
+            idle.close()
             await opened.close()
 
-    async def _next_event(self, opened: OpenedStream, slot: BackendSlot, parts: list[str]) -> StreamEvent:
+    async def _next_event(self, opened: OpenedStream, slot: BackendSlot, model: str, parts: list[str],
+                          idle: IdleTimeout) -> StreamEvent:
         bound = min(self.policy.idle_timeout, self.deadline.remaining())
-        model = model_of(slot.backend, self.request)
         try:
-            async with asyncio.timeout(bound):
+            with idle.arm(bound):
                 event = await anext(opened.events, None)
         except TimeoutError as exc:
             why = "the call's deadline passed" if bound < self.policy.idle_timeout else f"no event for {bound:g}s"

@@ -206,7 +206,8 @@ class LLMManager:
         self, request: LLMRequest, backend_type: str | LLMBackendType | None = None, *, fallback: bool = True
     ) -> AsyncGenerator[str, None]:
         """The answer's text as it arrives (the ScoutAgent shape); see `stream` for the guarantees."""
-        events = self.stream(request, backend_type, fallback=fallback)
+        call = await self._new_call(request, backend_type, fallback)
+        events = call.stream(self._first_chunk_limit)  # not through `stream`: one generator less per chunk
         try:
             async for event in events:
                 if isinstance(event, TextDelta) and event.text:
