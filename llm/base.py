@@ -10,16 +10,12 @@ They are plain dataclasses on purpose: they are built on every call, and validat
 
 from __future__ import annotations
 
-import json
-import logging
 import math
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar, Literal, TypeAlias
-
-from pydantic import SecretStr
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
 from llm.errors import (
     LLMAllBackendsFailedError,
@@ -39,6 +35,9 @@ from llm.errors import (
     LLMTimeoutError,
     LLMValidationError,
 )
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
 
 __all__ = [
     "FinishReason",
@@ -111,8 +110,11 @@ class LLMConfig:
                     f"Unknown backend_type {self.backend_type!r}; expected one of "
                     f"{', '.join(b.value for b in LLMBackendType)}"
                 ) from None
-        if self.api_key is not None and not isinstance(self.api_key, SecretStr):
-            self.api_key = SecretStr(str(self.api_key))
+        if self.api_key is not None:
+            from pydantic import SecretStr  # here, not at module level: pydantic costs `import llm` ~70 ms
+
+            if not isinstance(self.api_key, SecretStr):
+                self.api_key = SecretStr(str(self.api_key))
         if not self.timeout or self.timeout <= 0:
             raise LLMConfigError(f"timeout must be > 0 seconds, got {self.timeout!r}")
 
@@ -150,6 +152,7 @@ class ToolCall:
 
     def to_message_part(self) -> dict[str, Any]:
         """The OpenAI-format entry for an assistant message's `tool_calls`, to send the call back in history."""
+        import json  # json and logging are imported where used: they are a fifth of `import llm`
         return {
             "id": self.id,
             "type": "function",
@@ -354,6 +357,8 @@ class LLMBackend(ABC):
 
     def __init__(self, config: LLMConfig) -> None:
         self.config = config
+        import logging
+
         self.logger = logging.getLogger(f"llm.{config.backend_type.value}")
         self._client: Any = None
         self._initialized = False
@@ -474,6 +479,8 @@ def parse_tool_arguments(raw: str | Mapping[str, Any] | None) -> dict[str, Any]:
         return {}
     if isinstance(raw, Mapping):
         return dict(raw)
+    import json
+
     try:
         value = json.loads(raw)
     except json.JSONDecodeError:
