@@ -179,7 +179,7 @@ class FakeServer:
         raise TypeError(f"unknown script item {item!r}")
 
     async def stream(self, request: web.Request, item: StreamReply) -> web.StreamResponse:
-        response = web.StreamResponse(status=item.status, headers={"Content-Type": item.content_type, **item.headers})
+        response = web.StreamResponse(status=item.status, headers=_headers(item.content_type, item.headers))
         await response.prepare(request)
         for chunk in item.chunks:
             if item.delay:
@@ -204,7 +204,16 @@ def reply(item: Reply) -> web.Response:
         data = body.encode()
     else:
         data = body or b""
-    return web.Response(status=item.status, body=data, headers={"Content-Type": item.content_type, **item.headers})
+    return web.Response(status=item.status, body=data, headers=_headers(item.content_type, item.headers))
+
+
+#: Headers the server sets itself: a recorded value describes the recorded bytes, not the body sent here (a recorded
+#: `content-length: 606` on a re-serialised body makes the client fail to read it).
+FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "content-encoding", "connection"})
+
+
+def _headers(content_type: str, scripted: Mapping[str, str]) -> dict[str, str]:
+    return {"Content-Type": content_type, **{k: v for k, v in scripted.items() if k.lower() not in FRAMING_HEADERS}}
 
 
 def json_error(status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> web.Response:
