@@ -56,3 +56,17 @@ test-local: $(LOCAL_STAMP)
 
 bench-local: $(LOCAL_STAMP)
 	$(BIN)/python bench/local_bench.py
+
+# --- Benchmarks (issue 6) --------------------------------------------------------------------------------------------
+# `make bench` runs the full suite (~10 min on 2 cores); `make bench BENCH_ARGS=--quick` a smoke run. See bench/run.py.
+BENCH_STAMP := $(VENV)/.installed-bench
+BENCH_ARGS ?=
+
+.PHONY: bench
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[all,bench]"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
