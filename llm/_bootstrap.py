@@ -48,7 +48,7 @@ SPECS = (
 )
 OLLAMA = BackendSpec("ollama", "OllamaBackend", None, "ollama_base_url")
 #: Default backend when `SCOUT_LLM_DEFAULT_BACKEND` names none that registered.
-DEFAULT_PREFERENCE = ("openai", "claude", "gemini", "deepseek", "ollama")
+DEFAULT_PREFERENCE = ("openai", "claude", "gemini", "deepseek", "ollama", "local")
 
 
 def _key(spec: BackendSpec, config: ScoutConfig) -> str | None:
@@ -112,6 +112,16 @@ async def _register_ollama(manager: LLMManager, config: ScoutConfig, probe_timeo
     return await _register(manager, backend)
 
 
+async def _register_local(manager: LLMManager, config: ScoutConfig) -> bool:
+    """The in-process model, last: the fallback behind every remote backend (`SCOUT_LOCAL_ENABLED` forces it on/off)."""
+    if LLMBackendType.LOCAL.value in manager.get_available_backends():
+        return False
+    from llm.backends.local import local_backend_from_config
+
+    backend = local_backend_from_config(config)
+    return backend is not None and await _register(manager, backend)
+
+
 def _choose_default(manager: LLMManager, config: ScoutConfig, registered: list[str]) -> None:
     names = manager.get_available_backends()
     wanted = config.llm.default_backend or config.llm_routing.default_backend
@@ -141,6 +151,8 @@ async def register_configured_backends(
             registered.append(spec.name)
     if await _register_ollama(manager, config, probe_timeout):
         registered.append(OLLAMA.name)
+    if await _register_local(manager, config):
+        registered.append(LLMBackendType.LOCAL.value)
     _choose_default(manager, config, registered)
     names = manager.get_available_backends()
     if names:

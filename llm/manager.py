@@ -387,7 +387,3 @@ async def initialize_llm_backends(manager: LLMManager | None = None) -> None:
     assert manager._init_lock is not None
     async with manager._init_lock:
         await register_configured_backends(manager, manager.config)
-        # The in-process model (issue 5): last, as the fallback; the default when nothing else registered.
-        from llm.backends.local import register_local_backend
-
-        await register_local_backend(manager, manager.config)

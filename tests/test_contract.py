@@ -64,8 +64,8 @@ def test_package_exports() -> None:
                  "initialize_llm_backends", "OllamaBackend", "OpenAIBackend", "ClaudeBackend", "GeminiBackend",
                  "DeepSeekBackend", "LLMBackendType", "LLMError"):
         assert name in llm.__all__ and getattr(llm, name) is not None
-    assert sorted(llm.backends.__all__) == ["ClaudeBackend", "DeepSeekBackend", "GeminiBackend", "OllamaBackend",
-                                            "OpenAIBackend"]
+    assert sorted(llm.backends.__all__) == ["ClaudeBackend", "DeepSeekBackend", "GeminiBackend", "LocalBackend",
+                                            "OllamaBackend", "OpenAIBackend"]
     for name in llm.__all__:
         getattr(llm, name)
 

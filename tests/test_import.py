@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-VENDOR_SDKS = ("openai", "anthropic", "google.genai", "ollama", "httpx2", "httpx", "aiohttp")
+VENDOR_SDKS = ("openai", "anthropic", "google.genai", "ollama", "httpx2", "httpx", "aiohttp", "llama_cpp")
 
 
 def loaded_after(code: str) -> set[str]:

@@ -13,15 +13,17 @@ if TYPE_CHECKING:
     from llm.backends.claude import ClaudeBackend
     from llm.backends.deepseek import DeepSeekBackend
     from llm.backends.gemini import GeminiBackend
+    from llm.backends.local import LocalBackend
     from llm.backends.ollama import OllamaBackend
     from llm.backends.openai import OpenAIBackend
 
-__all__ = ["ClaudeBackend", "DeepSeekBackend", "GeminiBackend", "OllamaBackend", "OpenAIBackend"]
+__all__ = ["ClaudeBackend", "DeepSeekBackend", "GeminiBackend", "LocalBackend", "OllamaBackend", "OpenAIBackend"]
 
 _MODULES = {
     "ClaudeBackend": "llm.backends.claude",
     "DeepSeekBackend": "llm.backends.deepseek",
     "GeminiBackend": "llm.backends.gemini",
+    "LocalBackend": "llm.backends.local",
     "OllamaBackend": "llm.backends.ollama",
     "OpenAIBackend": "llm.backends.openai",
 }

@@ -28,14 +28,13 @@ import importlib.metadata
 import importlib.util
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from llm.backends._adapter import CONTEXT_LENGTH_PHRASES, SDKBackend, StreamAccumulator
 from llm.backends._bridge import TokenBridge
 from llm.backends._local_worker import Chunks, ModelRunner
 from llm.base import (
     FinishReason,
-    LLMBackend,
     LLMBackendType,
     LLMConfig,
     LLMRequest,
@@ -66,7 +65,6 @@ __all__ = [
     "find_model_file",
     "local_backend_from_config",
     "map_finish_reason",
-    "register_local_backend",
     "require_llama",
     "to_llama_messages",
     "to_llama_params",
@@ -377,16 +375,6 @@ def _default_model() -> str:
 # -- registration --------------------------------------------------------------------------------------------------
 
 
-class _Registry(Protocol):
-    """What `register_local_backend` needs of the manager."""
-
-    async def register_backend(self, backend: LLMBackend, is_default: bool = False) -> bool: ...
-
-    def get_available_backends(self) -> list[str]: ...
-
-    def get_default_backend(self) -> str | None: ...
-
-
 def local_backend_from_config(config: ScoutConfig) -> LocalBackend | None:
     """The local backend the settings ask for, or None (logged) when disabled or not installed.
 
@@ -408,21 +396,3 @@ def local_backend_from_config(config: ScoutConfig) -> LocalBackend | None:
     except LLMConfigError as exc:
         logger.log(logging.WARNING if enabled else logging.INFO, "local backend not available: %s", exc)
         return None
-
-
-async def register_local_backend(manager: _Registry, config: ScoutConfig) -> bool:
-    """Register the local backend last (a fallback behind any remote one), or first and default when it is alone.
-
-    Returns whether it was registered now.
-    """
-    if LLMBackendType.LOCAL.value in manager.get_available_backends():
-        return False
-    backend = local_backend_from_config(config)
-    if backend is None:
-        return False
-    wanted = config.llm.default_backend or config.llm_routing.default_backend
-    is_default = manager.get_default_backend() is None or wanted == LLMBackendType.LOCAL.value
-    if await manager.register_backend(backend, is_default=is_default):
-        return True
-    await backend.cleanup()
-    return False
