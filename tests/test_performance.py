@@ -28,6 +28,7 @@ from llm.base import LLMBackend, LLMConfig, LLMRequest
 from llm.errors import LLMConfigError, LLMConnectionError, LLMStreamError, LLMTimeoutError
 from llm.manager import LLMManager
 from tests.fakes.claude_fake import VENDOR as CLAUDE
+from tests.fakes.gemini_fake import VENDOR as GEMINI
 from tests.fakes.openai_fake import VENDOR as OPENAI
 from tests.fakes.server import FakeServer, Reset, StreamReply
 from tests.fakes.vendor import Vendor
@@ -115,15 +116,17 @@ async def test_one_client_per_backend_reused_by_every_call(vendor: Vendor, trans
     assert server.count(vendor.generate_path) == 7
 
 
-@SDK_VENDORS
-@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
-async def test_pool_keeps_every_connection_of_a_burst_alive(vendor: Vendor, transport: str) -> None:
-    """Two bursts of 110 concurrent calls share 110 connections at most. (The SDKs' default httpx2 pool keeps only
-    100 idle connections, so its second burst would open 10 new ones.)"""
+@pytest.mark.parametrize(("vendor", "options"), [
+    (OPENAI, {"http_transport": "aiohttp"}), (OPENAI, {"http_transport": "httpx"}),
+    (CLAUDE, {"http_transport": "aiohttp"}), (CLAUDE, {"http_transport": "httpx"}), (GEMINI, {}),
+], ids=["openai-aiohttp", "openai-httpx", "claude-aiohttp", "claude-httpx", "gemini-httpx"])
+async def test_pool_keeps_every_connection_of_a_burst_alive(vendor: Vendor, options: dict[str, str]) -> None:
+    """Two bursts of 110 concurrent calls share 110 connections at most. (httpx2's pools keep 100 idle connections
+    in the SDKs' setup and 20 by default, so their second burst would open new ones.)"""
     server = vendor.fake_cls()
     tracking = PeerTracking(server)
     async with server:
-        backend = backend_for(vendor, server, http_transport=transport)
+        backend = backend_for(vendor, server, **options)
         try:
             for _ in range(2):
                 await asyncio.gather(*(backend.generate(hello()) for _ in range(110)))

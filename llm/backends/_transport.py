@@ -23,7 +23,9 @@ from typing import Any, Literal, TypeAlias
 
 from llm.errors import LLMConfigError
 
-__all__ = ["MAX_CONNECTIONS", "HttpTransport", "aiohttp_installed", "sdk_http_client", "transport_failure"]
+__all__ = [
+    "MAX_CONNECTIONS", "HttpTransport", "aiohttp_installed", "pool_limits", "sdk_http_client", "transport_failure",
+]
 
 HttpTransport: TypeAlias = Literal["auto", "aiohttp", "httpx"]
 #: The transports a backend accepts: "auto" is aiohttp when installed, else the SDK's httpx2.
@@ -60,12 +62,16 @@ def resolve_transport(transport: str) -> Literal["aiohttp", "httpx"]:
 def sdk_http_client(sdk: ModuleType, transport: str, timeout: Any) -> Any:
     """The `http_client` for an `openai` / `anthropic` async client: the SDK's aiohttp or httpx2 client class (which
     carry the SDK's defaults, e.g. following redirects), with a pool sized for high concurrency."""
+    factory = sdk.DefaultAioHttpClient if resolve_transport(transport) == "aiohttp" else sdk.DefaultAsyncHttpxClient
+    return factory(limits=pool_limits(), timeout=timeout)
+
+
+def pool_limits() -> Any:
+    """The `httpx2.Limits` of one backend's pool: `MAX_CONNECTIONS`, every one of them kept alive."""
     import httpx2
 
-    limits = httpx2.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS,
-                           keepalive_expiry=KEEPALIVE_EXPIRY)
-    factory = sdk.DefaultAioHttpClient if resolve_transport(transport) == "aiohttp" else sdk.DefaultAsyncHttpxClient
-    return factory(limits=limits, timeout=timeout)
+    return httpx2.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS,
+                         keepalive_expiry=KEEPALIVE_EXPIRY)
 
 
 def transport_failure(exc: BaseException) -> Literal["timeout", "connection"] | None:

@@ -28,6 +28,7 @@ from llm.backends._adapter import (
     error_for_status,
     require_sdk,
 )
+from llm.backends._transport import pool_limits
 from llm.base import (
     FinishReason,
     LLMConfig,
@@ -141,6 +142,7 @@ class GeminiBackend(SDKBackend):
         self._http = httpx2.AsyncClient(
             timeout=httpx2.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
             event_hooks={"request": [_cap_connect_timeout], "response": [_track_stream_response]},
+            limits=pool_limits(),  # httpx2's default keeps 20 idle connections: a burst of 64 calls would churn
         )
         options = types.HttpOptions(
             base_url=self.config.base_url or DEFAULT_BASE_URL,  # never GOOGLE_GEMINI_BASE_URL from the environment
