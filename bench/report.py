@@ -111,15 +111,18 @@ def memory_ratio(memory: dict[str, Any], dialect: str, baseline: str) -> dict[st
 
 def build_report(args: dict[str, Any], command: str, imports: dict[str, Any], rounds: Rounds,
                  memory: dict[str, Any], elapsed: float) -> dict[str, Any]:
-    contenders = [c for c in LABELS if any(c in r for r in rounds)]
+    contenders = [c for c in LABELS if any("dialects" in r.get(c, {}) for r in rounds)]
     dialects = list(args["dialects"])
     table = {c: {d: {load: summarise(rounds, c, d, load) for load in LOADS} for d in dialects} for c in contenders}
-    peak = {c: statistics.median(r[c]["peak_rss_mb"] for r in rounds if c in r) for c in contenders}
+    peak = {c: statistics.median(r[c]["peak_rss_mb"] for r in rounds if "peak_rss_mb" in r.get(c, {}))
+            for c in contenders}
+    failures = sorted({f"{c}: {r[c]['error']}" for r in rounds for c in r if "error" in r[c]})
     return {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(), "command": command,
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in args.items()}, "elapsed_s": elapsed,
         "contenders": contenders, "dialects": dialects, "table": table, "peak_rss_mb": peak, "imports": imports,
         "memory": memory, "targets": targets(rounds, memory, imports, dialects), "rounds": rounds,
+        "failures": failures,
     }
 
 
@@ -194,9 +197,13 @@ def markdown(report: dict[str, Any]) -> str:
         f"Command: `{report['command']}` ({report['elapsed_s'] / 60:.1f} min). {s['rounds']} rounds; per round and "
         f"dialect: {s['seq']} sequential calls, {s['streams']} streams of {s['chunks']} chunks, {s['calls']} calls at "
         "each concurrency. Every contender runs in its own process against a fake server in another process; the "
-        "order is shuffled each round; ratios are taken within a round (paired), then summarised.", "",
+        "order is shuffled each round; ratios are taken within a round (paired), then summarised. LiteLLM gets a "
+        "third of the calls (5-10 ms each here) and a per-host pool of 1,000 (its default, 500, cannot hold the "
+        "memory load).", "",
         "## Targets (issue 6)", "", *_targets_table(report), "",
     ]
+    if report["failures"]:
+        lines += ["Failed runs (left out): " + "; ".join(report["failures"]), ""]
     for dialect in report["dialects"]:
         lines += [f"## {dialect} dialect (medians over rounds)", "", *_dialect_table(report, dialect), ""]
     lines += _memory_table(report)
