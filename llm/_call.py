@@ -342,11 +342,16 @@ class Call:
     # -- streams ----------------------------------------------------------------------------------------------------
 
     async def stream(self, first_chunk: Callable[[BackendSlot], float]) -> AsyncGenerator[StreamEvent, None]:
-        """Open a stream with retry and failover, then relay it; after the first event, failures are final."""
+        """Open a stream with retry and failover, then relay it; after the first event, failures are final.
+
+        The relay is the hot loop of a stream: one idle timer for the whole stream (not one per event), and the wait
+        for the next event inlined here rather than in a coroutine of its own.
+        """
         self.timed = False
         opened, slot = await self.run(open_stream_op, first_chunk)
         model = model_of(slot.backend, self.request)
-        idle = IdleTimeout()  # one timer for the whole stream, not one per event
+        idle, idle_timeout, remaining = IdleTimeout(), self.policy.idle_timeout, self.deadline.remaining
+        next_event = opened.events.__anext__
         parts: list[str] = []
         event = opened.first
         try:
@@ -354,40 +359,36 @@ class Call:
                 if isinstance(event, TextDelta):
                     parts.append(event.text)
                 yield event
-                event = await self._next_event(opened, slot, model, parts, idle)
+                bound = min(idle_timeout, remaining())
+                try:
+                    with idle.arm(bound):
+                        event = await next_event()
+                except Exception as exc:  # CancelledError and GeneratorExit pass through untouched
+                    error = self._relay_error(exc, slot, model, "".join(parts), bound)
+                    self._stream_failed(slot, model, opened, error)
+                    if error is exc:
+                        raise
+                    raise error from (None if isinstance(exc, StopAsyncIteration) else exc)
             slot.sample_latency(time.monotonic() - opened.started)
             yield ResponseDone(self.finish(event.response, slot))
         finally:
             idle.close()
             await opened.close()
 
-    async def _next_event(self, opened: OpenedStream, slot: BackendSlot, model: str, parts: list[str],
-                          idle: IdleTimeout) -> StreamEvent:
-        bound = min(self.policy.idle_timeout, self.deadline.remaining())
-        try:
-            with idle.arm(bound):
-                event = await anext(opened.events, None)
-        except TimeoutError as exc:
-            why = "the call's deadline passed" if bound < self.policy.idle_timeout else f"no event for {bound:g}s"
-            error = LLMStreamError(f"stream stalled: {why}", partial_content="".join(parts), backend=slot.name,
-                                   model=model)
-            self._stream_failed(slot, model, opened, error)
-            raise error from exc
-        except LLMStreamError as exc:
+    def _relay_error(self, exc: Exception, slot: BackendSlot, model: str, partial: str,
+                     bound: float) -> LLMStreamError:
+        """The `LLMStreamError` a failure after the first event becomes (a backend's own one stays as it is)."""
+        if isinstance(exc, LLMStreamError):
             exc.backend = exc.backend or slot.name
-            self._stream_failed(slot, model, opened, exc)
-            raise
-        except Exception as exc:  # a custom backend's own failure, after the stream began
-            error = LLMStreamError(f"stream failed after it began: {type(exc).__name__}: {exc}",
-                                   partial_content="".join(parts), backend=slot.name, model=model)
-            self._stream_failed(slot, model, opened, error)
-            raise error from exc
-        if event is None:
-            error = LLMStreamError("stream ended without its final event", partial_content="".join(parts),
-                                   backend=slot.name, model=model)
-            self._stream_failed(slot, model, opened, error)
-            raise error
-        return event
+            return exc
+        if isinstance(exc, StopAsyncIteration):
+            message = "stream ended without its final event"
+        elif isinstance(exc, TimeoutError):
+            deadline = bound < self.policy.idle_timeout
+            message = "stream stalled: " + ("the call's deadline passed" if deadline else f"no event for {bound:g}s")
+        else:  # a custom backend's own failure
+            message = f"stream failed after it began: {type(exc).__name__}: {exc}"
+        return LLMStreamError(message, partial_content=partial, backend=slot.name, model=model)
 
     def _stream_failed(self, slot: BackendSlot, model: str, opened: OpenedStream, error: LLMStreamError) -> None:
         slot.failed(None, error)
