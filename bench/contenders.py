@@ -4,6 +4,9 @@ async generator of text chunks. Every contender sends the same request (one user
 
     sdk            the vendor SDK (`openai` / `anthropic`) with its defaults (httpx2 transport)
     sdk-aiohttp    the vendor SDK on its own aiohttp transport (`DefaultAioHttpClient`)
+    sdk-post       the SDK's generic `client.post` on its aiohttp transport: the SDK's HTTP, auth, errors and SSE
+                   decoding without its typed params transform and response models (the ceiling for an adapter
+                   that stays on the SDK)
     scout          scout-llm with its defaults, through `LLMManager.generate` / `stream_generate`
     scout-httpx    scout-llm told to use the SDK's httpx2 transport (`http_transport="httpx"`)
     litellm        LiteLLM's `acompletion` with its defaults (when installed: `pip install 'scout-llm[bench]'`)
@@ -29,7 +32,7 @@ ANTHROPIC_VERSION = "2023-06-01"
 #: Pool size for the floors (enough for 1,000 open streams; all kept alive).
 POOL = 1000
 
-CONTENDERS = ("sdk", "sdk-aiohttp", "scout", "scout-httpx", "litellm", "httpx2", "aiohttp")
+CONTENDERS = ("sdk", "sdk-aiohttp", "sdk-post", "scout", "scout-httpx", "litellm", "httpx2", "aiohttp")
 DIALECTS = ("openai", "anthropic")
 
 
@@ -55,6 +58,7 @@ async def make(name: str, dialect: str, url: str) -> Contender:
     factories: dict[str, Callable[[str, str], Any]] = {
         "sdk": lambda d, u: SDKContender(d, u, aiohttp=False),
         "sdk-aiohttp": lambda d, u: SDKContender(d, u, aiohttp=True),
+        "sdk-post": SDKPostContender,
         "scout": lambda d, u: ScoutContender(d, u, "auto"),
         "scout-httpx": lambda d, u: ScoutContender(d, u, "httpx"),
         "litellm": LiteLLMContender,
@@ -84,6 +88,7 @@ class SDKContender:
             import anthropic as sdk  # type: ignore[no-redef]
 
             base_url = url
+        self.sdk = sdk
         extra = {"http_client": sdk.DefaultAioHttpClient()} if aiohttp else {}
         self.client: Any = (sdk.AsyncOpenAI if dialect == "openai" else sdk.AsyncAnthropic)(
             api_key=API_KEY, base_url=base_url, **extra)
@@ -119,6 +124,49 @@ class SDKContender:
 
     async def close(self) -> None:
         await self.client.close()
+
+
+class SDKPostContender(SDKContender):
+    """`client.post(path, body=..., cast_to=...)`, the SDK's documented way to send a custom request, on aiohttp:
+    JSON bodies in, `json.loads` / plain dict stream events out."""
+
+    def __init__(self, dialect: str, url: str) -> None:
+        super().__init__(dialect, url, aiohttp=True)
+        import httpx2
+
+        self.path = "/chat/completions" if dialect == "openai" else "/v1/messages"
+        self.raw = httpx2.Response
+        self.stream_cls = self.sdk.AsyncStream[object]
+
+    def _body(self, model: str, stream: bool) -> dict[str, Any]:
+        limit = "max_completion_tokens" if self.dialect == "openai" else "max_tokens"
+        body: dict[str, Any] = {"model": model, "messages": MESSAGES, "temperature": TEMPERATURE, limit: MAX_TOKENS}
+        if stream:
+            body["stream"] = True
+            if self.dialect == "openai":
+                body["stream_options"] = {"include_usage": True}
+        return body
+
+    async def call(self, model: str = MODEL) -> str:
+        response = await self.client.post(self.path, body=self._body(model, False), cast_to=self.raw)
+        answer = json.loads(response.content)
+        if self.dialect == "openai":
+            return answer["choices"][0]["message"]["content"] or ""  # type: ignore[no-any-return]
+        return "".join(block["text"] for block in answer["content"] if block["type"] == "text")
+
+    async def stream(self, model: str = MODEL) -> AsyncIterator[str]:
+        chunks = await self.client.post(self.path, body=self._body(model, True), cast_to=object, stream=True,
+                                        stream_cls=self.stream_cls)
+        try:
+            async for event in chunks:
+                if self.dialect == "openai":
+                    text = event["choices"][0]["delta"].get("content") if event["choices"] else None
+                else:
+                    text = event["delta"].get("text") if event["type"] == "content_block_delta" else None
+                if text:
+                    yield text
+        finally:
+            await chunks.close()
 
 
 # -- scout-llm ---------------------------------------------------------------------------------------------------------

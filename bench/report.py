@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 LOADS = ("seq", "stream", "c64", "c256")
-LABELS = {"sdk": "SDK (defaults)", "sdk-aiohttp": "SDK + aiohttp", "scout": "scout-llm", "scout-httpx":
+LABELS = {"sdk": "SDK (defaults)", "sdk-aiohttp": "SDK + aiohttp", "sdk-post": "SDK generic post + aiohttp",
+          "scout": "scout-llm", "scout-httpx":
           "scout-llm (httpx2)", "litellm": "LiteLLM", "httpx2": "httpx2 floor", "aiohttp": "aiohttp floor"}
 PACKAGES = ("openai", "anthropic", "httpx2", "aiohttp", "litellm", "pydantic")
 
@@ -88,6 +89,8 @@ def targets(rounds: Rounds, memory: dict[str, Any], imports: dict[str, Any],
             _target("throughput at 64 concurrent vs LiteLLM", d,
                     paired(rounds, "scout", "litellm", d, "c64", "throughput_rps"), ">= 2.5", lambda v: v >= 2.5),
         ]
+        rows.append(_target("(reference) throughput at 64 concurrent: SDK generic post vs SDK defaults", d,
+                            paired(rounds, "sdk-post", "sdk", d, "c64", "throughput_rps"), "-", lambda v: v >= 3))
         for load in LOADS:
             rows.append(_target(f"median latency vs LiteLLM, {load}", d,
                                 paired(rounds, "scout", "litellm", d, load, "median_ms"), "< 1", lambda v: v < 1))
@@ -137,7 +140,7 @@ def _range(value: dict[str, float] | None, unit: str) -> str:
     if value is None:
         return "not measured"
     suffix = " ms" if unit == "ms" else "x"
-    return f"{value['median']:.2f}{suffix} ({value['min']:.2f}-{value['max']:.2f})"
+    return f"{value['median']:.3g}{suffix} ({value['min']:.3g} to {value['max']:.3g})"
 
 
 def _dialect_table(report: dict[str, Any], dialect: str) -> list[str]:
@@ -182,7 +185,7 @@ def _targets_table(report: dict[str, Any]) -> list[str]:
     lines = ["| target | dialect | measured: median (range over rounds) | goal | met |", "|---|---|---|---|---|"]
     for row in report["targets"]:
         value = row.get("note") or _range(row["value"], row["unit"])
-        met = {True: "yes", False: "**no**", None: "n/a"}[row["met"]]
+        met = "-" if row["goal"] == "-" else {True: "yes", False: "**no**", None: "n/a"}[row["met"]]
         lines.append(f"| {row['target']} | {row['dialect']} | {value} | {row['goal']} | {met} |")
     return lines
 
