@@ -58,7 +58,7 @@ bench-local: $(LOCAL_STAMP)
 	$(BIN)/python bench/local_bench.py
 
 # --- Benchmarks (issue 6) --------------------------------------------------------------------------------------------
-# `make bench` runs the full suite (~10 min on 2 cores); `make bench BENCH_ARGS=--quick` a smoke run. See bench/run.py.
+# `make bench` runs the full suite (~8 min on 2 cores); `make bench BENCH_ARGS=--quick` a smoke run. See bench/run.py.
 BENCH_STAMP := $(VENV)/.installed-bench
 BENCH_ARGS ?=
 

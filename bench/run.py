@@ -1,7 +1,7 @@
 """The benchmark suite: scout-llm against the vendor SDKs, LiteLLM and plain HTTP clients, on a local fake server.
 
-    python -m bench.run            # the full run (`make bench`): about 10 minutes on 2 cores
-    python -m bench.run --quick    # a smoke run: about 2 minutes, fewer rounds and calls
+    python -m bench.run            # the full run (`make bench`): about 8 minutes on 2 cores
+    python -m bench.run --quick    # a smoke run: about 3 minutes, fewer rounds and calls
 
 The fake server (`bench.server`) runs in its own process; every contender runs in its own process too, one per round,
 in a shuffled order each round, so that slow drifts of the machine spread over all of them. Ratios are paired: taken
