@@ -27,7 +27,7 @@ HOLD_MODEL = "bench-hold"  # the fake server holds such a stream open after its 
 MESSAGES = [{"role": "user", "content": "Say hello in five words."}]
 MAX_TOKENS = 64
 TEMPERATURE = 0.7
-API_KEY = "sk-bench-not-a-real-key"
+API_KEY = "sk-bench-test"
 ANTHROPIC_VERSION = "2023-06-01"
 #: Pool size for the floors (enough for 1,000 open streams; all kept alive).
 POOL = 1000
