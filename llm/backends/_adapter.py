@@ -213,13 +213,6 @@ class StreamAccumulator:
             if event.arguments:
                 part[2].append(event.arguments)
 
-    def add_tool_call(self, index: int, call_id: str | None, name: str, arguments: Any) -> ToolCallDelta:
-        """Record a tool call that arrived whole (arguments as an object or JSON text); returns its delta event."""
-        raw = arguments if isinstance(arguments, str) else _json_dumps(arguments)
-        delta = ToolCallDelta(index=index, id=call_id, name=name, arguments=raw)
-        self.add(delta)
-        return delta
-
     def tool_calls(self) -> list[ToolCall]:
         calls = []
         for index in sorted(self.tool_parts):
@@ -246,12 +239,6 @@ class StreamAccumulator:
             tool_calls=tool_calls,
             finish_reason=finish,
         )
-
-
-def _json_dumps(value: Any) -> str:
-    import json
-
-    return json.dumps(value, ensure_ascii=False)
 
 
 class _ErrorScope:

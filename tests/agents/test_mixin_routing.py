@@ -161,6 +161,9 @@ def test_rule5_preferred_backend(configure: Configure) -> None:
     agent = routed_agent(configure, SCOUT_LLM_AGENT_OTHER_BACKEND="claude")  # another agent's route: ignored
     assert agent._resolve_backend_and_model(None, None) == ("gemini", None)
     assert agent._resolve_backend_and_model("unlisted_task", None) == ("gemini", None)
+    agent.set_preferred_backend(LLMBackendType.DEEPSEEK)
+    assert agent.preferred_backend == "deepseek"
+    assert agent._resolve_backend_and_model(None, None) == ("deepseek", None)
 
 
 def test_rule6_nothing_means_the_manager_default() -> None:

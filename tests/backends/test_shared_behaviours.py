@@ -31,6 +31,7 @@ from llm.errors import (
 from tests.fakes.server import FakeServer, Hang, Reply, StreamReply
 from tests.fakes.vendor import Expected, Vendor
 from tests.fakes.vendors import VENDORS
+from tests.manager.helpers import wait_closed
 
 STREAM = pytest.mark.parametrize("stream", [False, True], ids=["generate", "stream"])
 
@@ -274,13 +275,17 @@ async def test_empty_stream_is_a_typed_error(vendor: Vendor, server: FakeServer,
 
 
 async def test_breaking_out_of_a_stream_closes_it(vendor: Vendor, server: FakeServer, backend: LLMBackend) -> None:
+    """A stream abandoned mid-answer (the server would stay silent forever) closes its HTTP connection at once."""
+    text_then_silence = StreamReply(list(vendor.midstream_error[0].chunks)[:-1], then="hang",
+                                    content_type=vendor.midstream_error[0].content_type)
+    server.enqueue(text_then_silence)
     events = backend.stream(hello())
     async for event in events:
-        assert isinstance(event, TextDelta)
-        break
+        if isinstance(event, TextDelta):
+            break
     await events.aclose()
-    # The client must still work after an abandoned stream (the connection was released, not leaked).
-    assert "hello there" in (await backend.generate(hello())).content
+    assert await wait_closed(server, timeout=1.0) < 1.0
+    assert "hello there" in (await backend.generate(hello())).content, "the client still works afterwards"
 
 
 # -- validation, secrets, health -----------------------------------------------------------------------------------
