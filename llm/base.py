@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
@@ -182,6 +182,36 @@ class LLMResponse:
         if self.tool_calls:
             message["tool_calls"] = [call.to_message_part() for call in self.tool_calls]
         return message
+
+
+class DeferredRaw:
+    """A vendor answer kept as its JSON until `LLMResponse.raw_response` is first read, then built into the SDK's
+    typed object by `build(data)`: callers who never look at it never pay for the SDK's model construction."""
+
+    __slots__ = ("build", "data")
+
+    def __init__(self, build: Callable[[Any], Any], data: Any) -> None:
+        self.build = build
+        self.data = data
+
+
+class _RawResponseField:
+    """`LLMResponse.raw_response`: stored as given; a `DeferredRaw` is built on first read and the result kept."""
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return None
+        value = obj.__dict__.get("_raw_response")
+        if isinstance(value, DeferredRaw):
+            value = obj.__dict__["_raw_response"] = value.build(value.data)
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__["_raw_response"] = value
+
+
+# After the dataclass is made, so that its field (default None, compared and copied like any other) reads through it.
+setattr(LLMResponse, "raw_response", _RawResponseField())  # noqa: B010
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ An adapter subclasses `SDKBackend` and implements only translation and the SDK c
 
 * `_create_client()`: the vendor's async SDK client, SDK retries off, explicit timeouts;
 * `_request_params(request, model, stream)`: our request -> the SDK call's keyword arguments;
-* `_send(params)` / `_open_stream(params)`: the SDK call;
+* `_send(params)` / `_open_stream(params)`: the call (the SDK's, or for OpenAI and Anthropic their JSON wire,
+  `llm.backends._wire`);
 * `_convert_response(raw, model)`: a whole answer -> `LLMResponse` (via a `StreamAccumulator`, so streaming and
   non-streaming build the response the same way);
 * `_convert_chunk(chunk, acc)`: one stream chunk -> events, updating the accumulator's usage and finish reason;
@@ -12,7 +13,8 @@ An adapter subclasses `SDKBackend` and implements only translation and the SDK c
 * `_list_models()`: the cheap models listing behind `health_check`.
 
 `SDKBackend` does the rest: validation, timing, usage normalisation, stream assembly, error mapping that also covers
-stream iteration (a failure after the first chunk becomes `LLMStreamError` with the partial text), stream closing.
+stream iteration (a failure after the first chunk becomes `LLMStreamError` with the partial text), an answer of the
+wrong shape as `LLMServerError`, stream closing.
 """
 
 from __future__ import annotations
@@ -161,6 +163,16 @@ def _error_class(status: int | None, code: str, message: str) -> type[LLMBackend
     if status is None or status >= 500:
         return LLMServerError
     return STATUS_CLASSES.get(status, LLMBackendError)
+
+
+#: What reading a vendor's JSON raises when it is not the shape its API documents (a missing key, a list for an object,
+#: text for a number, invalid JSON).
+MALFORMED = (AttributeError, IndexError, KeyError, TypeError, ValueError)
+
+
+def malformed(exc: Exception) -> LLMServerError:
+    """The error for an answer that is not the shape its API documents."""
+    return LLMServerError(f"malformed response from the vendor: {type(exc).__name__}: {exc}")
 
 
 def require_sdk(module: str, extra: str, display: str) -> None:
@@ -321,7 +333,12 @@ class SDKBackend(LLMBackend):
         start = time.perf_counter()
         with self._errors(model):
             raw = await self._send(params)
-            response = self._convert_response(raw, model)
+            try:
+                response = self._convert_response(raw, model)
+            except LLMError:
+                raise
+            except MALFORMED as exc:
+                raise malformed(exc) from exc
         response.response_time = time.perf_counter() - start
         self.logger.debug("%s %s answered in %.3fs", self.name, response.model, response.response_time)
         return response
@@ -334,9 +351,14 @@ class SDKBackend(LLMBackend):
             chunks = await self._open_stream(params)
             try:
                 async for chunk in chunks:
-                    for event in self._convert_chunk(chunk, acc):
-                        acc.add(event)
-                        yield event
+                    try:
+                        for event in self._convert_chunk(chunk, acc):
+                            acc.add(event)
+                            yield event
+                    except LLMError:
+                        raise
+                    except MALFORMED as exc:
+                        raise malformed(exc) from exc
                 self._check_stream_end(acc)
             finally:
                 await aclose_quietly(chunks)

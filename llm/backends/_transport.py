@@ -1,10 +1,11 @@
 """The HTTP transport under the OpenAI and Anthropic SDK clients, and the transport errors it can raise.
 
 Both SDKs speak HTTP through `httpx2` by default; each also ships an aiohttp transport (`openai.DefaultAioHttpClient`,
-`anthropic.DefaultAioHttpClient`, enabled by the `aiohttp` extra of each SDK) that takes about a third less CPU per
-request, which is what bounds throughput at high concurrency: 1.5x the calls per second at 64 concurrent, 2x at 256
-(bench/results/results.md). A backend uses it whenever aiohttp is installed (`pip install 'scout-llm[fast]'`), unless
-told otherwise (`http_transport="httpx"`).
+`anthropic.DefaultAioHttpClient`, enabled by the `aiohttp` extra of each SDK). A backend uses it whenever aiohttp is
+installed (`pip install 'scout-llm[fast]'`), unless told otherwise (`http_transport="httpx"`), and then sends its
+generations straight on that transport's aiohttp session with the headers the SDK builds (`llm.backends._wire`): CPU
+per call, which is what bounds throughput under concurrency, drops to a fraction of the SDK's
+(bench/results/results.md).
 
 One pooled client per backend: its pool holds up to `MAX_CONNECTIONS` connections and keeps every one of them alive
 between calls. (The SDKs' default pool keeps only 100 idle connections, so a burst of 256 concurrent calls would close

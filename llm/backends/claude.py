@@ -7,8 +7,9 @@ Errors: https://docs.anthropic.com/en/api/errors
 Translation in short: system messages go to the top-level `system` field; OpenAI-format tools become
 `{"name", "description", "input_schema"}`; assistant `tool_calls` become `tool_use` blocks and consecutive
 `role: "tool"` messages one user message of `tool_result` blocks; `image_url` parts become image blocks.
-Anthropic SDK 1.0 dropped `temperature`, `top_p` and `top_k` from `messages.create()` while the API still takes them,
-so they travel in `extra_body` (the SDK's documented way), which puts them in the request JSON unchanged.
+Requests and answers are the Messages API's JSON, carried by `llm.backends._wire` with the SDK's URL, headers and
+exceptions (so `temperature`, `top_p` and `top_k`, which the API takes but `messages.create()` no longer types, go in
+the body as they are); `raw_response` is the SDK's `Message`, built when first read.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from llm.backends._adapter import (
     require_sdk,
 )
 from llm.backends._transport import HttpTransport, resolve_transport, sdk_http_client, transport_failure
+from llm.backends._wire import SKIP, AiohttpStream, Wire, WireStream, make_wire
 from llm.base import (
+    DeferredRaw,
     FinishReason,
     LLMConfig,
     LLMRequest,
@@ -63,8 +66,8 @@ FINISH_REASONS: dict[str, FinishReason] = {
     "refusal": "content_filter",
 }
 
-#: Sampling extras the SDK no longer types but the API accepts: sent in `extra_body` under the same name.
-EXTRA_BODY_PARAMS = ("top_p", "top_k")
+#: Sampling extras sent under the same name.
+SAMPLING_PARAMS = ("top_p", "top_k")
 #: Extras the Messages API has no equivalent for: rejected before the call instead of silently dropped.
 UNSUPPORTED_PARAMS = ("seed", "frequency_penalty", "presence_penalty", "response_format")
 
@@ -96,17 +99,42 @@ def map_finish_reason(reason: str | None) -> FinishReason | None:
     return FINISH_REASONS.get(reason, "stop") if reason else None
 
 
-def anthropic_usage(usage: Any, previous: Mapping[str, int] | None = None) -> dict[str, int]:
-    """Usage from a `Usage` / `MessageDeltaUsage`; prompt tokens include cache writes and reads.
+def anthropic_usage(usage: Mapping[str, Any], previous: Mapping[str, int] | None = None) -> dict[str, int]:
+    """Usage from a `usage` object (a message's or a `message_delta`'s); prompt tokens include cache writes and reads.
 
     A `message_delta` may leave `input_tokens` out: the prompt count of `message_start` (`previous`) then stands.
     """
-    if usage.input_tokens is None and previous is not None:
+    if usage.get("input_tokens") is None and previous is not None:
         prompt = previous["prompt_tokens"]
     else:
-        prompt = sum(getattr(usage, name, None) or 0
+        prompt = sum(usage.get(name) or 0
                      for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
-    return usage_dict(prompt, usage.output_tokens)
+    return usage_dict(prompt, usage.get("output_tokens"))
+
+
+def anthropic_event(event: str | None, data: bytes, stream: AiohttpStream) -> Any:
+    """One server-sent event of a Messages stream, read as the SDK reads it (`anthropic.AsyncStream`): pings and
+    unnamed events are skipped, an `error` event raises the SDK's status error."""
+    if event is None or event == "ping":
+        return SKIP
+    if event == "error":
+        body: Any = data.decode(errors="replace")
+        try:
+            body = json.loads(data)
+            message = f"{body}"
+        except ValueError:
+            message = body or f"Error code: {stream.status}"
+        raise stream.wire.client._make_status_error(message, body=body, response=stream.http_response())
+    if not data:
+        return SKIP
+    return json.loads(data)
+
+
+def anthropic_message(data: Any) -> Any:
+    """The SDK's `Message` for an answer's JSON (what `raw_response` holds, built when first read)."""
+    from anthropic.types import Message
+
+    return Message.construct(**data)
 
 
 # -- request translation -------------------------------------------------------------------------------------------
@@ -234,8 +262,8 @@ def _sampling_params(effective: Mapping[str, Any]) -> dict[str, Any]:
     top_k = effective.get("top_k")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise _invalid(f"must be a positive integer, got {top_k!r}", "extra_params.top_k")
-    params: dict[str, Any] = {"extra_body": {"temperature": effective["temperature"]}}
-    params["extra_body"].update({key: effective[key] for key in EXTRA_BODY_PARAMS if key in effective})
+    params: dict[str, Any] = {"temperature": effective["temperature"]}
+    params.update({key: effective[key] for key in SAMPLING_PARAMS if key in effective})
     if "stop" in effective:
         params["stop_sequences"] = _stop_sequences(effective["stop"])
     if "user" in effective:
@@ -258,12 +286,13 @@ class _StreamOpened:
 
 
 class _MessageStream:
-    """The SDK's event stream, preceded by one `_StreamOpened`; `close()` closes the HTTP response."""
+    """The wire's event stream, preceded by one `_StreamOpened`; `close()` closes the HTTP response."""
 
-    __slots__ = ("_opened", "_stream")
+    __slots__ = ("_events", "_opened", "_stream")
 
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: WireStream) -> None:
         self._stream = stream
+        self._events = stream.__aiter__()
         self._opened = False
 
     def __aiter__(self) -> _MessageStream:
@@ -272,8 +301,8 @@ class _MessageStream:
     async def __anext__(self) -> Any:
         if not self._opened:
             self._opened = True
-            return _StreamOpened(self._stream.response.headers.get("request-id"))
-        return await self._stream.__anext__()
+            return _StreamOpened(self._stream.headers.get("request-id"))
+        return await self._events.__anext__()
 
     async def close(self) -> None:
         await self._stream.close()
@@ -285,36 +314,40 @@ def _on_opened(item: Any, acc: StreamAccumulator) -> Iterator[StreamEvent]:
 
 
 def _on_message_start(event: Any, acc: StreamAccumulator) -> Iterator[StreamEvent]:
-    message = event.message
-    acc.model = message.model or acc.model
-    acc.metadata["id"] = message.id
-    if message.usage is not None:
-        acc.usage = anthropic_usage(message.usage)
+    message = event["message"]
+    acc.model = message.get("model") or acc.model
+    acc.metadata["id"] = message.get("id")
+    if message.get("usage") is not None:
+        acc.usage = anthropic_usage(message["usage"])
     return iter(())
 
 
 def _on_block_start(event: Any, acc: StreamAccumulator) -> Iterator[StreamEvent]:
-    block = event.content_block
-    if block.type == "tool_use":
-        yield ToolCallDelta(index=event.index, id=block.id, name=block.name)
-    elif block.type == "text" and block.text:
-        yield TextDelta(block.text)
+    block = event["content_block"]
+    kind = block.get("type")
+    if kind == "tool_use":
+        yield ToolCallDelta(index=event["index"], id=block.get("id"), name=block.get("name"))
+    elif kind == "text" and block.get("text"):
+        yield TextDelta(block["text"])
 
 
 def _on_block_delta(event: Any, acc: StreamAccumulator) -> Iterator[StreamEvent]:
-    delta = event.delta
-    if delta.type == "text_delta" and delta.text:
-        yield TextDelta(delta.text)
-    elif delta.type == "input_json_delta" and delta.partial_json:
-        yield ToolCallDelta(index=event.index, arguments=delta.partial_json)
+    delta = event["delta"]
+    kind = delta.get("type")
+    if kind == "text_delta":
+        if delta.get("text"):
+            yield TextDelta(delta["text"])
+    elif kind == "input_json_delta" and delta.get("partial_json"):
+        yield ToolCallDelta(index=event["index"], arguments=delta["partial_json"])
 
 
 def _on_message_delta(event: Any, acc: StreamAccumulator) -> Iterator[StreamEvent]:
-    if event.delta.stop_reason:
-        acc.finish_reason = map_finish_reason(event.delta.stop_reason)
-        acc.metadata.update(stop_reason=event.delta.stop_reason, stop_sequence=event.delta.stop_sequence)
-    if event.usage is not None:
-        acc.usage = anthropic_usage(event.usage, acc.usage)
+    delta = event.get("delta") or {}
+    if delta.get("stop_reason"):
+        acc.finish_reason = map_finish_reason(delta["stop_reason"])
+        acc.metadata.update(stop_reason=delta["stop_reason"], stop_sequence=delta.get("stop_sequence"))
+    if event.get("usage") is not None:
+        acc.usage = anthropic_usage(event["usage"], acc.usage)
     return iter(())
 
 
@@ -324,8 +357,8 @@ def _on_message_stop(event: Any, acc: StreamAccumulator) -> Iterator[StreamEvent
 
 
 EventHandler = Callable[[Any, StreamAccumulator], Iterator[StreamEvent]]
-#: Stream event type -> handler. `ping` and `content_block_stop` carry nothing we need; `error` events are raised by
-#: the SDK as `APIStatusError` and mapped in `_translate_error`.
+#: Stream event type -> handler. `ping` and `content_block_stop` carry nothing we need; `error` events are raised as
+#: the SDK's `APIStatusError` (`anthropic_event`) and mapped in `_translate_error`.
 EVENT_HANDLERS: dict[str, EventHandler] = {
     "message_start": _on_message_start,
     "content_block_start": _on_block_start,
@@ -353,19 +386,24 @@ class ClaudeBackend(SDKBackend):
         resolve_transport(http_transport)  # an impossible choice fails here, not at the first call
         super().__init__(config)
         self.http_transport: HttpTransport = http_transport
+        self._wire: Wire | None = None
 
     def _create_client(self) -> Any:
         import anthropic
 
         seconds = float(self.config.timeout)
-        timeout = anthropic.Timeout(seconds, connect=min(seconds, CONNECT_TIMEOUT))
-        return anthropic.AsyncAnthropic(
+        connect = min(seconds, CONNECT_TIMEOUT)
+        timeout = anthropic.Timeout(seconds, connect=connect)
+        client = anthropic.AsyncAnthropic(
             api_key=self.config.secret(),
             base_url=self.config.base_url or DEFAULT_BASE_URL,
             timeout=timeout,
             max_retries=0,  # the manager is the one retry owner
             http_client=sdk_http_client(anthropic, self.http_transport, timeout),
         )
+        self._wire = make_wire(client, "/v1/messages", resolve_transport(self.http_transport),
+                               rule=anthropic_event, timeout=(seconds, connect))
+        return client
 
     def _request_params(self, request: LLMRequest, model: str, stream: bool) -> dict[str, Any]:
         effective = self._get_effective_config(request)
@@ -383,29 +421,35 @@ class ClaudeBackend(SDKBackend):
         return params
 
     async def _send(self, params: dict[str, Any]) -> Any:
-        return await self._client.messages.create(**params)
+        assert self._wire is not None
+        return await self._wire.post(params)
 
     async def _open_stream(self, params: dict[str, Any]) -> Any:
-        return _MessageStream(await self._client.messages.create(**params))
+        assert self._wire is not None
+        return _MessageStream(await self._wire.stream(params))
 
     def _convert_response(self, raw: Any, model: str) -> LLMResponse:
-        acc = StreamAccumulator(raw.model or model)
+        data, headers = raw
+        acc = StreamAccumulator(data.get("model") or model)
         events: list[StreamEvent] = []
-        for index, block in enumerate(raw.content):
-            if block.type == "text" and block.text:
-                events.append(TextDelta(block.text))
-            elif block.type == "tool_use":
-                events.append(ToolCallDelta(index, block.id, block.name, json.dumps(block.input, ensure_ascii=False)))
-        acc.finish_reason = map_finish_reason(raw.stop_reason)
-        acc.usage = anthropic_usage(raw.usage)
-        acc.metadata.update(id=raw.id, stop_reason=raw.stop_reason, stop_sequence=raw.stop_sequence,
-                            request_id=getattr(raw, "_request_id", None))
-        return self._convert_response_events(acc, events, raw)
+        for index, block in enumerate(data.get("content") or ()):
+            kind = block.get("type")
+            if kind == "text" and block.get("text"):
+                events.append(TextDelta(block["text"]))
+            elif kind == "tool_use":
+                arguments = json.dumps(block.get("input") or {}, ensure_ascii=False)
+                events.append(ToolCallDelta(index, block.get("id"), block.get("name"), arguments))
+        stop_reason = data.get("stop_reason")
+        acc.finish_reason = map_finish_reason(stop_reason)
+        acc.usage = anthropic_usage(data.get("usage") or {})
+        acc.metadata.update(id=data.get("id"), stop_reason=stop_reason, stop_sequence=data.get("stop_sequence"),
+                            request_id=headers.get("request-id"))
+        return self._convert_response_events(acc, events, DeferredRaw(anthropic_message, data))
 
     def _convert_chunk(self, chunk: Any, acc: StreamAccumulator) -> Iterable[StreamEvent]:
         if isinstance(chunk, _StreamOpened):
             return _on_opened(chunk, acc)
-        handler = EVENT_HANDLERS.get(getattr(chunk, "type", ""))
+        handler = EVENT_HANDLERS.get(chunk.get("type", ""))
         return handler(chunk, acc) if handler is not None else ()
 
     def _check_stream_end(self, acc: StreamAccumulator) -> None:

@@ -2,11 +2,14 @@
 
 API reference: https://platform.openai.com/docs/api-reference/chat/create
 Also serves any OpenAI-compatible endpoint through `base_url` (DeepSeek is a thin subclass, see `deepseek.py`).
+Requests and answers are the API's JSON, carried by `llm.backends._wire` with the SDK's URL, headers and exceptions;
+`raw_response` is the SDK's `ChatCompletion`, built when first read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from llm.backends._adapter import (
@@ -17,7 +20,9 @@ from llm.backends._adapter import (
     require_sdk,
 )
 from llm.backends._transport import HttpTransport, resolve_transport, sdk_http_client, transport_failure
+from llm.backends._wire import END, SKIP, AiohttpStream, Wire, WireStream, make_wire
 from llm.base import (
+    DeferredRaw,
     FinishReason,
     LLMConfig,
     LLMRequest,
@@ -52,10 +57,36 @@ def map_finish_reason(reason: str | None) -> FinishReason | None:
     return FINISH_REASONS.get(reason, "stop") if reason else None
 
 
-def openai_usage(usage: Any) -> dict[str, int] | None:
+def openai_usage(usage: Mapping[str, Any] | None) -> dict[str, int] | None:
     if usage is None:
         return None
-    return usage_dict(usage.prompt_tokens, usage.completion_tokens, usage.total_tokens)
+    return usage_dict(usage.get("prompt_tokens"), usage.get("completion_tokens"), usage.get("total_tokens"))
+
+
+def openai_event(event: str | None, data: bytes, stream: AiohttpStream) -> Any:
+    """One server-sent event of a Chat Completions stream, read as the SDK reads it (`openai.AsyncStream`): `[DONE]`
+    ends it, a JSON object with an `error` raises `openai.APIError`."""
+    if data.startswith(b"[DONE]"):
+        return END
+    if not data:
+        return SKIP
+    chunk = json.loads(data)
+    if isinstance(chunk, dict) and chunk.get("error"):
+        import openai
+
+        error = chunk["error"]
+        message = error.get("message") if isinstance(error, dict) else None
+        if not isinstance(message, str) or not message:
+            message = "An error occurred during streaming"
+        raise openai.APIError(message, stream.http_response().request, body=error)
+    return chunk
+
+
+def chat_completion(data: Any) -> Any:
+    """The SDK's `ChatCompletion` for an answer's JSON (what `raw_response` holds, built when first read)."""
+    from openai.types.chat import ChatCompletion
+
+    return ChatCompletion.construct(**data)
 
 
 class OpenAIBackend(SDKBackend):
@@ -78,19 +109,24 @@ class OpenAIBackend(SDKBackend):
         resolve_transport(http_transport)  # an impossible choice fails here, not at the first call
         super().__init__(config)
         self.http_transport: HttpTransport = http_transport
+        self._wire: Wire | None = None
 
     def _create_client(self) -> Any:
         import openai
 
         seconds = float(self.config.timeout)
-        timeout = openai.Timeout(seconds, connect=min(seconds, CONNECT_TIMEOUT))
-        return openai.AsyncOpenAI(
+        connect = min(seconds, CONNECT_TIMEOUT)
+        timeout = openai.Timeout(seconds, connect=connect)
+        client = openai.AsyncOpenAI(
             api_key=self.config.secret(),
             base_url=self.config.base_url,
             timeout=timeout,
             max_retries=0,  # the manager is the one retry owner
             http_client=sdk_http_client(openai, self.http_transport, timeout),
         )
+        self._wire = make_wire(client, "/chat/completions", resolve_transport(self.http_transport),
+                               rule=openai_event, timeout=(seconds, connect))
+        return client
 
     def _request_params(self, request: LLMRequest, model: str, stream: bool) -> dict[str, Any]:
         effective = self._get_effective_config(request)
@@ -113,48 +149,57 @@ class OpenAIBackend(SDKBackend):
         return params
 
     async def _send(self, params: dict[str, Any]) -> Any:
-        return await self._client.chat.completions.create(**params)
+        assert self._wire is not None
+        return await self._wire.post(params)
 
-    async def _open_stream(self, params: dict[str, Any]) -> Any:
-        return await self._client.chat.completions.create(**params)
+    async def _open_stream(self, params: dict[str, Any]) -> WireStream:
+        assert self._wire is not None
+        return await self._wire.stream(params)
 
     def _convert_response(self, raw: Any, model: str) -> LLMResponse:
-        acc = StreamAccumulator(raw.model or model)
+        data, headers = raw
+        acc = StreamAccumulator(data.get("model") or model)
         events: list[StreamEvent] = []
-        if raw.choices:
-            choice = raw.choices[0]
-            message = choice.message
-            if message.content:
-                events.append(TextDelta(message.content))
-            for index, call in enumerate(message.tool_calls or []):
-                function = getattr(call, "function", None)
+        choices = data.get("choices")
+        if choices:
+            choice = choices[0]
+            message = choice.get("message") or {}
+            if message.get("content"):
+                events.append(TextDelta(message["content"]))
+            for index, call in enumerate(message.get("tool_calls") or ()):
+                function = call.get("function")
                 if function is not None:
-                    events.append(ToolCallDelta(index, call.id, function.name, function.arguments or ""))
-            acc.finish_reason = map_finish_reason(choice.finish_reason)
-        acc.usage = openai_usage(raw.usage)
-        acc.metadata.update(system_fingerprint=raw.system_fingerprint, request_id=getattr(raw, "_request_id", None))
-        return self._convert_response_events(acc, events, raw)
+                    events.append(ToolCallDelta(index, call.get("id"), function.get("name"),
+                                                function.get("arguments") or ""))
+            acc.finish_reason = map_finish_reason(choice.get("finish_reason"))
+        acc.usage = openai_usage(data.get("usage"))
+        acc.metadata.update(system_fingerprint=data.get("system_fingerprint"), request_id=headers.get("x-request-id"))
+        return self._convert_response_events(acc, events, DeferredRaw(chat_completion, data))
 
     def _convert_chunk(self, chunk: Any, acc: StreamAccumulator) -> Iterable[StreamEvent]:
-        if chunk.model:
-            acc.model = chunk.model
-        if chunk.usage is not None:
-            acc.usage = openai_usage(chunk.usage)
-        for choice in chunk.choices:
-            delta = choice.delta
-            if delta is not None:
-                if delta.content:
-                    yield TextDelta(delta.content)
-                for call in delta.tool_calls or []:
-                    function = call.function
+        model = chunk.get("model")
+        if model:
+            acc.model = model
+        usage = chunk.get("usage")
+        if usage is not None:
+            acc.usage = openai_usage(usage)
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta")
+            if delta:
+                content = delta.get("content")
+                if content:
+                    yield TextDelta(content)
+                for call in delta.get("tool_calls") or ():
+                    function = call.get("function") or {}
                     yield ToolCallDelta(
-                        index=call.index,
-                        id=call.id,
-                        name=function.name if function else None,
-                        arguments=(function.arguments or "") if function else "",
+                        index=call.get("index", 0),
+                        id=call.get("id"),
+                        name=function.get("name"),
+                        arguments=function.get("arguments") or "",
                     )
-            if choice.finish_reason:
-                acc.finish_reason = map_finish_reason(choice.finish_reason)
+            reason = choice.get("finish_reason")
+            if reason:
+                acc.finish_reason = map_finish_reason(reason)
 
     def _translate_error(self, exc: Exception, model: str) -> LLMError:
         return translate_openai_error(exc, backend=self.name, model=model)
