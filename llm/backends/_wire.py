@@ -66,12 +66,27 @@ class EventRule(Protocol):
     def __call__(self, event: str | None, data: bytes, stream: AiohttpStream) -> Any: ...
 
 
+#: Request body keys -> the `LLMRequest` field they come from, to name it when its value cannot be sent.
+BODY_FIELDS = {"messages": "messages", "system": "system_prompt", "tools": "tools", "tool_choice": "tool_choice"}
+
+
 def encode_body(body: Mapping[str, Any]) -> bytes:
-    """The request JSON; a value JSON cannot carry is the caller's error, reported before any network call."""
+    """The request JSON; a value JSON cannot carry (an object, NaN) is the caller's error, reported before any network
+    call with the request field it came from."""
     try:
         return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
     except (TypeError, ValueError) as exc:
-        raise LLMValidationError(f"request cannot be sent as JSON: {exc}", field="extra_params") from exc
+        field = next((key for key, value in body.items() if not _encodes(value)), "")
+        name = BODY_FIELDS.get(field, f"extra_params.{field}" if field else "extra_params")
+        raise LLMValidationError(f"{name}: cannot be sent as JSON ({exc})", field=name) from exc
+
+
+def _encodes(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def make_wire(client: Any, path: str, transport: str, *, rule: EventRule, timeout: tuple[float, float]) -> Wire:

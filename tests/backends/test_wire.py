@@ -132,7 +132,20 @@ async def test_a_value_json_cannot_carry_is_refused_before_the_network(vendor: V
                     await backend.generate(hello(tools=[tool]))
         finally:
             await backend.cleanup()
-    assert caught.value.field == "extra_params" or "JSON" in str(caught.value)
+    assert caught.value.field == "tools" and "cannot be sent as JSON" in str(caught.value)
+    assert server.count() == 0
+
+
+async def test_the_field_that_cannot_be_sent_is_named() -> None:
+    schema = {"type": "json_schema", "json_schema": {"name": "pick", "schema": {"enum": {1, 2}}}}
+    async with OPENAI.fake_cls() as server:
+        backend = backend_for(OPENAI, server)
+        try:
+            with pytest.raises(LLMValidationError) as caught:
+                await backend.generate(hello(extra_params={"response_format": schema}))
+        finally:
+            await backend.cleanup()
+    assert caught.value.field == "extra_params.response_format"
     assert server.count() == 0
 
 
