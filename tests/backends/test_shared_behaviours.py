@@ -30,13 +30,13 @@ from llm.errors import (
 )
 from tests.fakes.server import FakeServer, Hang, Reply, StreamReply
 from tests.fakes.vendor import Expected, Vendor
-from tests.fakes.vendors import VENDORS
+from tests.fakes.vendors import VENDORS, WIRE_VARIANTS
 from tests.manager.helpers import wait_closed
 
 STREAM = pytest.mark.parametrize("stream", [False, True], ids=["generate", "stream"])
 
 
-@pytest.fixture(params=VENDORS, ids=[v.name for v in VENDORS])
+@pytest.fixture(params=VENDORS + WIRE_VARIANTS, ids=[v.label for v in VENDORS + WIRE_VARIANTS])
 def vendor(request: pytest.FixtureRequest) -> Vendor:
     return request.param  # type: ignore[no-any-return]
 

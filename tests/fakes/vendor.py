@@ -54,6 +54,13 @@ class Vendor:
     dropped_stream: StreamReply
     #: The SDK forwards no retry-count header for every vendor; True where `x-stainless-retry-count` is sent.
     stainless: bool = False
+    #: Keyword arguments of the backend class (e.g. `http_transport`), and the label they add to test ids.
+    backend_options: Mapping[str, Any] = field(default_factory=dict)
+    variant: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}-{self.variant}" if self.variant else self.name
 
     def config(self, server: Any, **overrides: Any) -> LLMConfig:
         values: dict[str, Any] = {
@@ -67,4 +74,4 @@ class Vendor:
         return LLMConfig(**values)
 
     def backend(self, server: Any, **overrides: Any) -> LLMBackend:
-        return self.backend_cls(self.config(server, **overrides))
+        return self.backend_cls(self.config(server, **overrides), **self.backend_options)  # type: ignore[call-arg]

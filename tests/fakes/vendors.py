@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tests.fakes.claude_fake import VENDOR as CLAUDE
 from tests.fakes.gemini_fake import VENDOR as GEMINI
 from tests.fakes.ollama_fake import VENDOR as OLLAMA
@@ -9,3 +11,9 @@ from tests.fakes.openai_fake import VENDOR as OPENAI
 from tests.fakes.vendor import Vendor
 
 VENDORS: list[Vendor] = [OPENAI, CLAUDE, OLLAMA, GEMINI]
+
+#: The shared behaviour table also runs OpenAI and Claude on httpx2, where the adapters send through the SDK's generic
+#: `client.post` instead of the aiohttp wire (llm/backends/_wire.py).
+WIRE_VARIANTS: list[Vendor] = [
+    replace(vendor, variant="httpx", backend_options={"http_transport": "httpx"}) for vendor in (OPENAI, CLAUDE)
+]
