@@ -12,8 +12,8 @@ so they skip the typed layer:
   POSTs its JSON body with those headers on the aiohttp session of that same transport (one pool per backend), and
   decodes the answer or the server-sent events itself. Error statuses and `error` events become the SDK's own
   exceptions (`client._make_status_error_from_response`, `openai.APIError`), so the adapters map one set of errors.
-  A client whose requests need per-call authentication (an SDK `custom_auth`), or an SDK whose internals moved,
-  falls back to `SDKWire`.
+  A client whose requests need per-call authentication (an SDK `custom_auth` or provider runtime), or an SDK whose
+  internals moved, falls back to `SDKWire`.
 * `SDKWire` (the httpx2 transport): the SDK's documented generic call, `client.post(path, body=..., cast_to=...)`,
   which skips the models but keeps the SDK's whole request pipeline.
 
@@ -102,8 +102,9 @@ def make_wire(client: Any, path: str, transport: str, *, rule: EventRule, timeou
     sdk = import_module(type(client).__module__.split(".")[0])
     fallback = SDKWire(client, path, sdk.AsyncStream[object])
     session_owner = getattr(getattr(client, "_client", None), "_transport", None)
-    if transport != "aiohttp" or not hasattr(session_owner, "get_client") or client.custom_auth is not None:
-        return fallback
+    per_call_auth = client.custom_auth is not None or getattr(client, "_provider_runtime", None) is not None
+    if transport != "aiohttp" or not hasattr(session_owner, "get_client") or per_call_auth:
+        return fallback  # a request the SDK signs per call cannot be built once
     return AiohttpWire(client, path, session_owner, rule=rule, timeout=timeout, fallback=fallback)
 
 
