@@ -26,12 +26,15 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
+from llm.backends._adapter import SDKBackend, require_sdk
+from llm.backends._transport import HttpTransport, resolve_transport
+from llm.base import LLMConfig
 from llm.errors import LLMValidationError
 
-__all__ = ["END", "SKIP", "AiohttpWire", "EventRule", "SDKWire", "SSEParser", "Wire", "WireStream", "encode_body",
-           "make_wire"]
+__all__ = ["END", "SKIP", "AiohttpWire", "EventRule", "SDKWire", "SSEParser", "Wire", "WireBackend", "WireStream",
+           "encode_body", "make_wire"]
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +109,33 @@ def make_wire(client: Any, path: str, transport: str, *, rule: EventRule, timeou
     if transport != "aiohttp" or not hasattr(session_owner, "get_client") or per_call_auth:
         return fallback  # a request the SDK signs per call cannot be built once
     return AiohttpWire(client, path, session_owner, rule=rule, timeout=timeout, fallback=fallback)
+
+
+class WireBackend(SDKBackend):
+    """An `SDKBackend` (OpenAI, Anthropic) whose generations go through a `Wire` made next to its SDK client.
+
+    A subclass names its SDK (`sdk_module`) and, in `_create_client`, makes the client and then
+    `self._wire = make_wire(client, ...)`; `_send` and `_open_stream` are done here. `http_transport` is "auto",
+    "aiohttp" or "httpx" (`llm.backends._transport`).
+    """
+
+    #: The SDK's import name, which is also its scout-llm extra.
+    sdk_module: ClassVar[str]
+
+    def __init__(self, config: LLMConfig, *, http_transport: HttpTransport = "auto") -> None:
+        require_sdk(self.sdk_module, self.sdk_module, self.display_name)
+        resolve_transport(http_transport)  # an impossible choice fails here, not at the first call
+        super().__init__(config)
+        self.http_transport: HttpTransport = http_transport
+        self._wire: Wire | None = None
+
+    async def _send(self, params: dict[str, Any]) -> Any:
+        assert self._wire is not None, "_create_client makes the wire"
+        return await self._wire.post(params)
+
+    async def _open_stream(self, params: dict[str, Any]) -> Any:
+        assert self._wire is not None, "_create_client makes the wire"
+        return await self._wire.stream(params)
 
 
 # -- the SDK's generic call -------------------------------------------------------------------------------------------

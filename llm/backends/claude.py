@@ -19,19 +19,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from llm.backends._adapter import (
-    CONNECT_TIMEOUT,
-    SDKBackend,
-    StreamAccumulator,
-    error_for_status,
-    require_sdk,
-)
-from llm.backends._transport import HttpTransport, resolve_transport, sdk_http_client, transport_failure
-from llm.backends._wire import SKIP, AiohttpStream, Wire, WireStream, make_wire
+from llm.backends._adapter import CONNECT_TIMEOUT, StreamAccumulator, error_for_status
+from llm.backends._transport import resolve_transport, sdk_http_client, transport_failure
+from llm.backends._wire import SKIP, AiohttpStream, WireBackend, WireStream, make_wire
 from llm.base import (
     DeferredRaw,
     FinishReason,
-    LLMConfig,
     LLMRequest,
     LLMResponse,
     StreamEvent,
@@ -368,7 +361,7 @@ EVENT_HANDLERS: dict[str, EventHandler] = {
 }
 
 
-class ClaudeBackend(SDKBackend):
+class ClaudeBackend(WireBackend):
     """Messages API through `anthropic.AsyncAnthropic`; one pooled client per backend, SDK retries off.
 
     Args:
@@ -378,15 +371,9 @@ class ClaudeBackend(SDKBackend):
     """
 
     display_name: ClassVar[str] = "Anthropic"
+    sdk_module: ClassVar[str] = "anthropic"
     key_variable: ClassVar[str | None] = "SCOUT_ANTHROPIC_API_KEY"
     temperature_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
-
-    def __init__(self, config: LLMConfig, *, http_transport: HttpTransport = "auto") -> None:
-        require_sdk("anthropic", "anthropic", self.display_name)
-        resolve_transport(http_transport)  # an impossible choice fails here, not at the first call
-        super().__init__(config)
-        self.http_transport: HttpTransport = http_transport
-        self._wire: Wire | None = None
 
     def _create_client(self) -> Any:
         import anthropic
@@ -420,13 +407,8 @@ class ClaudeBackend(SDKBackend):
             params["stream"] = True
         return params
 
-    async def _send(self, params: dict[str, Any]) -> Any:
-        assert self._wire is not None
-        return await self._wire.post(params)
-
     async def _open_stream(self, params: dict[str, Any]) -> Any:
-        assert self._wire is not None
-        return _MessageStream(await self._wire.stream(params))
+        return _MessageStream(await super()._open_stream(params))
 
     def _convert_response(self, raw: Any, model: str) -> LLMResponse:
         data, headers = raw

@@ -12,19 +12,12 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from llm.backends._adapter import (
-    CONNECT_TIMEOUT,
-    SDKBackend,
-    StreamAccumulator,
-    error_for_status,
-    require_sdk,
-)
-from llm.backends._transport import HttpTransport, resolve_transport, sdk_http_client, transport_failure
-from llm.backends._wire import END, SKIP, AiohttpStream, Wire, WireStream, make_wire
+from llm.backends._adapter import CONNECT_TIMEOUT, StreamAccumulator, error_for_status
+from llm.backends._transport import resolve_transport, sdk_http_client, transport_failure
+from llm.backends._wire import END, SKIP, AiohttpStream, WireBackend, make_wire
 from llm.base import (
     DeferredRaw,
     FinishReason,
-    LLMConfig,
     LLMRequest,
     LLMResponse,
     StreamEvent,
@@ -89,7 +82,7 @@ def chat_completion(data: Any) -> Any:
     return ChatCompletion.construct(**data)
 
 
-class OpenAIBackend(SDKBackend):
+class OpenAIBackend(WireBackend):
     """Chat Completions through `openai.AsyncOpenAI`; one pooled client per backend, SDK retries off.
 
     Args:
@@ -99,17 +92,11 @@ class OpenAIBackend(SDKBackend):
     """
 
     display_name: ClassVar[str] = "OpenAI"
+    sdk_module: ClassVar[str] = "openai"
     key_variable: ClassVar[str | None] = "SCOUT_OPENAI_API_KEY"
     #: Newer OpenAI models reject `max_tokens`; most OpenAI-compatible servers only know `max_tokens`.
     max_tokens_param: ClassVar[str] = "max_completion_tokens"
     stream_end_marker: ClassVar[str] = "finish_reason"
-
-    def __init__(self, config: LLMConfig, *, http_transport: HttpTransport = "auto") -> None:
-        require_sdk("openai", "openai", self.display_name)
-        resolve_transport(http_transport)  # an impossible choice fails here, not at the first call
-        super().__init__(config)
-        self.http_transport: HttpTransport = http_transport
-        self._wire: Wire | None = None
 
     def _create_client(self) -> Any:
         import openai
@@ -147,14 +134,6 @@ class OpenAIBackend(SDKBackend):
             params["stream"] = True
             params["stream_options"] = {"include_usage": True}
         return params
-
-    async def _send(self, params: dict[str, Any]) -> Any:
-        assert self._wire is not None
-        return await self._wire.post(params)
-
-    async def _open_stream(self, params: dict[str, Any]) -> WireStream:
-        assert self._wire is not None
-        return await self._wire.stream(params)
 
     def _convert_response(self, raw: Any, model: str) -> LLMResponse:
         data, headers = raw
