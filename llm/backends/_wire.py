@@ -104,11 +104,14 @@ def make_wire(client: Any, path: str, transport: str, *, rule: EventRule, timeou
 
     sdk = import_module(type(client).__module__.split(".")[0])
     fallback = SDKWire(client, path, sdk.AsyncStream[object])
-    session_owner = getattr(getattr(client, "_client", None), "_transport", None)
+    http_client = getattr(client, "_client", None)
     per_call_auth = client.custom_auth is not None or getattr(client, "_provider_runtime", None) is not None
-    if transport != "aiohttp" or not hasattr(session_owner, "get_client") or per_call_auth:
+    aiohttp_transport = hasattr(getattr(http_client, "_transport", None), "get_client")
+    if transport != "aiohttp" or not aiohttp_transport or not hasattr(http_client, "_transport_for_url"):
+        return fallback
+    if per_call_auth:
         return fallback  # a request the SDK signs per call cannot be built once
-    return AiohttpWire(client, path, session_owner, rule=rule, timeout=timeout, fallback=fallback)
+    return AiohttpWire(client, path, rule=rule, timeout=timeout, fallback=fallback)
 
 
 class WireBackend(SDKBackend):
@@ -195,12 +198,12 @@ async def request_template(client: Any, path: str) -> tuple[str, dict[str, str]]
 
 
 class AiohttpWire:
-    """POSTs JSON with the SDK's URL and headers on the aiohttp session of the SDK's transport."""
+    """POSTs JSON with the SDK's URL and headers on the aiohttp session of the SDK's transport (the proxy transport
+    when the environment's `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY` route the URL through one, as httpx2 decides)."""
 
-    __slots__ = ("_broken", "_fallback", "_headers", "_owner", "_session", "_timeout", "_url", "client", "path",
-                 "rule")
+    __slots__ = ("_broken", "_fallback", "_headers", "_options", "_session", "_url", "client", "path", "rule")
 
-    def __init__(self, client: Any, path: str, session_owner: Any, *, rule: EventRule, timeout: tuple[float, float],
+    def __init__(self, client: Any, path: str, *, rule: EventRule, timeout: tuple[float, float],
                  fallback: SDKWire) -> None:
         import aiohttp
 
@@ -208,9 +211,10 @@ class AiohttpWire:
         self.path = path
         self.rule = rule
         read, connect = timeout
-        # As the SDK's transport maps its timeouts: waiting for a pooled connection, connecting, each read.
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=read, sock_connect=connect, sock_read=read)
-        self._owner = session_owner
+        # Per request, as the SDK's transport sends them: its timeouts (waiting for a pooled connection, connecting,
+        # each read) and, once known, its proxy.
+        self._options: dict[str, Any] = {
+            "timeout": aiohttp.ClientTimeout(total=None, connect=read, sock_connect=connect, sock_read=read)}
         self._fallback = fallback
         self._broken = False
         self._url = ""
@@ -231,10 +235,19 @@ class AiohttpWire:
                 self._broken = True
                 return None
         import aiohttp
+        import httpx2
 
-        owner = self._owner
+        # The transport httpx2 would pick for this URL: the main one, or the proxy one the environment asks for.
+        owner = self.client._client._transport_for_url(httpx2.URL(self._url))
+        if not hasattr(owner, "get_client"):
+            self._broken = True
+            return None
         if not isinstance(owner.client, aiohttp.ClientSession) or owner.client.closed:
             owner.client = owner.get_client()
+        proxy = owner.proxy
+        if proxy is not None:
+            auth = aiohttp.BasicAuth(*proxy.auth) if proxy.auth else None
+            self._options.update(proxy=str(proxy.url), proxy_auth=auth, proxy_headers=dict(proxy.headers))
         self._session = owner.client
         return self._session
 
@@ -245,7 +258,7 @@ class AiohttpWire:
             session = await self._ready()
             if session is None:
                 return await self._fallback.post(body)
-        async with session.post(self._url, data=data, headers=self._headers, timeout=self._timeout) as response:
+        async with session.post(self._url, data=data, headers=self._headers, **self._options) as response:
             content = await response.read()
             if response.status >= 400:
                 raise self.status_error(response.status, response.raw_headers, content)
@@ -258,7 +271,7 @@ class AiohttpWire:
             session = await self._ready()
             if session is None:
                 return await self._fallback.stream(body)
-        response = await session.post(self._url, data=data, headers=self._headers, timeout=self._timeout)
+        response = await session.post(self._url, data=data, headers=self._headers, **self._options)
         if response.status >= 400:
             try:
                 content = await response.read()

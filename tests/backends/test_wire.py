@@ -243,3 +243,26 @@ async def test_a_stream_closed_early_drops_its_connection_unless_the_body_was_co
         finally:
             await backend.cleanup()
     assert len(tracking.peers) == connections
+
+
+@SDK_VENDORS
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+async def test_the_environment_proxy_carries_every_call(vendor: Vendor, transport: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """With HTTP_PROXY set, calls go to the proxy (here the fake itself, which answers absolute-form requests), as
+    the SDK's would: a host that does not resolve is reached only through it."""
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    async with vendor.fake_cls() as server:
+        monkeypatch.setenv("HTTP_PROXY", server.url)
+        unreachable = vendor.base_url(server).replace(server.url.removeprefix("http://"), "llm-vendor.invalid")
+        backend = vendor.backend_cls(vendor.config(server, base_url=unreachable),  # type: ignore[call-arg]
+                                     http_transport=transport)
+        try:
+            response = await backend.generate(hello())
+            streamed = [text async for text in backend.stream_generate(hello())]
+            assert await backend.health_check()
+        finally:
+            await backend.cleanup()
+    assert response.content and "".join(streamed)
+    assert server.count(vendor.generate_path) == 2
