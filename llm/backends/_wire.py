@@ -240,6 +240,7 @@ class AiohttpWire:
         # The transport httpx2 would pick for this URL: the main one, or the proxy one the environment asks for.
         owner = self.client._client._transport_for_url(httpx2.URL(self._url))
         if not hasattr(owner, "get_client"):
+            logger.warning("the fast path cannot use the %s transport; using client.post", type(owner).__name__)
             self._broken = True
             return None
         if not isinstance(owner.client, aiohttp.ClientSession) or owner.client.closed:
