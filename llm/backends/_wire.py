@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import json
 import logging
+from abc import abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from importlib import import_module
 from typing import Any, ClassVar, Protocol
 
-from llm.backends._adapter import SDKBackend, require_sdk
-from llm.backends._transport import HttpTransport, resolve_transport
+from llm.backends._adapter import CONNECT_TIMEOUT, SDKBackend, require_sdk
+from llm.backends._transport import HttpTransport, resolve_transport, sdk_http_client
 from llm.base import LLMConfig
 from llm.errors import LLMValidationError
 
@@ -100,8 +102,6 @@ def make_wire(client: Any, path: str, transport: str, *, rule: EventRule, timeou
         rule: the dialect's server-sent event rule (`AiohttpWire` only; the SDK applies its own).
         timeout: (read, connect) seconds, as the SDK client was given them.
     """
-    from importlib import import_module
-
     sdk = import_module(type(client).__module__.split(".")[0])
     fallback = SDKWire(client, path, sdk.AsyncStream[object])
     http_client = getattr(client, "_client", None)
@@ -115,15 +115,22 @@ def make_wire(client: Any, path: str, transport: str, *, rule: EventRule, timeou
 
 
 class WireBackend(SDKBackend):
-    """An `SDKBackend` (OpenAI, Anthropic) whose generations go through a `Wire` made next to its SDK client.
+    """An `SDKBackend` on a Stainless-generated SDK (`openai`, `anthropic`) whose generations go through a `Wire`.
 
-    A subclass names its SDK (`sdk_module`) and, in `_create_client`, makes the client and then
-    `self._wire = make_wire(client, ...)`; `_send` and `_open_stream` are done here. `http_transport` is "auto",
-    "aiohttp" or "httpx" (`llm.backends._transport`).
+    A subclass declares its SDK (`sdk_module`, `sdk_client`), the generation endpoint (`wire_path`) and how to read its
+    server-sent events (`_event_rule`); the client (SDK retries off, explicit timeouts, the chosen transport), the
+    wire next to it, `_send` and `_open_stream` are made here. `http_transport` is "auto", "aiohttp" or "httpx"
+    (`llm.backends._transport`).
     """
 
     #: The SDK's import name, which is also its scout-llm extra.
     sdk_module: ClassVar[str]
+    #: The SDK's async client class, e.g. "AsyncOpenAI".
+    sdk_client: ClassVar[str]
+    #: The generation endpoint, relative to the client's base URL.
+    wire_path: ClassVar[str]
+    #: The base URL when none is configured; None leaves the choice to the SDK.
+    default_base_url: ClassVar[str | None] = None
 
     def __init__(self, config: LLMConfig, *, http_transport: HttpTransport = "auto") -> None:
         require_sdk(self.sdk_module, self.sdk_module, self.display_name)
@@ -131,6 +138,26 @@ class WireBackend(SDKBackend):
         super().__init__(config)
         self.http_transport: HttpTransport = http_transport
         self._wire: Wire | None = None
+
+    @abstractmethod
+    def _event_rule(self) -> EventRule:
+        """How this API's server-sent events read (see `EventRule`)."""
+
+    def _create_client(self) -> Any:
+        sdk = import_module(self.sdk_module)
+        seconds = float(self.config.timeout)
+        connect = min(seconds, CONNECT_TIMEOUT)
+        timeout = sdk.Timeout(seconds, connect=connect)
+        client = getattr(sdk, self.sdk_client)(
+            api_key=self.config.secret(),
+            base_url=self.config.base_url or self.default_base_url,
+            timeout=timeout,
+            max_retries=0,  # the manager is the one retry owner
+            http_client=sdk_http_client(sdk, self.http_transport, timeout),
+        )
+        self._wire = make_wire(client, self.wire_path, resolve_transport(self.http_transport),
+                               rule=self._event_rule(), timeout=(seconds, connect))
+        return client
 
     async def _send(self, params: dict[str, Any]) -> Any:
         assert self._wire is not None, "_create_client makes the wire"
@@ -187,8 +214,6 @@ class _SDKStream:
 async def request_template(client: Any, path: str) -> tuple[str, dict[str, str]]:
     """The URL and headers `client` sends with a POST to `path`, built by the SDK's own request pipeline, minus the
     headers aiohttp sets itself."""
-    from importlib import import_module
-
     options_cls = import_module(type(client).__module__.split(".")[0] + "._models").FinalRequestOptions
     options = await client._prepare_options(options_cls.construct(method="post", url=path, json_data={}))
     request = client._build_request(options, retries_taken=0)

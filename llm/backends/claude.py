@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from llm.backends._adapter import CONNECT_TIMEOUT, StreamAccumulator, error_for_status
-from llm.backends._transport import resolve_transport, sdk_http_client, transport_failure
-from llm.backends._wire import SKIP, AiohttpStream, WireBackend, WireStream, make_wire
+from llm.backends._adapter import StreamAccumulator, error_for_status
+from llm.backends._transport import transport_failure
+from llm.backends._wire import SKIP, AiohttpStream, EventRule, WireBackend, WireStream
 from llm.base import (
     DeferredRaw,
     FinishReason,
@@ -372,25 +372,15 @@ class ClaudeBackend(WireBackend):
 
     display_name: ClassVar[str] = "Anthropic"
     sdk_module: ClassVar[str] = "anthropic"
+    sdk_client: ClassVar[str] = "AsyncAnthropic"
+    wire_path: ClassVar[str] = "/v1/messages"
+    #: Never the `ANTHROPIC_BASE_URL` environment variable: only scout-llm's settings choose the endpoint.
+    default_base_url: ClassVar[str | None] = DEFAULT_BASE_URL
     key_variable: ClassVar[str | None] = "SCOUT_ANTHROPIC_API_KEY"
     temperature_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
 
-    def _create_client(self) -> Any:
-        import anthropic
-
-        seconds = float(self.config.timeout)
-        connect = min(seconds, CONNECT_TIMEOUT)
-        timeout = anthropic.Timeout(seconds, connect=connect)
-        client = anthropic.AsyncAnthropic(
-            api_key=self.config.secret(),
-            base_url=self.config.base_url or DEFAULT_BASE_URL,
-            timeout=timeout,
-            max_retries=0,  # the manager is the one retry owner
-            http_client=sdk_http_client(anthropic, self.http_transport, timeout),
-        )
-        self._wire = make_wire(client, "/v1/messages", resolve_transport(self.http_transport),
-                               rule=anthropic_event, timeout=(seconds, connect))
-        return client
+    def _event_rule(self) -> EventRule:
+        return anthropic_event
 
     def _request_params(self, request: LLMRequest, model: str, stream: bool) -> dict[str, Any]:
         effective = self._get_effective_config(request)

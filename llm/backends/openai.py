@@ -12,9 +12,9 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from llm.backends._adapter import CONNECT_TIMEOUT, StreamAccumulator, error_for_status
-from llm.backends._transport import resolve_transport, sdk_http_client, transport_failure
-from llm.backends._wire import END, SKIP, AiohttpStream, WireBackend, make_wire
+from llm.backends._adapter import StreamAccumulator, error_for_status
+from llm.backends._transport import transport_failure
+from llm.backends._wire import END, SKIP, AiohttpStream, EventRule, WireBackend
 from llm.base import (
     DeferredRaw,
     FinishReason,
@@ -93,27 +93,15 @@ class OpenAIBackend(WireBackend):
 
     display_name: ClassVar[str] = "OpenAI"
     sdk_module: ClassVar[str] = "openai"
+    sdk_client: ClassVar[str] = "AsyncOpenAI"
+    wire_path: ClassVar[str] = "/chat/completions"
     key_variable: ClassVar[str | None] = "SCOUT_OPENAI_API_KEY"
     #: Newer OpenAI models reject `max_tokens`; most OpenAI-compatible servers only know `max_tokens`.
     max_tokens_param: ClassVar[str] = "max_completion_tokens"
     stream_end_marker: ClassVar[str] = "finish_reason"
 
-    def _create_client(self) -> Any:
-        import openai
-
-        seconds = float(self.config.timeout)
-        connect = min(seconds, CONNECT_TIMEOUT)
-        timeout = openai.Timeout(seconds, connect=connect)
-        client = openai.AsyncOpenAI(
-            api_key=self.config.secret(),
-            base_url=self.config.base_url,
-            timeout=timeout,
-            max_retries=0,  # the manager is the one retry owner
-            http_client=sdk_http_client(openai, self.http_transport, timeout),
-        )
-        self._wire = make_wire(client, "/chat/completions", resolve_transport(self.http_transport),
-                               rule=openai_event, timeout=(seconds, connect))
-        return client
+    def _event_rule(self) -> EventRule:
+        return openai_event
 
     def _request_params(self, request: LLMRequest, model: str, stream: bool) -> dict[str, Any]:
         effective = self._get_effective_config(request)
