@@ -172,7 +172,8 @@ class WireBackend(SDKBackend):
 
 
 class SDKWire:
-    """`client.post(path, body=...)`: the SDK's request pipeline and transport, no typed models."""
+    """`client.post(path, content=...)`: the SDK's request pipeline and transport, no typed models; the body is
+    encoded once, here, as on the aiohttp wire (its default `content-type` is JSON)."""
 
     __slots__ = ("client", "path", "stream_cls")
 
@@ -184,13 +185,12 @@ class SDKWire:
     async def post(self, body: dict[str, Any]) -> tuple[Any, Mapping[str, str]]:
         import httpx2
 
-        encode_body(body)  # a value JSON cannot carry is refused the same way on every wire
-        response = await self.client.post(self.path, body=body, cast_to=httpx2.Response)
+        response = await self.client.post(self.path, content=encode_body(body), cast_to=httpx2.Response)
         return json.loads(response.content), response.headers
 
     async def stream(self, body: dict[str, Any]) -> WireStream:
-        encode_body(body)
-        stream = await self.client.post(self.path, body=body, cast_to=object, stream=True, stream_cls=self.stream_cls)
+        stream = await self.client.post(self.path, content=encode_body(body), cast_to=object, stream=True,
+                                        stream_cls=self.stream_cls)
         return _SDKStream(stream)
 
 
@@ -246,6 +246,12 @@ class AiohttpWire:
         self._headers: dict[str, str] = {}
         self._session: Any = None
 
+    async def _live_session(self) -> Any:
+        session = self._session
+        if session is None or session.closed:
+            session = await self._ready()
+        return session
+
     async def _ready(self) -> Any:
         """The session to send on (the transport's, made on first use) after the request template; None when the
         SDK cannot give the template (its internals moved): the generic call then serves, correct if slower."""
@@ -279,11 +285,9 @@ class AiohttpWire:
 
     async def post(self, body: dict[str, Any]) -> tuple[Any, Mapping[str, str]]:
         data = encode_body(body)
-        session = self._session
-        if session is None or session.closed:
-            session = await self._ready()
-            if session is None:
-                return await self._fallback.post(body)
+        session = await self._live_session()
+        if session is None:
+            return await self._fallback.post(body)
         async with session.post(self._url, data=data, headers=self._headers, **self._options) as response:
             content = await response.read()
             if response.status >= 400:
@@ -292,11 +296,9 @@ class AiohttpWire:
 
     async def stream(self, body: dict[str, Any]) -> WireStream:
         data = encode_body(body)
-        session = self._session
-        if session is None or session.closed:
-            session = await self._ready()
-            if session is None:
-                return await self._fallback.stream(body)
+        session = await self._live_session()
+        if session is None:
+            return await self._fallback.stream(body)
         response = await session.post(self._url, data=data, headers=self._headers, **self._options)
         if response.status >= 400:
             try:

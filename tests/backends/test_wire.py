@@ -39,6 +39,16 @@ def backend_for(vendor: Vendor, server: FakeServer, **kwargs: Any) -> LLMBackend
     return vendor.backend_cls(vendor.config(server, timeout=5), **kwargs)  # type: ignore[call-arg]
 
 
+async def generate_and_stream(backend: LLMBackend) -> tuple[str, str]:
+    """One call and one stream on `backend` (closed after): their texts."""
+    try:
+        response = await backend.generate(hello())
+        streamed = "".join([text async for text in backend.stream_generate(hello())])
+    finally:
+        await backend.cleanup()
+    return response.content, streamed
+
+
 async def typed_call(vendor: Vendor, client: Any) -> None:
     """The SDK's own typed call for the request `hello()` makes."""
     messages = [{"role": "user", "content": "hello"}]
@@ -55,14 +65,10 @@ async def typed_call(vendor: Vendor, client: Any) -> None:
 async def test_the_transport_decides_the_wire(vendor: Vendor, transport: str, wire: type) -> None:
     async with vendor.fake_cls() as server:
         backend = backend_for(vendor, server, http_transport=transport)
-        try:
-            await backend.initialize()
-            assert type(backend._wire) is wire  # type: ignore[attr-defined]
-            response = await backend.generate(hello())
-            streamed = [text async for text in backend.stream_generate(hello())]
-        finally:
-            await backend.cleanup()
-    assert response.content and "".join(streamed)
+        await backend.initialize()
+        assert type(backend._wire) is wire  # type: ignore[attr-defined]
+        content, streamed = await generate_and_stream(backend)
+    assert content and streamed
     assert server.count(vendor.generate_path) == 2
 
 
@@ -172,14 +178,9 @@ async def test_an_sdk_whose_internals_moved_falls_back_to_the_generic_call(
 ) -> None:
     monkeypatch.delattr(sdk._models, "FinalRequestOptions")  # the SDK's own modules keep their references
     async with vendor.fake_cls() as server:
-        backend = backend_for(vendor, server)
-        try:
-            with caplog.at_level(logging.WARNING, logger="llm.backends._wire"):
-                response = await backend.generate(hello())
-                streamed = [text async for text in backend.stream_generate(hello())]
-        finally:
-            await backend.cleanup()
-    assert response.content and "".join(streamed)
+        with caplog.at_level(logging.WARNING, logger="llm.backends._wire"):
+            content, streamed = await generate_and_stream(backend_for(vendor, server))
+    assert content and streamed
     assert server.count(vendor.generate_path) == 2
     warnings = [r.getMessage() for r in caplog.records if r.name == "llm.backends._wire"]
     assert len(warnings) == 1 and "client.post" in warnings[0]  # said once, not on every call
@@ -258,11 +259,7 @@ async def test_the_environment_proxy_carries_every_call(vendor: Vendor, transpor
         unreachable = vendor.base_url(server).replace(server.url.removeprefix("http://"), "llm-vendor.invalid")
         backend = vendor.backend_cls(vendor.config(server, base_url=unreachable),  # type: ignore[call-arg]
                                      http_transport=transport)
-        try:
-            response = await backend.generate(hello())
-            streamed = [text async for text in backend.stream_generate(hello())]
-            assert await backend.health_check()
-        finally:
-            await backend.cleanup()
-    assert response.content and "".join(streamed)
+        assert await backend.health_check()  # the SDK's own call (the models list) takes the proxy too
+        content, streamed = await generate_and_stream(backend)
+    assert content and streamed
     assert server.count(vendor.generate_path) == 2
