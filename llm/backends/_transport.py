@@ -257,9 +257,13 @@ class EventBounds:
                 continue
             self.event_bytes += length
             self.event_lines += 1
+            self._check(0)
         self.split_crlf = piece.endswith(b"\r")
         self.line += len(piece) - start
-        if self.event_bytes + self.line > self.limit:
+        self._check(self.line)
+
+    def _check(self, unfinished: int) -> None:
+        if self.event_bytes + unfinished > self.limit:
             raise ResponseTooLarge(f"a stream event passed max_event_bytes ({self.limit} bytes)")
         if self.event_lines > MAX_EVENT_LINES:
             raise ResponseTooLarge(f"a stream event passed {MAX_EVENT_LINES} lines")
