@@ -186,15 +186,19 @@ class LimitedStream:
         self._total = 0
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._decompressor is None:  # the common case, kept short: one check per chunk
+            async for chunk in self._inner:
+                self._check(chunk)
+                yield chunk
+            return
         async for chunk in self._inner:
             for piece in self._decode(chunk):
                 self._check(piece)
                 yield piece
-        if self._decompressor is not None:
-            rest = self._flush()
-            self._check(rest)
-            if rest:
-                yield rest
+        rest = self._flush()
+        self._check(rest)
+        if rest:
+            yield rest
 
     def _check(self, piece: bytes) -> None:
         if self._events is not None:
@@ -206,9 +210,7 @@ class LimitedStream:
 
     def _decode(self, chunk: bytes) -> Iterator[bytes]:
         decompressor = self._decompressor
-        if decompressor is None:
-            yield chunk
-            return
+        assert decompressor is not None
         import httpx2
 
         try:
