@@ -124,9 +124,10 @@ class StainlessBackend(SDKBackend):
         try:
             if response.headers.get("content-type", "").startswith("text/event-stream"):
                 raise LLMServerError("malformed response from the vendor: an event stream answered a call for JSON")
-            body = await response.aread()
-        finally:
+            body = await response.aread()  # closes the response once read
+        except BaseException:
             await response.aclose()
+            raise
         return json.loads(body), response.headers
 
     async def _open_stream(self, params: dict[str, Any]) -> Any:

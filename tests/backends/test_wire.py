@@ -143,7 +143,8 @@ def replace_config(vendor: Vendor, server: FakeServer, **changes: Any) -> Any:
 #: What reaching into an SDK or its transport looks like: a private attribute of an SDK object, a private module or
 #: attribute of an SDK or HTTP library, and the internals the old wire used by name.
 PRIVATE_ACCESS = [
-    re.compile(r"\b(?:sdk|client|http_client|transport|owner|session|stream|response|openai|anthropic|httpx2?|aiohttp"
+    # (a bare `client` is left out: `llm.sync` names its own SyncClient so; the SDK client is `self._client` here)
+    re.compile(r"\b(?:sdk|http_client|transport|owner|session|stream|response|openai|anthropic|httpx2?|aiohttp"
                r"|genai|ollama|llama_cpp)\._[a-z]"),
     re.compile(r"\._client\._|(?<!backends)\._transport\b|\._pool\b|[\"']\._[a-z]"),
     re.compile(r"(?:from|import)\s+(?:openai|anthropic|httpx2?|aiohttp|google|ollama|llama_cpp)[\w.]*\._"),
@@ -170,6 +171,7 @@ def test_llm_names_no_private_sdk_attribute_or_module() -> None:
     "session = http_client._transport.client",
     "from anthropic._vendor.httpx_aiohttp import AiohttpTransport",
     "x = sdk._exceptions.APIError",
+    "session = self._client._client",
     "module = import_module(name + '._models')",
     "request = client._build_request(options, retries_taken=0)",
 ])
