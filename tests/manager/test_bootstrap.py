@@ -21,7 +21,7 @@ import pytest
 import llm.config
 import llm.manager
 from llm._bootstrap import OLLAMA_PROBE_TIMEOUT, register_configured_backends
-from llm.config import APIConfig, LLMSettings, ScoutConfig
+from llm.config import APIConfig, LLMRoutingConfig, LLMSettings, ScoutConfig
 from llm.manager import LLMManager, get_llm_manager, initialize_llm_backends, reset_llm_manager
 from tests.fakes.openai_fake import FakeOpenAI
 from tests.fakes.server import FakeServer, Hang
@@ -40,7 +40,8 @@ def settings(servers: dict[str, FakeServer], **llm_settings: Any) -> ScoutConfig
     if "ollama" in servers:
         api["ollama_base_url"] = servers["ollama"].url
     defaults = {"ollama_enabled": False, "local_enabled": False, "timeout": 5}  # the in-process model: off here
-    return ScoutConfig(api=APIConfig(**api), llm=LLMSettings(**{**defaults, **llm_settings}))
+    routing = LLMRoutingConfig(default_backend=llm_settings.pop("default_backend", None))
+    return ScoutConfig(api=APIConfig(**api), llm=LLMSettings(**{**defaults, **llm_settings}), llm_routing=routing)
 
 
 def closed_url() -> str:
