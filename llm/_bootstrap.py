@@ -33,6 +33,7 @@ __all__ = [
     "OLLAMA_PROBE_TIMEOUT",
     "SPECS",
     "BackendSpec",
+    "default_backend_problem",
     "Registry",
     "register_configured_backends",
 ]
@@ -182,15 +183,24 @@ async def _register_local(registry: Registry, config: ScoutConfig, remote_config
     return backend is not None and await _register(registry, backend)
 
 
+def default_backend_problem(config: ScoutConfig, registered: list[str]) -> str | None:
+    """What is wrong with `SCOUT_LLM_DEFAULT_BACKEND` given the registered backends, or None."""
+    wanted = config.llm_routing.default_backend
+    if not wanted or wanted in registered:
+        return None
+    why = "is not configured" if is_known(wanted) else f"is not a backend name (known: {describe_known()})"
+    return f"SCOUT_LLM_DEFAULT_BACKEND={wanted} {why}; another backend is the default"
+
+
 def _choose_default(registry: Registry, config: ScoutConfig, registered: list[str]) -> None:
     names = registry.get_available_backends()
     wanted = config.llm_routing.default_backend
     if wanted and wanted in names:
         registry.set_default_backend(wanted)
         return
-    if wanted:
-        why = "is not configured" if is_known(wanted) else f"is not a backend name (known: {describe_known()})"
-        logger.warning("SCOUT_LLM_DEFAULT_BACKEND=%s %s; choosing another default", wanted, why)
+    problem = default_backend_problem(config, names)
+    if problem:
+        logger.warning("%s", problem)
     if not registered and registry.get_default_backend() is not None:
         return  # nothing new: keep the caller's choice
     for name in DEFAULT_PREFERENCE:
