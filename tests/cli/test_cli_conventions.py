@@ -266,3 +266,21 @@ async def test_ctrl_c_ends_the_streamed_line_and_exits_130(openai_server: FakeOp
     assert await process.wait() == 130
     assert (first + rest).decode() in ("first\n", "first second\n")
     assert stderr.decode() == "scout-llm: interrupted\n"
+
+
+async def test_backends_lists_a_configured_backend_that_is_not_available(openai_server: FakeOpenAI,
+                                                                         tmp_path: Path) -> None:
+    result = await cli(without("anthropic", "backends"), tmp_path, SCOUT_ANTHROPIC_API_KEY="sk-ant-x",
+                       **openai_vars(openai_server))
+    assert result.code == 0
+    rows = {line.split()[0]: line for line in result.stdout.splitlines()[2:]}
+    assert rows["claude"].split()[:3] == ["claude", "-", "NO"] and "scout-llm[anthropic]" in rows["claude"]
+    assert len(openai_server.requests) == 0
+
+
+async def test_local_enabled_without_the_model_says_what_to_install(tmp_path: Path) -> None:
+    result = await cli(without("llama_cpp", "ask", "hi"), tmp_path, SCOUT_LOCAL_ENABLED="true")
+    assert result.code == 3
+    line = one_line(result)
+    assert line.startswith("scout-llm: local: SCOUT_LOCAL_ENABLED=true, but")
+    assert "pip install 'scout-llm[local]'" in line
