@@ -112,9 +112,9 @@ def backend_config(spec: BackendSpec, config: ScoutConfig) -> LLMConfig:
     )
 
 
-def build_backend(spec: BackendSpec, config: ScoutConfig, registry: Registry) -> LLMBackend | None:
-    """The backend object, or None when its SDK or adapter is missing or its settings are wrong (recorded, with the
-    fix, in `registry.mark_unavailable`)."""
+def build_backend(spec: BackendSpec, config: ScoutConfig, registry: Registry | None = None) -> LLMBackend | None:
+    """The backend object, or None when its SDK or adapter is missing or its settings are wrong: recorded, with the
+    fix, in `registry.mark_unavailable` -- or, without a registry (a backend nobody asked for by name), only logged."""
     try:
         cls = getattr(importlib.import_module("llm.backends"), spec.class_name)
         backend: LLMBackend = cls(backend_config(spec, config))
@@ -122,6 +122,9 @@ def build_backend(spec: BackendSpec, config: ScoutConfig, registry: Registry) ->
         reason = describe_error(exc, _key(spec, config)).removeprefix("LLMConfigError: ")
         if isinstance(exc, ImportError) and "pip install" not in reason:
             reason += f"; install it with: pip install 'scout-llm[{spec.extra}]'"
+        if registry is None:
+            logger.debug("%s backend not built: %s", spec.name, reason)
+            return None
         registry.mark_unavailable(spec.name, reason)
         logger.warning("%s backend not available: %s", spec.name, reason)
         return None
@@ -149,7 +152,7 @@ async def _register_ollama(registry: Registry, config: ScoutConfig, probe_timeou
     enabled = config.llm.ollama_enabled
     if enabled is False or OLLAMA.name in registry.get_available_backends():
         return False
-    backend = build_backend(OLLAMA, config, registry) if enabled else _quiet_build(OLLAMA, config)
+    backend = build_backend(OLLAMA, config, registry if enabled else None)
     if backend is None:
         return False
     if enabled is None and not await _ollama_answers(backend, probe_timeout):
@@ -158,17 +161,6 @@ async def _register_ollama(registry: Registry, config: ScoutConfig, probe_timeou
         await quiet_cleanup(backend)
         return False
     return await _register(registry, backend)
-
-
-def _quiet_build(spec: BackendSpec, config: ScoutConfig) -> LLMBackend | None:
-    """A backend nobody asked for by name (Ollama, probed): not being able to build it is no news."""
-    try:
-        backend: LLMBackend = getattr(importlib.import_module("llm.backends"), spec.class_name)(
-            backend_config(spec, config))
-    except (ImportError, AttributeError, LLMError, ValueError) as exc:
-        logger.debug("%s backend not built: %s", spec.name, type(exc).__name__)
-        return None
-    return backend
 
 
 def _wants_local(config: ScoutConfig, remote_configured: bool) -> bool:

@@ -416,12 +416,14 @@ async def reset_llm_manager() -> None:
 async def initialize_llm_backends(manager: LLMManager | None = None) -> None:
     """Register every backend the settings configure on `manager` (default: the global one).
 
-    OpenAI, Claude, Gemini and DeepSeek when their key is set; Ollama when `SCOUT_OLLAMA_ENABLED` is true, or, when it
-    is unset, when `{SCOUT_OLLAMA_BASE_URL}/api/tags` answers within 2 s. The default is `SCOUT_LLM_DEFAULT_BACKEND`
-    when registered, else OpenAI, else the first of Claude, Gemini, DeepSeek, Ollama. Then the local in-process model
-    (llm/backends/local.py), last, when llama-cpp-python and the model are installed and `SCOUT_LOCAL_ENABLED` is not
-    false; it is the default only when nothing else registered (or `SCOUT_LLM_DEFAULT_BACKEND=local`). No billed call
-    is made. Safe to call again and concurrently: backends already registered are left alone. Never raises for a
+    OpenAI, Claude, Gemini and DeepSeek when their key is set (`SCOUT_<VENDOR>_API_KEY` or the vendor's standard
+    variable); Ollama when `SCOUT_OLLAMA_ENABLED` is true, or, when it is unset, when `{ollama_base_url}/api/tags`
+    answers within 2 s. The default is `SCOUT_LLM_DEFAULT_BACKEND` when registered (a warning names it otherwise),
+    else OpenAI, else the first of Claude, Gemini, DeepSeek, Ollama. The embedded local model (llm/backends/local.py)
+    is registered, as the default with a warning saying it is a 135M offline stand-in, when no remote backend is
+    configured; behind remote backends, as the last fallback, only when `SCOUT_LOCAL_ENABLED=true`. A configured
+    backend that cannot be built (a missing SDK) is in `manager.unavailable_backends` with the fix. No billed call is
+    made. Safe to call again and concurrently: backends already registered are left alone. Never raises for a
     backend's failure.
     """
     manager = manager if manager is not None else get_llm_manager()
