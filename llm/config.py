@@ -94,7 +94,7 @@ class _Section(BaseModel):
 
 
 def _http_url(value: str | None) -> str | None:
-    if value is not None and not re.match(r"^https?://[^\s/]+", value):
+    if value is not None and not re.fullmatch(r"https?://[^\s/?#]+(/\S*)?", value):
         raise ValueError(f"expected {_URL}")
     return value
 

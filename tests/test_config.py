@@ -165,6 +165,8 @@ def test_standard_variables_are_read_from_dotenv_too(tmp_path: Path) -> None:
     ("SCOUT_LLM_RETRY_ATTEMPTS", "100", "SCOUT_LLM_RETRY_ATTEMPTS='100' is not valid: expected a whole number"),
     ("SCOUT_LOCAL_ENABLED", "maybe", "SCOUT_LOCAL_ENABLED='maybe' is not valid: expected true or false"),
     ("OPENAI_BASE_URL", "ftp://x", "OPENAI_BASE_URL='ftp://x' is not valid: expected an http(s) URL"),
+    ("OPENAI_BASE_URL", "http://a b/v1", "OPENAI_BASE_URL='http://a b/v1' is not valid: expected an http(s) URL"),
+    ("OLLAMA_HOST", "a b", "OLLAMA_HOST='a b' is not valid: expected an http(s) URL, or host[:port]"),
 ])
 def test_an_invalid_value_names_the_variable_and_the_form(monkeypatch: pytest.MonkeyPatch, name: str, value: str,
                                                           expected: str) -> None:
