@@ -11,7 +11,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from llm.base import LLMBackend, LLMBackendType, LLMConfig, LLMRequest, LLMResponse, ToolCall
+from llm.backend import LLMBackend
+from llm.base import LLMBackendType, LLMConfig, LLMRequest, LLMResponse, ToolCall
 from llm.errors import (
     LLMAllBackendsFailedError,
     LLMAuthenticationError,

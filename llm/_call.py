@@ -28,7 +28,8 @@ from llm._resilience import (
     is_retryable,
     retry_wait,
 )
-from llm.base import LLMBackend, LLMRequest, LLMResponse, ResponseDone, StreamEvent, TextDelta
+from llm.backend import LLMBackend
+from llm.base import LLMRequest, LLMResponse, ResponseDone, StreamEvent, TextDelta
 from llm.errors import (
     LLMAllBackendsFailedError,
     LLMBackendError,

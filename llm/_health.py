@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm._resilience import CircuitBreaker, ManagerPolicy, Ticket, breaker_verdict
-from llm.base import LLMBackend
+from llm.backend import LLMBackend, describe_error
 
 __all__ = ["LATENCY_WINDOW", "BackendHealth", "BackendSlot", "describe_error", "maybe_await", "quiet_cleanup"]
 
@@ -35,7 +35,7 @@ class BackendHealth:
         avg_response_time: mean response time of the last `LATENCY_WINDOW` successful calls, in seconds.
         breaker_state: "closed", "open" (cooling down) or "half_open" (a probe may go, or is in flight).
         consecutive_failures: counted failures in a row (server errors, timeouts, connection errors, 429).
-        last_error: the last failure as text (error class and message), with the backend's key masked.
+        last_error: the last failure of a call or a health probe (error class and message), the key masked.
         last_probe_ok: result of the last `health_check()`; None before the first.
         last_probe_latency: how long the last `health_check()` took, in seconds.
         open_until: wall-clock time at which an open breaker lets a probe through; None when closed.
@@ -69,12 +69,6 @@ async def quiet_cleanup(backend: LLMBackend) -> None:
         await maybe_await(backend.cleanup())
     except Exception as exc:
         logger.warning("cleanup of %s failed: %s", backend.name, describe_error(exc, backend.config.secret()))
-
-
-def describe_error(exc: BaseException, secret: str | None = None) -> str:
-    """`ClassName: message`, with `secret` (the backend's key) masked should a vendor have echoed it."""
-    text = f"{type(exc).__name__}: {exc}"
-    return text.replace(secret, "***") if secret else text
 
 
 class BackendSlot:
@@ -144,11 +138,16 @@ class BackendSlot:
         try:
             async with asyncio.timeout(timeout):
                 ok = bool(await maybe_await(self.backend.health_check()))
+            reason = None if ok else self.backend.health_error or "health_check() returned False"
+        except TimeoutError:
+            ok, reason = False, f"health check gave no answer within {timeout:g}s"
         except Exception as exc:  # a probe reports; it does not raise (CancelledError still propagates)
-            logger.debug("health check of %s failed: %s", self.name, type(exc).__name__)
-            ok = False
+            ok, reason = False, describe_error(exc, self.backend.config.secret())
         finally:
             self.probing = False
+        if reason is not None:
+            logger.debug("health check of %s failed: %s", self.name, reason)
+            self.last_error = reason
         self.last_probe_ok, self.last_probe_latency = ok, time.monotonic() - start
         self.last_check = time.time()
         return ok

@@ -1,4 +1,4 @@
-"""Shared value types and the backend base class.
+"""Shared value types (the backend base class is in `llm.backend`, re-exported here).
 
 The types keep the field names, order and defaults of the original ScoutAgent `llm/` layer (see README, "ScoutAgent
 compatibility"), so existing callers run unchanged: `LLMRequest(messages=[...], temperature=0.7, max_tokens=200)`,
@@ -11,11 +11,10 @@ They are plain dataclasses on purpose: they are built on every call, and validat
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from llm.errors import (
     LLMAllBackendsFailedError,
@@ -43,7 +42,6 @@ __all__ = [
     "FinishReason",
     "LLMAllBackendsFailedError",
     "LLMAuthenticationError",
-    "LLMBackend",
     "LLMBackendError",
     "LLMBackendType",
     "LLMBadRequestError",
@@ -373,127 +371,18 @@ def _check_extra_params(extra: Any, where: str) -> None:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-class LLMBackend(ABC):
-    """A chat backend. Subclasses implement the five abstract methods; `stream` has a default built on
-    `stream_generate`, so a custom backend gets the typed event stream for free.
+# The backend base class lives in llm/backend.py; `from llm.base import LLMBackend` still works. It is loaded on first
+# use (importlib, like `llm.backends`), so that these types never depend on the backend layer.
+_MOVED = {"LLMBackend": "llm.backend"}
 
-    Attributes:
-        config: how to reach the backend.
-        logger: the backend's logger, `llm.<backend>`.
-    """
 
-    #: The closed interval of `temperature` the vendor accepts.
-    temperature_range: ClassVar[tuple[float, float]] = (0.0, 2.0)
+def __getattr__(name: str) -> Any:
+    module = _MOVED.get(name)
+    if module is None:
+        raise AttributeError(f"module 'llm.base' has no attribute {name!r}")
+    import importlib
 
-    def __init__(self, config: LLMConfig) -> None:
-        self.config = config
-        import logging
-
-        self.logger = logging.getLogger(f"llm.{config.backend_type.value}")
-        self._client: Any = None
-        self._initialized = False
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(model={self.config.model_name!r}, base_url={self.config.base_url!r})"
-
-    @property
-    def name(self) -> str:
-        """The name the manager registers this backend under."""
-        return self.config.backend_type.value
-
-    @abstractmethod
-    async def initialize(self) -> bool:
-        """Prepare the client. Makes no billed call. Returns whether the backend is usable."""
-
-    @abstractmethod
-    async def generate(self, request: LLMRequest) -> LLMResponse:
-        """Answer a request in one piece."""
-
-    @abstractmethod
-    def stream_generate(self, request: LLMRequest) -> AsyncIterator[str]:
-        """Answer a request as an async iterator of text chunks."""
-
-    @abstractmethod
-    async def health_check(self) -> bool:
-        """A cheap liveness probe (a models listing), never a billed generation."""
-
-    @abstractmethod
-    def get_available_models(self) -> list[str]:
-        """Models known to serve requests here; empty when unknown (then any model name is accepted)."""
-
-    async def stream(self, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
-        """The typed event stream: text and tool-call deltas, then one `ResponseDone` with the whole answer."""
-        parts: list[str] = []
-        async for chunk in self.stream_generate(request):
-            parts.append(chunk)
-            yield TextDelta(chunk)
-        model = self.resolve_model(request)
-        yield ResponseDone(self._create_response("".join(parts), model, finish_reason="stop"))
-
-    async def cleanup(self) -> None:
-        """Close the client and its connections."""
-        close = getattr(self._client, "close", None)
-        if close is not None:
-            result = close()
-            if hasattr(result, "__await__"):
-                await result
-        self._client = None
-        self._initialized = False
-
-    # -- helpers shared by the adapters ----------------------------------------------------------------------------
-
-    def resolve_model(self, request: LLMRequest) -> str:
-        """`extra_params["model_name_override"]` if given, else the configured model."""
-        override = request.extra_params.get("model_name_override") if request.extra_params else None
-        return str(override) if override else self.config.model_name
-
-    def _create_response(
-        self,
-        content: str,
-        model: str,
-        usage: dict[str, Any] | None = None,
-        metadata: dict[str, Any] | None = None,
-        success: bool = True,
-        error: str | None = None,
-        response_time: float = 0.0,
-        raw_response: Any = None,
-        tool_calls: list[ToolCall] | None = None,
-        finish_reason: FinishReason | None = None,
-    ) -> LLMResponse:
-        metadata = metadata if metadata is not None else {}
-        if finish_reason is not None:
-            metadata.setdefault("finish_reason", finish_reason)
-        return LLMResponse(
-            content=content,
-            model=model,
-            backend_type=self.config.backend_type.value,
-            usage=usage if usage is not None else usage_dict(0, 0),
-            metadata=metadata,
-            success=success,
-            error=error,
-            response_time=response_time,
-            raw_response=raw_response,
-            tool_calls=tool_calls or [],
-            finish_reason=finish_reason,
-        )
-
-    def _prepare_messages(self, request: LLMRequest) -> list[dict[str, Any]]:
-        """The request's messages, with `system_prompt` (if any) inserted first as a system message."""
-        messages = list(request.messages)
-        if request.system_prompt:
-            messages.insert(0, {"role": "system", "content": request.system_prompt})
-        return messages
-
-    def _get_effective_config(self, request: LLMRequest) -> dict[str, Any]:
-        """Sampling settings for a call: config extras, then request extras, then explicit temperature/max_tokens.
-
-        An explicit `temperature=0` or `max_tokens` on the request wins; extras cannot override them.
-        """
-        effective: dict[str, Any] = {**self.config.extra_params, **request.extra_params}
-        effective.pop("model_name_override", None)
-        effective["temperature"] = self.config.temperature if request.temperature is None else request.temperature
-        effective["max_tokens"] = self.config.max_tokens if request.max_tokens is None else request.max_tokens
-        return effective
+    return getattr(importlib.import_module(module), name)
 
 
 def usage_dict(prompt_tokens: int | None, completion_tokens: int | None, total: int | None = None) -> dict[str, int]:

@@ -28,9 +28,9 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Any, ClassVar, Literal
 
+from llm.backend import LLMBackend
 from llm.base import (
     FinishReason,
-    LLMBackend,
     LLMRequest,
     LLMResponse,
     ResponseDone,
@@ -378,8 +378,8 @@ class SDKBackend(LLMBackend):
         try:
             await self.list_models()
         except Exception as exc:  # a probe reports, it does not raise
-            self.logger.debug("%s health check failed: %s", self.name, type(exc).__name__)
-            return False
+            return self._probe_failed(exc)
+        self.health_error = None
         return True
 
     async def list_models(self) -> list[str]:
