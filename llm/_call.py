@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
-from llm._health import BackendSlot
+from llm._health import BackendSlot, maybe_await
 from llm._idle import IdleTimeout
 from llm._resilience import (
     Deadline,
@@ -28,7 +28,7 @@ from llm._resilience import (
     is_retryable,
     retry_wait,
 )
-from llm.base import LLMBackend, LLMRequest, LLMResponse, ResponseDone, StreamEvent, TextDelta
+from llm.base import LLMBackend, LLMRequest, LLMResponse, ResponseDone, StreamEvent, TextDelta, usage_dict
 from llm.errors import (
     LLMAllBackendsFailedError,
     LLMBackendError,
@@ -38,7 +38,7 @@ from llm.errors import (
     LLMTimeoutError,
 )
 
-__all__ = ["Attempt", "Call", "OpenedStream", "generate_op", "open_stream_op"]
+__all__ = ["Attempt", "Call", "OpenedStream", "backend_events", "generate_op", "open_stream_op"]
 
 T = TypeVar("T")
 Operation = Callable[[BackendSlot, LLMRequest], Awaitable[T]]
@@ -74,9 +74,45 @@ async def generate_op(slot: BackendSlot, request: LLMRequest) -> LLMResponse:
     """A non-streamed answer, holding the backend's concurrency slot for the duration."""
     semaphore = slot.limit()
     if semaphore is None:
-        return await slot.backend.generate(request)
+        return _checked(slot, await maybe_await(slot.backend.generate(request)))
     async with semaphore:
-        return await slot.backend.generate(request)
+        return _checked(slot, await maybe_await(slot.backend.generate(request)))
+
+
+def _checked(slot: BackendSlot, response: Any) -> LLMResponse:
+    # `generate` may be a plain function or a Mock (ScoutAgent's tests write backends so); what it returns must
+    # still be an answer.
+    if not isinstance(response, LLMResponse):
+        raise LLMBackendError(f"{slot.name}: generate() returned {type(response).__name__}, not an LLMResponse",
+                              backend=slot.name)
+    return response
+
+
+def backend_events(backend: LLMBackend, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
+    """A backend's typed event stream: its own `stream()` when its class overrides it (the adapters), else one
+    built on its `stream_generate` (a custom backend, a Mock, or an adapter whose `stream_generate` was replaced)."""
+    own_stream = isinstance(backend, LLMBackend) and type(backend).stream is not LLMBackend.stream
+    if own_stream and "stream_generate" not in vars(backend):
+        return backend.stream(request)
+    return _text_events(backend, request)
+
+
+async def _text_events(backend: LLMBackend, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
+    """`stream_generate`'s chunks as `TextDelta`s, then one `ResponseDone`. `stream_generate` may return an async
+    iterator, a plain iterable (a Mock's list) or an awaitable of either."""
+    chunks = await maybe_await(backend.stream_generate(request))
+    parts: list[str] = []
+    if hasattr(chunks, "__aiter__"):
+        async for chunk in chunks:
+            parts.append(str(chunk))
+            yield TextDelta(parts[-1])
+    else:
+        for chunk in chunks:
+            parts.append(str(chunk))
+            yield TextDelta(parts[-1])
+    name = backend.config.backend_type.value
+    yield ResponseDone(LLMResponse(content="".join(parts), model=model_of(backend, request), backend_type=name,
+                                   usage=usage_dict(0, 0), metadata={"finish_reason": "stop"}, finish_reason="stop"))
 
 
 @dataclasses.dataclass
@@ -116,7 +152,7 @@ async def open_stream_op(slot: BackendSlot, request: LLMRequest) -> OpenedStream
     if semaphore is not None:
         await semaphore.acquire()
     release = semaphore.release if semaphore is not None else _nothing
-    events = slot.backend.stream(request)
+    events = backend_events(slot.backend, request)
     try:
         first = await anext(events, None)
         if first is None or _is_empty(first):

@@ -218,7 +218,8 @@ class LLMManager:
     async def _new_call(self, request: LLMRequest, backend_type: str | LLMBackendType | None, fallback: bool) -> Call:
         await self._ensure_loop()
         slots = [self._slots[name] for name in self._chain(backend_type, fallback)]
-        validate_request(request, getattr(slots[0].backend, "temperature_range", (0.0, 2.0)))
+        bounds = getattr(slots[0].backend, "temperature_range", None)
+        validate_request(request, bounds if isinstance(bounds, tuple) else (0.0, 2.0))  # a Mock backend has none
         timeout = self.policy.timeout or self.config.llm.timeout
         return Call(slots, request, self.policy, Deadline(timeout))
 

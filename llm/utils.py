@@ -36,7 +36,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from llm.base import LLMRequest, LLMResponse
 from llm.config import get_config
 from llm.errors import LLMBackendError, LLMValidationError
-from llm.prompts import AgentPrompt, AgentPromptTemplates, PromptPlaceholderError, load_prompt_template
+from llm.prompts import (
+    AgentPrompt,
+    AgentPromptTemplates,
+    PromptNotFoundError,
+    PromptPlaceholderError,
+    load_prompt_template,
+    register_prompt_root,
+)
 from llm.structured import best_category, extract_json, to_string_list
 
 if TYPE_CHECKING:
@@ -46,6 +53,7 @@ __all__ = [
     "AgentPrompt",
     "AgentPromptTemplates",
     "LLMAgentMixin",
+    "PromptNotFoundError",
     "PromptPlaceholderError",
     "backend_name",
     "best_category",
@@ -54,6 +62,7 @@ __all__ = [
     "llm_summarize",
     "load_prompt_template",
     "quick_llm_generate",
+    "register_prompt_root",
     "shared_llm_manager",
     "to_string_list",
 ]
@@ -125,8 +134,17 @@ async def shared_llm_manager() -> LLMManager:
 class LLMAgentMixin:
     """Gives an agent `llm_generate`, streaming, structured helpers and per-task backend routing.
 
-    Cooperative: `class X(BaseAgent, LLMAgentMixin)` with `super().__init__(name=...)` initialises both, and the
-    explicit style `LLMAgentMixin.__init__(self, preferred_backend="ollama")` works too.
+    Works in every way ScoutAgent's agents use it, with any `BaseAgent` (ours, or one that requires `name` and never
+    calls `super().__init__()`):
+
+    * `class X(BaseAgent, LLMAgentMixin)`, built with `super().__init__(name=...)` (our cooperative BaseAgent runs
+      the mixin's `__init__`);
+    * either class order with explicit `BaseAgent.__init__(self, ...)` and `LLMAgentMixin.__init__(self, ...)`
+      calls, in either order: the mixin's `__init__` passes keyword arguments it does not know on to the next class
+      only when there are some, so it never runs a base class's `__init__` a second time, without its `name`;
+    * an agent that never runs the mixin's `__init__`: every attribute has a default (`preferred_backend` None,
+      `task_backend_preferences` an empty dict created on first use, `_llm_manager` None, `llm_logger` created on
+      first use), so the methods work; only the name-based defaults (contract 3.5) are not applied.
 
     Attributes:
         preferred_backend: the agent's backend when nothing more specific applies (rule 5).
@@ -143,12 +161,27 @@ class LLMAgentMixin:
     _preferred_backend: str | None = None
 
     def __init__(self, preferred_backend: str | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        if kwargs:  # a cooperative `super().__init__(name=..., ...)` chain: the rest is for the next class
+            super().__init__(**kwargs)
         self._llm_manager = getattr(self, "_llm_manager", None)
         self.llm_logger = logging.getLogger(f"llm.agent.{getattr(self, 'name', None) or 'unknown'}")
         self.preferred_backend = preferred_backend
         self.task_backend_preferences = {}
         self._setup_agent_llm_preferences(preferred_backend)
+
+    @property
+    def llm_logger(self) -> logging.Logger:
+        """`llm.agent.<name>`, created on first use when `__init__` did not run."""
+        existing = self.__dict__.get("_llm_logger")
+        if isinstance(existing, logging.Logger):
+            return existing
+        created = logging.getLogger(f"llm.agent.{getattr(self, 'name', None) or 'unknown'}")
+        self.__dict__["_llm_logger"] = created
+        return created
+
+    @llm_logger.setter
+    def llm_logger(self, value: logging.Logger) -> None:
+        self.__dict__["_llm_logger"] = value
 
     # -- preferences ---------------------------------------------------------------------------------------------
 
