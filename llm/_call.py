@@ -45,6 +45,9 @@ Operation = Callable[[BackendSlot, LLMRequest], Awaitable[T]]
 
 logger = logging.getLogger("llm.manager")
 
+#: (backend, model) pairs whose "answers with its configured model instead" has been logged.
+_model_swaps_logged: set[tuple[str, str]] = set()
+
 
 @dataclasses.dataclass(slots=True)
 class Attempt:
@@ -249,7 +252,10 @@ class Call:
         if served:
             return self.request
         model = slot.backend.config.model_name
-        logger.info("%s does not list model %r; using its configured model %r", slot.name, override, model)
+        if (slot.name, override) not in _model_swaps_logged:  # said once per backend and model, not on every call
+            _model_swaps_logged.add((slot.name, override))
+            logger.warning("%s does not list model %r (asked of %s); it answers with its configured model %r",
+                           slot.name, override, self.slots[0].name, model)
         extra = {**self.request.extra_params, "model_name_override": model}
         return dataclasses.replace(self.request, extra_params=extra)
 

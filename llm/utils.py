@@ -20,6 +20,11 @@ Agents that set no `preferred_backend` get a name-based default (section 3.5: "w
 are preferences, not demands: when the manager has no backend of that name the call goes to the manager's default
 (and its failover chain) instead of failing with "Backend not available". Only an explicit `backend_type=` that
 names an unknown backend fails.
+
+A model belongs to the backend its rule names: `SCOUT_LLM_DEFAULT_MODEL` goes with `SCOUT_LLM_DEFAULT_BACKEND`, a
+per-agent model with its per-agent backend (a rule that names a model but no backend means the default backend). When
+a call is routed elsewhere (that backend is not registered) or fails over to another backend, the backend that answers
+uses its own configured model; each such switch is logged once.
 """
 
 from __future__ import annotations
@@ -83,6 +88,9 @@ NAME_DEFAULTS: tuple[tuple[tuple[str, ...], str, dict[str, str]], ...] = (
       "quick_insights": "gemini"}),
 )
 DEFAULT_PREFERRED_BACKEND = "openai"
+
+#: (agent key, backend, rule) of preferences already logged as "not registered, the default answers".
+_reroutes_logged: set[tuple[str, str, str]] = set()
 
 
 def backend_name(value: Any) -> str | None:
@@ -163,8 +171,16 @@ class LLMAgentMixin:
     def __init__(self, preferred_backend: str | None = None, **kwargs: Any) -> None:
         if kwargs:  # a cooperative `super().__init__(name=..., ...)` chain: the rest is for the next class
             super().__init__(**kwargs)
+        name = getattr(self, "name", None)
+        if preferred_backend is None and not kwargs and "_llm_ready" in self.__dict__:
+            # Set up already (an explicit `LLMAgentMixin.__init__` before a cooperative BaseAgent passed the call
+            # on): nothing new to apply, so keep the agent's choices; only name the logger if it had no name.
+            if name and self.llm_logger.name == "llm.agent.unknown":
+                self.llm_logger = logging.getLogger(f"llm.agent.{name}")
+            return
+        self.__dict__["_llm_ready"] = True
         self._llm_manager = getattr(self, "_llm_manager", None)
-        self.llm_logger = logging.getLogger(f"llm.agent.{getattr(self, 'name', None) or 'unknown'}")
+        self.llm_logger = logging.getLogger(f"llm.agent.{name or 'unknown'}")
         self.preferred_backend = preferred_backend
         self.task_backend_preferences = {}
         self._setup_agent_llm_preferences(preferred_backend)
@@ -265,7 +281,15 @@ class LLMAgentMixin:
         # A preference naming a backend this manager does not have: use the manager's default (model included).
         known = manager.get_available_backends() if manager is not None else None
         if backend and source != "explicit" and known is not None and backend not in known:
-            self.llm_logger.debug("%s prefers %s (%s), not registered; using the default", self, backend, source)
+            # The model of that route belongs to that backend: the default backend answers with its own model.
+            said = (self._agent_key(), backend, str(source))
+            if said not in _reroutes_logged:
+                _reroutes_logged.add(said)
+                self.llm_logger.info(
+                    "%s prefers %s (%s), which is not registered; the default backend answers with its own model%s",
+                    getattr(self, "name", None) or type(self).__name__, backend, source,
+                    f" (not {model!r})" if model else "",
+                )
             return None, None
         return backend, model
 
