@@ -89,6 +89,8 @@ NAME_DEFAULTS: tuple[tuple[tuple[str, ...], str, dict[str, str]], ...] = (
 )
 DEFAULT_PREFERRED_BACKEND = "openai"
 
+_UNNAMED_LOGGER = "llm.agent.unknown"
+
 #: (agent key, backend, rule) of preferences already logged as "not registered, the default answers".
 _reroutes_logged: set[tuple[str, str, str]] = set()
 
@@ -174,24 +176,23 @@ class LLMAgentMixin:
         name = getattr(self, "name", None)
         if preferred_backend is None and not kwargs and "_llm_ready" in self.__dict__:
             # Set up already (an explicit `LLMAgentMixin.__init__` before a cooperative BaseAgent passed the call
-            # on): nothing new to apply, so keep the agent's choices; only name the logger if it had no name.
-            if name and self.llm_logger.name == "llm.agent.unknown":
-                self.llm_logger = logging.getLogger(f"llm.agent.{name}")
+            # on): nothing new to apply, so keep the agent's choices.
             return
         self.__dict__["_llm_ready"] = True
         self._llm_manager = getattr(self, "_llm_manager", None)
-        self.llm_logger = logging.getLogger(f"llm.agent.{name or 'unknown'}")
+        self.llm_logger = logging.getLogger(f"llm.agent.{name}" if name else _UNNAMED_LOGGER)
         self.preferred_backend = preferred_backend
         self.task_backend_preferences = {}
         self._setup_agent_llm_preferences(preferred_backend)
 
     @property
     def llm_logger(self) -> logging.Logger:
-        """`llm.agent.<name>`, created on first use when `__init__` did not run."""
+        """`llm.agent.<name>`; made on first use when `__init__` did not run, or ran before the agent had a name."""
         existing = self.__dict__.get("_llm_logger")
-        if isinstance(existing, logging.Logger):
+        name = getattr(self, "name", None)
+        if isinstance(existing, logging.Logger) and not (name and existing.name == _UNNAMED_LOGGER):
             return existing
-        created = logging.getLogger(f"llm.agent.{getattr(self, 'name', None) or 'unknown'}")
+        created = logging.getLogger(f"llm.agent.{name}" if name else _UNNAMED_LOGGER)
         self.__dict__["_llm_logger"] = created
         return created
 

@@ -55,7 +55,7 @@ def test_base_first_explicit_mixin_then_base() -> None:
 
     agent = Reversed()
     assert agent.name == "screener" and agent.preferred_backend == "ollama"
-    assert agent.llm_logger.name == "llm.agent.unknown"  # named before the agent had a name, as the original
+    assert agent.llm_logger.name == "llm.agent.screener"  # made before the agent had a name: named once it has one
     assert ScoutBaseAgent.inits == 1
 
 
