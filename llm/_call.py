@@ -113,8 +113,11 @@ async def _text_events(backend: LLMBackend, request: LLMRequest) -> AsyncGenerat
         for chunk in chunks:
             parts.append(str(chunk))
             yield TextDelta(parts[-1])
-    name = backend.config.backend_type.value
-    yield ResponseDone(LLMResponse(content="".join(parts), model=model_of(backend, request), backend_type=name,
+    content, model = "".join(parts), model_of(backend, request)
+    if isinstance(backend, LLMBackend):  # a subclass's own response hook applies
+        yield ResponseDone(backend._create_response(content, model, finish_reason="stop"))
+        return
+    yield ResponseDone(LLMResponse(content=content, model=model, backend_type=backend.config.backend_type.value,
                                    usage=usage_dict(0, 0), metadata={"finish_reason": "stop"}, finish_reason="stop"))
 
 

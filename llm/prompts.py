@@ -46,7 +46,7 @@ PROMPT_SUFFIX = ".prompt"
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 _registered_roots: list[Path] = []
-_warned: set[tuple[Path, tuple[str, ...]]] = set()
+_warned: set[Path] = set()  # templates whose unfilled placeholders were logged
 _warned_lock = threading.Lock()
 
 
@@ -195,11 +195,10 @@ def _find_template(template_name: str, agent_name: str | None, prompts_dir: str 
 
 
 def _warn_once(path: Path, missing: list[str]) -> None:
-    key = (path, tuple(missing))
     with _warned_lock:
-        if key in _warned:
+        if path in _warned:
             return
-        _warned.add(key)
+        _warned.add(path)
     names = ", ".join(f"{{{name}}}" for name in missing)
     logger.warning("Prompt template %s: no substitution for %s; sent as literal text", path, names)
 

@@ -188,6 +188,8 @@ def test_an_unfilled_placeholder_stays_literal_with_one_warning_per_template(
             text = load_prompt_template("plan.prompt", substitutions={"keywords": "crm"})
             assert text == "Plan crm for {run_id} within {limits_json}"
         assert load_prompt_template("act.prompt", substitutions={"x": 1}) == "Act on {run_id}"
+        other = load_prompt_template("plan.prompt", substitutions={"run_id": "r1"})  # the same template again
+        assert other == "Plan {keywords} for r1 within {limits_json}"
     warnings = [record.getMessage() for record in caplog.records if record.name == "llm.prompts"]
     assert len(warnings) == 2
     assert "plan.prompt" in warnings[0] and "{limits_json}, {run_id}" in warnings[0]

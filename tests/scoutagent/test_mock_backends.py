@@ -11,7 +11,7 @@ from unittest.mock import AsyncMock, Mock
 import pytest
 
 from llm.backends import OpenAIBackend
-from llm.base import LLMBackendType, LLMConfig, LLMRequest, LLMResponse
+from llm.base import LLMBackend, LLMBackendType, LLMConfig, LLMRequest, LLMResponse
 from llm.errors import LLMBackendError
 from llm.manager import LLMManager
 from llm.utils import LLMAgentMixin
@@ -134,3 +134,40 @@ async def test_a_real_adapter_with_a_mocked_stream_generate_uses_the_mock(openai
         assert openai_fake.count("/chat/completions") == 1
     finally:
         await manager.cleanup()
+
+
+class PlainBackend(LLMBackend):
+    """A custom backend written with plain (non-async) methods."""
+
+    cleaned = 0
+
+    def initialize(self) -> bool:  # type: ignore[override]
+        return True
+
+    def generate(self, request: LLMRequest) -> LLMResponse:  # type: ignore[override]
+        return self._create_response("plain answer", self.resolve_model(request))
+
+    def stream_generate(self, request: LLMRequest) -> list[str]:  # type: ignore[override]
+        return ["plain ", "stream"]
+
+    def health_check(self) -> bool:  # type: ignore[override]
+        return True
+
+    def cleanup(self) -> None:  # type: ignore[override]
+        PlainBackend.cleaned += 1
+
+    def get_available_models(self) -> list[str]:
+        return ["plain-model"]
+
+
+async def test_a_backend_with_plain_methods_is_served() -> None:
+    backend = PlainBackend(LLMConfig(backend_type=LLMBackendType.GEMINI, model_name="plain-model"))
+    manager = quiet()
+    assert await manager.register_backend(backend)
+    assert (await manager.generate(REQUEST)).content == "plain answer"
+    assert [chunk async for chunk in manager.stream_generate(REQUEST)] == ["plain ", "stream"]
+    done = [event async for event in manager.stream(REQUEST)][-1].response
+    assert (done.content, done.backend_type, done.model) == ("plain stream", "gemini", "plain-model")
+    assert await manager.check_health() == {"gemini": True}
+    await manager.cleanup()
+    assert PlainBackend.cleaned == 1
