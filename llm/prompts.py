@@ -10,7 +10,9 @@ this order (first file found wins; within each root the agent's folder comes bef
 
 Placeholders are `{name}`. A placeholder the caller does not supply stays as literal text (logged once per template
 at WARNING), as in ScoutAgent; `strict=True` raises `PromptPlaceholderError` instead. Every other brace (a JSON
-example in the prompt) is left as it is.
+example in the prompt) is left as it is. `{{name}}` is a placeholder too, replaced by the bare value: ScoutAgent's gap
+finder prompts are written that way, and the original sent them as `{value}`; other doubled braces (`{{ ... }}`
+around a JSON example) stay doubled, as the original sent them.
 """
 
 from __future__ import annotations
