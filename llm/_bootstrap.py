@@ -104,7 +104,7 @@ def backend_config(spec: BackendSpec, config: ScoutConfig) -> LLMConfig:
     return LLMConfig(
         backend_type=LLMBackendType(spec.name),
         model_name=config.llm.model_for(spec.name),
-        api_key=_key(spec, config),  # type: ignore[arg-type]  # LLMConfig wraps it in a SecretStr
+        api_key=_key(spec, config),  # LLMConfig keeps it as an APIKey
         base_url=getattr(config.api, spec.url_field),
         timeout=config.llm.timeout,
         retry_attempts=config.llm.retry_attempts,

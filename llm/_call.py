@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
-from llm._health import BackendSlot
+from llm._health import BackendSlot, maybe_await
 from llm._idle import IdleTimeout
 from llm._resilience import (
     Deadline,
@@ -29,7 +29,7 @@ from llm._resilience import (
     retry_wait,
 )
 from llm.backend import LLMBackend
-from llm.base import LLMRequest, LLMResponse, ResponseDone, StreamEvent, TextDelta
+from llm.base import LLMRequest, LLMResponse, ResponseDone, StreamEvent, TextDelta, usage_dict
 from llm.errors import (
     LLMAllBackendsFailedError,
     LLMBackendError,
@@ -39,12 +39,15 @@ from llm.errors import (
     LLMTimeoutError,
 )
 
-__all__ = ["Attempt", "Call", "OpenedStream", "generate_op", "open_stream_op"]
+__all__ = ["Attempt", "Call", "OpenedStream", "backend_events", "generate_op", "open_stream_op"]
 
 T = TypeVar("T")
 Operation = Callable[[BackendSlot, LLMRequest], Awaitable[T]]
 
 logger = logging.getLogger("llm.manager")
+
+#: (backend, model) pairs whose "answers with its configured model instead" has been logged.
+_model_swaps_logged: set[tuple[str, str]] = set()
 
 
 @dataclasses.dataclass(slots=True)
@@ -75,9 +78,48 @@ async def generate_op(slot: BackendSlot, request: LLMRequest) -> LLMResponse:
     """A non-streamed answer, holding the backend's concurrency slot for the duration."""
     semaphore = slot.limit()
     if semaphore is None:
-        return await slot.backend.generate(request)
+        return _checked(slot, await maybe_await(slot.backend.generate(request)))
     async with semaphore:
-        return await slot.backend.generate(request)
+        return _checked(slot, await maybe_await(slot.backend.generate(request)))
+
+
+def _checked(slot: BackendSlot, response: Any) -> LLMResponse:
+    # `generate` may be a plain function or a Mock (ScoutAgent's tests write backends so); what it returns must
+    # still be an answer.
+    if not isinstance(response, LLMResponse):
+        raise LLMBackendError(f"{slot.name}: generate() returned {type(response).__name__}, not an LLMResponse",
+                              backend=slot.name)
+    return response
+
+
+def backend_events(backend: LLMBackend, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
+    """A backend's typed event stream: its own `stream()` when its class overrides it (the adapters), else one
+    built on its `stream_generate` (a custom backend, a Mock, or an adapter whose `stream_generate` was replaced)."""
+    own_stream = isinstance(backend, LLMBackend) and type(backend).stream is not LLMBackend.stream
+    if own_stream and "stream_generate" not in vars(backend):
+        return backend.stream(request)
+    return _text_events(backend, request)
+
+
+async def _text_events(backend: LLMBackend, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
+    """`stream_generate`'s chunks as `TextDelta`s, then one `ResponseDone`. `stream_generate` may return an async
+    iterator, a plain iterable (a Mock's list) or an awaitable of either."""
+    chunks = await maybe_await(backend.stream_generate(request))
+    parts: list[str] = []
+    if hasattr(chunks, "__aiter__"):
+        async for chunk in chunks:
+            parts.append(str(chunk))
+            yield TextDelta(parts[-1])
+    else:
+        for chunk in chunks:
+            parts.append(str(chunk))
+            yield TextDelta(parts[-1])
+    content, model = "".join(parts), model_of(backend, request)
+    if isinstance(backend, LLMBackend):  # a subclass's own response hook applies
+        yield ResponseDone(backend._create_response(content, model, finish_reason="stop"))
+        return
+    yield ResponseDone(LLMResponse(content=content, model=model, backend_type=backend.config.backend_type.value,
+                                   usage=usage_dict(0, 0), metadata={"finish_reason": "stop"}, finish_reason="stop"))
 
 
 @dataclasses.dataclass
@@ -117,7 +159,7 @@ async def open_stream_op(slot: BackendSlot, request: LLMRequest) -> OpenedStream
     if semaphore is not None:
         await semaphore.acquire()
     release = semaphore.release if semaphore is not None else _nothing
-    events = slot.backend.stream(request)
+    events = backend_events(slot.backend, request)
     try:
         first = await anext(events, None)
         if first is None or _is_empty(first):
@@ -214,7 +256,10 @@ class Call:
         if served:
             return self.request
         model = slot.backend.config.model_name
-        logger.info("%s does not list model %r; using its configured model %r", slot.name, override, model)
+        if (slot.name, override) not in _model_swaps_logged:  # said once per backend and model, not on every call
+            _model_swaps_logged.add((slot.name, override))
+            logger.warning("%s does not list model %r (asked of %s); it answers with its configured model %r",
+                           slot.name, override, self.slots[0].name, model)
         extra = {**self.request.extra_params, "model_name_override": model}
         return dataclasses.replace(self.request, extra_params=extra)
 

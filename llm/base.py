@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import Any, ClassVar, Literal, TypeAlias
 
 from llm.errors import (
     LLMAllBackendsFailedError,
@@ -35,10 +35,8 @@ from llm.errors import (
     LLMValidationError,
 )
 
-if TYPE_CHECKING:
-    from pydantic import SecretStr
-
 __all__ = [
+    "APIKey",
     "FinishReason",
     "LLMAllBackendsFailedError",
     "LLMAuthenticationError",
@@ -84,13 +82,57 @@ class LLMBackendType(StrEnum):
 FinishReason: TypeAlias = Literal["stop", "length", "tool_calls", "content_filter", "error"]
 
 
+class APIKey(str):
+    """An API key: a `str` that hides itself when printed.
+
+    It compares, hashes and behaves like its plain value (`key == "sk-..."`, `"sk" in key`, `bool(key)`, `+`,
+    `.encode()`), and f-strings / `format()` give the value, which is how SDK clients build their auth headers, so it
+    can be handed to any code that takes the key as a `str`. What people print shows `**********` instead: `repr()`,
+    `str()`, `print()`, `%s` formatting (logging) and every container's repr. `get_secret_value()` returns the key as a
+    plain `str`, as pydantic's `SecretStr` does.
+    """
+
+    __slots__ = ()
+
+    MASK: ClassVar[str] = "**********"
+
+    def __repr__(self) -> str:
+        return f"APIKey({self.MASK!r})"
+
+    def __str__(self) -> str:
+        return self.MASK
+
+    def __format__(self, format_spec: str) -> str:
+        return format(self.get_secret_value(), format_spec)
+
+    def get_secret_value(self) -> str:
+        """The key as a plain `str`."""
+        return str.__str__(self)
+
+
+def _as_api_key(value: object) -> APIKey:
+    """A key given as a `str`, an `APIKey` or a pydantic `SecretStr` (anything with `get_secret_value()`)."""
+    if isinstance(value, APIKey):
+        return value
+    reveal = getattr(value, "get_secret_value", None)
+    if reveal is not None and not isinstance(value, str):
+        value = reveal()
+    if not isinstance(value, str):
+        raise LLMConfigError(f"api_key must be a string, got {type(value).__name__}")
+    return APIKey(value)
+
+
 @dataclass
 class LLMConfig:
-    """How to reach one backend. The API key is held as a `SecretStr` and never shown in `repr()`."""
+    """How to reach one backend.
+
+    `api_key` may be given as a `str` or a pydantic `SecretStr`; it is kept as an `APIKey`, which equals its plain
+    string (`config.api_key == "test-key"`) but never shows in `repr()`, `str()` or logs.
+    """
 
     backend_type: LLMBackendType
     model_name: str
-    api_key: SecretStr | None = field(default=None, repr=False)
+    api_key: str | None = field(default=None, repr=False)
     base_url: str | None = None
     temperature: float = 0.7
     max_tokens: int = 4096
@@ -108,17 +150,19 @@ class LLMConfig:
                     f"Unknown backend_type {self.backend_type!r}; expected one of "
                     f"{', '.join(b.value for b in LLMBackendType)}"
                 ) from None
-        if self.api_key is not None:
-            from pydantic import SecretStr  # here, not at module level: pydantic costs `import llm` ~70 ms
-
-            if not isinstance(self.api_key, SecretStr):
-                self.api_key = SecretStr(str(self.api_key))
         if not self.timeout or self.timeout <= 0:
             raise LLMConfigError(f"timeout must be > 0 seconds, got {self.timeout!r}")
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Every assignment, the constructor's included: a key set later is wrapped too, so it never shows in clear.
+        if name == "api_key" and value is not None:
+            value = _as_api_key(value)
+        object.__setattr__(self, name, value)
+
     def secret(self) -> str | None:
-        """The API key in clear text, for handing to an SDK client; None when unset or empty."""
-        return self.api_key.get_secret_value() or None if self.api_key is not None else None
+        """The API key in clear text (a plain `str`), for handing to an SDK client; None when unset or empty."""
+        key = self.api_key
+        return key.get_secret_value() or None if isinstance(key, APIKey) else key or None
 
 
 @dataclass

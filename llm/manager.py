@@ -238,7 +238,8 @@ class LLMManager:
         if isinstance(backend_type, str) and not isinstance(backend_type, Enum):
             backend_type, request = self._with_model(backend_type, request)
         slots = [self._slots[name] for name in self._chain(backend_type, fallback)]
-        validate_request(request, getattr(slots[0].backend, "temperature_range", (0.0, 2.0)))
+        bounds = getattr(slots[0].backend, "temperature_range", None)
+        validate_request(request, bounds if isinstance(bounds, tuple) else (0.0, 2.0))  # a Mock backend has none
         timeout = self.policy.timeout or self.config.llm.timeout
         return Call(slots, request, self.policy, Deadline(timeout))
 
