@@ -10,6 +10,7 @@ import pytest
 from tests.cli.runner import ROOT, clean_env, run
 from tests.fakes.claude_fake import API_KEY as CLAUDE_KEY
 from tests.fakes.claude_fake import FakeClaude
+from tests.fakes.claude_fake import error_reply as claude_error_reply
 from tests.fakes.openai_fake import API_KEY as OPENAI_KEY
 from tests.fakes.openai_fake import FakeOpenAI
 from tests.fakes.server import Reply
@@ -38,6 +39,48 @@ async def test_integration_example(servers: tuple[FakeOpenAI, FakeClaude], tmp_p
     openai_server, claude_server = servers
     assert openai_server.count("/chat/completions") >= 5
     assert claude_server.count("/messages") == 1, "backend switching asks each backend once"
+    lines = result.stdout.splitlines()
+    assert "Backends: openai (gpt-4.1-mini), claude (claude-haiku-4-5); openai answers first." in lines[0]
+    assert "-> answered by openai / gpt-4.1-mini in " in result.stdout
+    assert "asked claude    answered by claude / claude-haiku-4-5-20251001: echo: Say hello in five words." in lines
+    assert "Found 1 market gap in " in result.stdout and "(LLM calls: openai x3)" in result.stdout
+    assert "  1. Affordable automated inventory tracking for small retailers" in lines
+
+
+async def test_integration_example_names_the_backend_that_answered(servers: tuple[FakeOpenAI, FakeClaude],
+                                                                   tmp_path: Path) -> None:
+    """Issue 10: after a failover the line names the backend that answered, not the one asked."""
+    openai_server, claude_server = servers
+    claude_server.enqueue(claude_error_reply(401, {}))
+    result = await run([str(ROOT / "examples/llm_integration_example.py")], env(servers), tmp_path)
+    assert result.code == 0, result.stdout + result.stderr
+    assert ("asked claude    answered by openai / gpt-4.1-mini (after a failover from claude): "
+            "echo: Say hello in five words.") in result.stdout.splitlines()
+    assert "last error: LLMAuthenticationError" in result.stdout
+    assert claude_server.count("/messages") == 1
+
+
+async def test_integration_example_output_reads_as_text(servers: tuple[FakeOpenAI, FakeClaude],
+                                                        tmp_path: Path) -> None:
+    """No Python reprs, no line over the page width, no word cut in the middle by a shortened answer."""
+    openai_server, _ = servers
+    long_answer = " ".join(f"zeta{i}" for i in range(400))
+    for _ in range(3):
+        openai_server.enqueue(Reply(body=_chat_reply(long_answer)))
+    result = await run([str(ROOT / "examples/llm_integration_example.py")], env(servers), tmp_path)
+    assert result.code == 0, result.stdout + result.stderr
+    for line in result.stdout.splitlines():
+        assert len(line) <= 120, line
+        assert not any(mark in line for mark in ("['", "{'", "<llm.", "None")), line
+    words = {word for line in result.stdout.splitlines() for word in line.split() if word.startswith("zeta")}
+    assert words and all(word.removeprefix("zeta").isdigit() for word in words), "a word was cut"
+    assert "[...]" in result.stdout
+
+
+def _chat_reply(text: str) -> dict[str, object]:
+    return {"id": "chatcmpl-long", "object": "chat.completion", "created": 1, "model": "gpt-4.1-mini",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 400, "total_tokens": 405}}
 
 
 async def test_integration_example_fails_loudly(servers: tuple[FakeOpenAI, FakeClaude], tmp_path: Path) -> None:
@@ -53,11 +96,22 @@ async def test_integration_example_fails_loudly(servers: tuple[FakeOpenAI, FakeC
 async def test_backend_optimization_example(servers: tuple[FakeOpenAI, FakeClaude], tmp_path: Path) -> None:
     result = await run([str(ROOT / "examples/agent_backend_optimization_example.py")], env(servers), tmp_path)
     assert result.code == 0, result.stdout + result.stderr
-    assert "creative_writing -> claude" in result.stdout
-    assert "simple_query -> openai (gemini not configured)" in result.stdout
+    assert "creative_writing -> claude; answered by claude / claude-haiku-4-5-20251001: echo: Write a" in result.stdout
+    assert "simple_query -> openai (gemini not configured); answered by openai / gpt-4.1-mini" in result.stdout
+    assert "configured backends: openai, claude" in result.stdout
     openai_server, claude_server = servers
     assert claude_server.count("/messages") == 1
     assert openai_server.count("/chat/completions") == 3
+
+
+async def test_backend_optimization_example_names_the_backend_that_answered(
+        servers: tuple[FakeOpenAI, FakeClaude], tmp_path: Path) -> None:
+    """Issue 10: routed to claude, answered by openai after claude refused the key."""
+    _, claude_server = servers
+    claude_server.enqueue(claude_error_reply(401, {}))
+    result = await run([str(ROOT / "examples/agent_backend_optimization_example.py")], env(servers), tmp_path)
+    assert result.code == 0, result.stdout + result.stderr
+    assert "creative_writing -> claude; answered by openai / gpt-4.1-mini: echo: Write a" in result.stdout
 
 
 async def test_examples_without_any_backend_exit_3(tmp_path: Path) -> None:
