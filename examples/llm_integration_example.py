@@ -49,6 +49,44 @@ def one_line(text: str, width: int = 70) -> str:
     return textwrap.shorten(" ".join(text.split()) or "(empty answer)", width, placeholder=" [...]")
 
 
+class StreamPrinter:
+    """Prints streamed text as it arrives, wrapped to the page at word boundaries (a word is held until it ends)."""
+
+    def __init__(self) -> None:
+        self.column = 0
+        self.word = ""
+
+    def feed(self, text: str) -> None:
+        for char in text:
+            if char.isspace():
+                self._flush_word()
+                if char == "\n" and self.column > len(INDENT):
+                    print(end="\n")
+                    self.column = 0
+            else:
+                self.word += char
+
+    def close(self) -> None:
+        self._flush_word()
+        print(flush=True)
+
+    def _flush_word(self) -> None:
+        if not self.word:
+            return
+        if self.column == 0:
+            print(INDENT, end="")
+            self.column = len(INDENT)
+        elif self.column + 1 + len(self.word) > WIDTH:
+            print("\n" + INDENT, end="")
+            self.column = len(INDENT)
+        else:
+            print(" ", end="")
+            self.column += 1
+        print(self.word, end="", flush=True)
+        self.column += len(self.word)
+        self.word = ""
+
+
 def answered_by(response: LLMResponse) -> str:
     return f"{response.backend_type} / {response.model}"
 
@@ -89,15 +127,15 @@ async def streaming(manager: LLMManager) -> None:
     first: float | None = None
     chunks = 0
     done: LLMResponse | None = None
-    print(INDENT, end="")
+    printer = StreamPrinter()
     async for event in manager.stream(request):
         if isinstance(event, TextDelta) and event.text:
             first = first if first is not None else time.monotonic() - started
-            print(event.text.replace("\n", "\n" + INDENT), end="", flush=True)
+            printer.feed(event.text)
             chunks += 1
         elif isinstance(event, ResponseDone):
             done = event.response
-    print()
+    printer.close()
     if done is None or chunks == 0:
         raise RuntimeError("the stream produced no text")
     print(f"-> answered by {answered_by(done)}: {chunks} chunks, first after {first or 0.0:.2f} s, "

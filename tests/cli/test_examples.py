@@ -12,8 +12,8 @@ from tests.fakes.claude_fake import API_KEY as CLAUDE_KEY
 from tests.fakes.claude_fake import FakeClaude
 from tests.fakes.claude_fake import error_reply as claude_error_reply
 from tests.fakes.openai_fake import API_KEY as OPENAI_KEY
-from tests.fakes.openai_fake import FakeOpenAI
-from tests.fakes.server import Reply
+from tests.fakes.openai_fake import FakeOpenAI, _text_chunks
+from tests.fakes.server import Reply, StreamReply, sse
 
 
 @pytest.fixture
@@ -65,8 +65,13 @@ async def test_integration_example_output_reads_as_text(servers: tuple[FakeOpenA
     """No Python reprs, no line over the page width, no word cut in the middle by a shortened answer."""
     openai_server, _ = servers
     long_answer = " ".join(f"zeta{i}" for i in range(400))
-    for _ in range(3):
-        openai_server.enqueue(Reply(body=_chat_reply(long_answer)))
+    pieces = [long_answer[i:i + 7] for i in range(0, len(long_answer), 7)]  # words split across chunks
+    end = {"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4.1-mini",
+           "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]}
+    streamed = StreamReply([*_text_chunks(*pieces), *sse([end]), "data: [DONE]\n\n"])
+    # In order: basic generation, backend switching (openai), streaming, templates.
+    openai_server.enqueue(*(Reply(body=_chat_reply(long_answer)) for _ in range(2)), streamed,
+                          Reply(body=_chat_reply(long_answer)))
     result = await run([str(ROOT / "examples/llm_integration_example.py")], env(servers), tmp_path)
     assert result.code == 0, result.stdout + result.stderr
     for line in result.stdout.splitlines():
@@ -75,6 +80,9 @@ async def test_integration_example_output_reads_as_text(servers: tuple[FakeOpenA
     words = {word for line in result.stdout.splitlines() for word in line.split() if word.startswith("zeta")}
     assert words and all(word.removeprefix("zeta").isdigit() for word in words), "a word was cut"
     assert "[...]" in result.stdout
+    streamed_lines = result.stdout.split("=== Streaming ===")[1].split("-> answered by")[0].strip().splitlines()
+    assert len(streamed_lines) > 20, "the streamed answer is wrapped to the page"
+    assert " ".join(line.strip() for line in streamed_lines) == long_answer, "and printed whole, word by word"
 
 
 def _chat_reply(text: str) -> dict[str, object]:
