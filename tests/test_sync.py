@@ -319,3 +319,39 @@ async def test_module_functions_in_a_script_and_a_notebook_cell(tmp_path: Path) 
     assert result.stderr == "", "a clean exit: no unclosed session, no thread traceback"
     assert elapsed < 15
     assert openai_server.count("/chat/completions") == 2 and claude_server.count("/messages") == 1
+
+
+LOCAL_SCRIPT = """
+import llm
+
+response = llm.generate_sync("Say hi.", max_tokens=5, temperature=0)
+print(response.backend_type)
+print(len("".join(llm.stream_sync("Count to three.", max_tokens=8, temperature=0))) > 0)
+"""
+
+
+def _local_model_installed() -> bool:
+    import importlib.util
+
+    from llm.backends.local import find_model_file
+    from llm.config import DEFAULT_MODELS
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        return False
+    try:
+        find_model_file(DEFAULT_MODELS["local"])
+    except LLMError:
+        return False
+    return True
+
+
+@pytest.mark.local
+@pytest.mark.skipif(not _local_model_installed(), reason="llama-cpp-python or the SmolLM2 model not installed")
+async def test_the_embedded_model_is_freed_cleanly_at_exit(tmp_path: Path) -> None:
+    """At exit the executor threads are already joined; the local model is still freed, without a warning."""
+    (tmp_path / "script.py").write_text(LOCAL_SCRIPT, encoding="utf-8")
+    env = clean_env(SCOUT_LOCAL_ENABLED="true", SCOUT_LOCAL_THREADS="1")
+    result = await run([str(tmp_path / "script.py")], env, tmp_path, timeout=120)
+    assert result.code == 0, result.stderr
+    assert result.stdout.splitlines() == ["local", "True"]
+    assert "cleanup of local failed" not in result.stderr
