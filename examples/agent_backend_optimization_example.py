@@ -72,8 +72,10 @@ async def main() -> int:
             preferred = TASKS[task_type][0]
             note = "" if routed == preferred else f" ({preferred} not configured)"
             response = result.result[task_type]
-            text = textwrap.shorten(" ".join(response.content.split()) or "(empty)", 60, placeholder=" [...]")
-            print(f"{task_type:>16} -> {routed}{note}; answered by {response.backend_type} / {response.model}: {text}")
+            answered = f"{'':>16}    answered by {response.backend_type} / {response.model}: "
+            text = textwrap.shorten(" ".join(response.content.split()) or "(empty)", max(30, 116 - len(answered)),
+                                    placeholder=" [...]")
+            print(f"{task_type:>16} -> {routed}{note}\n{answered}{text}")
     except Exception as exc:  # the example reports any failure and exits non-zero
         print(f"FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

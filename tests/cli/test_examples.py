@@ -104,8 +104,12 @@ async def test_integration_example_fails_loudly(servers: tuple[FakeOpenAI, FakeC
 async def test_backend_optimization_example(servers: tuple[FakeOpenAI, FakeClaude], tmp_path: Path) -> None:
     result = await run([str(ROOT / "examples/agent_backend_optimization_example.py")], env(servers), tmp_path)
     assert result.code == 0, result.stdout + result.stderr
-    assert "creative_writing -> claude; answered by claude / claude-haiku-4-5-20251001: echo: Write a" in result.stdout
-    assert "simple_query -> openai (gemini not configured); answered by openai / gpt-4.1-mini" in result.stdout
+    lines = result.stdout.splitlines()
+    assert "creative_writing -> claude" in lines
+    assert ("answered by claude / claude-haiku-4-5-20251001: echo: Write a two-line slogan"
+            in lines[lines.index("creative_writing -> claude") + 1])
+    assert "    simple_query -> openai (gemini not configured)" in lines
+    assert all(len(line) <= 120 for line in lines)
     assert "configured backends: openai, claude" in result.stdout
     openai_server, claude_server = servers
     assert claude_server.count("/messages") == 1
@@ -119,7 +123,8 @@ async def test_backend_optimization_example_names_the_backend_that_answered(
     claude_server.enqueue(claude_error_reply(401, {}))
     result = await run([str(ROOT / "examples/agent_backend_optimization_example.py")], env(servers), tmp_path)
     assert result.code == 0, result.stdout + result.stderr
-    assert "creative_writing -> claude; answered by openai / gpt-4.1-mini: echo: Write a" in result.stdout
+    lines = result.stdout.splitlines()
+    assert "answered by openai / gpt-4.1-mini: echo: Write a" in lines[lines.index("creative_writing -> claude") + 1]
 
 
 async def test_examples_without_any_backend_exit_3(tmp_path: Path) -> None:
