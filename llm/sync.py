@@ -129,7 +129,6 @@ class SyncClient:
     ) -> Iterator[str]:
         """The answer's text as it arrives; arguments as `generate`. Closing the iterator closes the stream."""
         request = to_request(prompt, **options)
-        self.run(self._configure_once())
         return _drain(self, self.manager.stream_generate(request, backend, fallback=fallback))
 
     def stream_events(
@@ -137,7 +136,6 @@ class SyncClient:
     ) -> Iterator[StreamEvent]:
         """Typed events (`TextDelta`, `ToolCallDelta`), then one `ResponseDone` with the whole answer and usage."""
         request = to_request(prompt, **options)
-        self.run(self._configure_once())
         return _drain(self, self.manager.stream(request, backend, fallback=fallback))
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
@@ -264,18 +262,19 @@ async def _close(stream: AsyncGenerator[Any, None]) -> None:
 
 
 def _drain(client: SyncClient, stream: AsyncGenerator[T, None]) -> Iterator[T]:
-    """A blocking iterator over an async generator that runs on the client's loop; closing it closes the generator
-    there. It holds the client, so that `for text in SyncClient().stream(...)` keeps its loop alive."""
-    loop = client._loop
+    """A blocking iterator over an async generator that runs on the client's loop, one item per step; closing the
+    iterator closes the generator there. Nothing runs before the first `next()`. It holds the client, so that
+    `for text in SyncClient().stream(...)` keeps the client's loop alive."""
     try:
-        while not isinstance(item := loop.call(_next(stream)), _End):
+        client.run(client._configure_once())
+        while not isinstance(item := client.run(_next(stream)), _End):
             yield item
     finally:
-        if loop.in_own_thread():  # dropped by a coroutine on the loop itself: close without waiting
+        if client._loop.in_own_thread():  # dropped by a coroutine on the loop itself: close without waiting
             asyncio.get_running_loop().create_task(_close(stream))
-        elif loop.started:
+        elif not client.closed:
             with contextlib.suppress(Exception):  # a failing close must not hide what ended the iteration
-                loop.call(_close(stream))  # a no-op when the stream ended or failed
+                client.run(_close(stream))  # a no-op when the stream ended or failed
 
 
 def to_request(

@@ -8,6 +8,7 @@ so each fake serves from its own thread here, as a remote vendor would.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import signal
 import threading
 import time
@@ -115,6 +116,13 @@ def test_calls_run_on_the_clients_own_thread(client: SyncClient) -> None:
 
     assert client.run(where()) == "llm-sync"
     assert in_a_notebook_cell(lambda: client.run(where())) == "llm-sync"
+
+
+def test_threads_share_one_client(client: SyncClient, openai_server: FakeOpenAI) -> None:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda i: client.generate(f"thread {i}").content, range(16)))
+    assert answers == [f"echo: thread {i}" for i in range(16)]
+    assert openai_server.count("/chat/completions") == 16
 
 
 def test_keywords_build_the_request(client: SyncClient, openai_server: FakeOpenAI) -> None:
@@ -260,6 +268,8 @@ def test_close_cleans_up_and_stops_the_thread(openai_server: FakeOpenAI) -> None
     wait_until_closed(openai_server)
     with pytest.raises(LLMError, match="closed"):
         client.generate("hi")
+    with pytest.raises(LLMError, match="closed"):
+        next(client.stream("hi"))
     client.close()  # twice is fine
 
 
