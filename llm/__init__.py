@@ -35,6 +35,7 @@ from llm.errors import (
 if TYPE_CHECKING:
     from llm.backends import ClaudeBackend, DeepSeekBackend, GeminiBackend, OllamaBackend, OpenAIBackend
     from llm.manager import LLMManager, get_llm_manager, initialize_llm_backends
+    from llm.sync import SyncClient, generate_sync, run_sync, stream_sync
 
 __all__ = [
     "ClaudeBackend",
@@ -64,9 +65,13 @@ __all__ = [
     "LLMValidationError",
     "OllamaBackend",
     "OpenAIBackend",
+    "SyncClient",
     "ToolCall",
+    "generate_sync",
     "get_llm_manager",
     "initialize_llm_backends",
+    "run_sync",
+    "stream_sync",
 ]
 
 # Loaded on first use, so that `import llm` stays cheap.
@@ -79,6 +84,10 @@ _LAZY = {
     "GeminiBackend": "llm.backends",
     "OllamaBackend": "llm.backends",
     "OpenAIBackend": "llm.backends",
+    "SyncClient": "llm.sync",
+    "generate_sync": "llm.sync",
+    "run_sync": "llm.sync",
+    "stream_sync": "llm.sync",
 }
 
 
