@@ -42,7 +42,8 @@ def test_openai_generate_and_stream_recordings() -> None:
     data = body("openai/mirascope__test_call_openai_gpt_4o_completions_sync.yaml")
     ours = cost_usd("openai", data["model"], openai_usage(data["usage"]))
     assert ours is not None and ours > 0 and ours == theirs(data, "openai", "chat")
-    last = [e for e in sse_events("openai/extracted__mirascope__gpt_4o_completions_stream__0.sse") if e.get("usage")][-1]
+    events = sse_events("openai/extracted__mirascope__gpt_4o_completions_stream__0.sse")
+    last = [e for e in events if e.get("usage")][-1]
     assert cost_usd("openai", last["model"], openai_usage(last["usage"])) == theirs(last, "openai", "chat")
 
 
