@@ -1,6 +1,7 @@
 """OpenTelemetry for manager calls, in the GenAI semantic conventions
 (https://opentelemetry.io/docs/specs/semconv/gen-ai/): one CLIENT span per call named `chat {model}`, an event per
-attempt, and the metrics `gen_ai.client.operation.duration`, `gen_ai.client.token.usage` and, for streams,
+attempt when the call needed more than one or its only attempt failed, and the metrics
+`gen_ai.client.operation.duration`, `gen_ai.client.token.usage` and, for streams,
 `gen_ai.client.operation.time_to_first_chunk`.
 
     telemetry = LLMTelemetry()                                  # the global providers, decided at the first call
@@ -169,12 +170,13 @@ class _Instruments:
 
 
 class _ActiveSpan(CallSpan):
-    __slots__ = ("_activation", "_attrs", "_backend", "_done", "_inst", "_span", "_started")
+    __slots__ = ("_activation", "_attempts", "_attrs", "_backend", "_done", "_inst", "_span", "_started")
 
     def __init__(self, inst: _Instruments, request: Any, model: str, backend: str, base_url: str | None,
                  stream: bool, activate: bool) -> None:
         self._inst = inst
         self._backend = backend
+        self._attempts: list[tuple[str, str, str, float, int | None, int]] = []
         self._started = time.monotonic()
         self._done = False
         host, port = _server(base_url)
@@ -209,16 +211,24 @@ class _ActiveSpan(CallSpan):
                 self._activation.__exit__(None, None, None)  # our own status handling above, not use_span's
 
     def attempt(self, backend: str, model: str, outcome: str, elapsed: float, status_code: int | None = None) -> None:
-        if self._span is None:
+        if self._span is not None:
+            self._attempts.append((backend, model, outcome, elapsed, status_code, time.time_ns()))
+
+    def _attempt_events(self, span: Any) -> None:
+        """An event per attempt, unless the call was answered by its first attempt (the span is that attempt): the
+        common case pays for no event."""
+        attempts = self._attempts
+        if not attempts or (len(attempts) == 1 and attempts[0][2] == "ok"):
             return
-        attrs: dict[str, Any] = {"scout_llm.backend": backend, "gen_ai.provider.name": provider_name(backend),
-                                 "gen_ai.request.model": model, "scout_llm.attempt.outcome": outcome,
-                                 "scout_llm.attempt.duration": elapsed}
-        if status_code is not None:
-            attrs["http.response.status_code"] = status_code
-        if outcome != "ok" and not outcome.startswith("skipped"):
-            attrs["error.type"] = outcome.split(" ", 1)[0]
-        self._span.add_event("scout_llm.attempt", attrs)
+        for backend, model, outcome, elapsed, status_code, when in attempts:
+            attrs: dict[str, Any] = {"scout_llm.backend": backend, "gen_ai.provider.name": provider_name(backend),
+                                     "gen_ai.request.model": model, "scout_llm.attempt.outcome": outcome,
+                                     "scout_llm.attempt.duration": elapsed}
+            if status_code is not None:
+                attrs["http.response.status_code"] = status_code
+            if outcome not in ("ok", "cancelled") and not outcome.startswith("skipped"):
+                attrs["error.type"] = outcome.split(" ", 1)[0]
+            span.add_event("scout_llm.attempt", attrs, timestamp=when)
 
     def first_chunk(self) -> None:
         elapsed = time.monotonic() - self._started
@@ -272,6 +282,7 @@ class _ActiveSpan(CallSpan):
             attrs = self._attrs if error_type is None else {**self._attrs, "error.type": error_type}
             self._inst.duration.record(time.monotonic() - self._started, attrs)
         if self._span is not None:
+            self._attempt_events(self._span)
             self._span.end()
 
 

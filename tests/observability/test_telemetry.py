@@ -145,6 +145,19 @@ def test_attempts_are_events_of_the_call_span(otel: Otel) -> None:
     assert recorded.attributes["scout_llm.backend"] == "gemini"
 
 
+def test_one_successful_attempt_adds_no_event_and_one_failed_attempt_does(otel: Otel) -> None:
+    with otel.telemetry.start_call(request(), "gpt-4o", "openai") as span:
+        span.attempt("openai", "gpt-4o", "ok", 0.1)
+        span.finish(response())
+    with pytest.raises(LLMRateLimitError), otel.telemetry.start_call(request(), "gpt-4o", "openai") as span:
+        span.attempt("openai", "gpt-4o", "LLMRateLimitError", 0.1, 429)
+        raise LLMRateLimitError("slow down", status_code=429)
+    answered, failed = otel.finished()
+    assert list(answered.events) == []
+    (event,) = failed.events
+    assert event.attributes is not None and event.attributes["error.type"] == "LLMRateLimitError"
+
+
 def test_stream_time_to_first_chunk_and_early_close(otel: Otel) -> None:
     with otel.telemetry.start_call(request(), "gpt-4o", "openai", stream=True) as span:
         span.first_chunk()
