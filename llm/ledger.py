@@ -24,6 +24,8 @@ Integration (done by the lead; this module changes nothing by itself):
   `self.ledger.record_response(response, deferred)` where `deferred` is what `defer_cost` returned in
   `Call.finish`; on every failed call (`except LLMError`) and on success: `self.ledger.record_attempts(call.attempts)`;
   `def usage_summary(self) -> dict[str, Any]: return self.ledger.summary()`.
+* `llm/cli.py`: `response_dict` gains `"cost_usd": response.cost_usd`; with `-v`, after the command:
+  `sys.stderr.write(cost_line(manager.usage_summary()) + "\n")`.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from typing import Any, Final
 from llm.errors import LLMError
 from llm.pricing import DeferredCost
 
-__all__ = ["LLMBudgetExceededError", "ModelTotals", "UsageLedger", "parse_budget"]
+__all__ = ["LLMBudgetExceededError", "ModelTotals", "UsageLedger", "cost_line", "parse_budget"]
 
 logger = logging.getLogger("llm.ledger")
 
@@ -228,3 +230,25 @@ class UsageLedger:
         with self._lock:
             self._totals.clear()
             self._warned.clear()
+
+
+def cost_line(summary: Mapping[str, Any]) -> str:
+    """One line for a person (the CLI's `-v`): calls, tokens, known cost, and what is not priced.
+
+    `cost: 0.000160 USD for 2 calls (28 tokens); 1 call with unknown price (ollama llama3); budget 5 USD, 4.99 left`
+    """
+    total = summary["total"]
+    calls = total["calls"]
+    line = f"cost: {total['cost_usd']:.6f} USD for {calls} call{'s' if calls != 1 else ''}"
+    if "total_tokens" in total:
+        line += f" ({total['total_tokens']} tokens)"
+    if total["errors"]:
+        line += f", {total['errors']} failed attempt{'s' if total['errors'] != 1 else ''}"
+    if total["unknown_cost_calls"]:
+        unknown = sorted(f"{backend} {model}" for backend, models in summary["by_backend"].items()
+                         for model, entry in models.items() if entry["unknown_cost_calls"])
+        count = total["unknown_cost_calls"]
+        line += f"; {count} call{'s' if count != 1 else ''} with unknown price ({', '.join(unknown)})"
+    if summary.get("budget_usd") is not None:
+        line += f"; budget {summary['budget_usd']:g} USD, {summary['remaining_usd']:.6f} left"
+    return line

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from llm.errors import LLMError
-from llm.ledger import LLMBudgetExceededError, UsageLedger, parse_budget
+from llm.ledger import LLMBudgetExceededError, UsageLedger, cost_line, parse_budget
 from llm.pricing import DeferredCost
 
 
@@ -114,3 +114,14 @@ def test_budget_setting_values(value: Any, expected: float | None) -> None:
 def test_a_zero_budget_refuses_every_call() -> None:
     with pytest.raises(LLMBudgetExceededError):
         UsageLedger(budget_usd=0).check_budget()
+
+
+def test_cost_line_says_the_spend_and_what_is_not_priced() -> None:
+    ledger = UsageLedger(budget_usd=5)
+    ledger.record("openai", "gpt-4o", usage(16, 12), 0.00016)
+    ledger.record("ollama", "llama3", usage(7, 3), None)
+    ledger.record_error("openai", "gpt-4o")
+    assert cost_line(ledger.summary()) == (
+        "cost: 0.000160 USD for 2 calls (38 tokens), 1 failed attempt; 1 call with unknown price (ollama llama3); "
+        "budget 5 USD, 4.999840 left")
+    assert cost_line(UsageLedger().summary()) == "cost: 0.000000 USD for 0 calls"
