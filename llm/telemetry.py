@@ -190,9 +190,12 @@ class _ActiveSpan(CallSpan):
         _request_attributes(attrs, request)
         if inst.capture_content:
             _input_content(attrs, request)
-        self._span = None if inst.tracer is None else inst.tracer.start_span(
+        span = None if inst.tracer is None else inst.tracer.start_span(
             f"chat {model}", kind=inst.client_kind, attributes=attrs)
-        self._activation = inst.use_span(self._span) if activate and self._span is not None else None
+        # Activated even when sampled out, so that child spans see the sampling decision.
+        self._activation = inst.use_span(span) if activate and span is not None else None
+        # A span the sampler dropped records nothing: skip building its attributes and events.
+        self._span = span if span is not None and span.is_recording() else None
 
     def __enter__(self) -> CallSpan:
         if self._activation is not None:

@@ -263,3 +263,19 @@ def test_decided_once_until_refresh(monkeypatch: pytest.MonkeyPatch) -> None:
     with telemetry.start_call(request(), "m", "openai") as span:
         span.finish(response())
     assert [s.name for s in exporter.get_finished_spans()] == ["chat m"]
+
+
+def test_a_sampled_out_span_gets_no_work_but_metrics_still_count() -> None:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    spans = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    reader = InMemoryMetricReader()
+    telemetry = LLMTelemetry(tracer_provider=provider, meter_provider=MeterProvider(metric_readers=[reader]))
+    with telemetry.start_call(request(), "gpt-4o", "openai") as span:
+        span.attempt("openai", "gpt-4o", "LLMServerError", 0.1, 500)
+        span.finish(response())
+    assert list(spans.get_finished_spans()) == []
+    made = Otel(telemetry, spans, reader, provider)
+    assert len(made.points("gen_ai.client.token.usage")) == 2
