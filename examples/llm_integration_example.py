@@ -162,7 +162,8 @@ async def error_handling(manager: LLMManager) -> None:
     try:
         await manager.generate(LLMRequest(messages=[{"role": "user", "content": "hi"}]), backend_type="nonexistent")
     except LLMError as exc:
-        print(f"an unknown backend is a typed error: {type(exc).__name__}: {exc}")
+        print(textwrap.fill(f"an unknown backend is a typed error: {type(exc).__name__}: {exc}", WIDTH,
+                            subsequent_indent=INDENT))
 
 
 async def templates(manager: LLMManager) -> None:
