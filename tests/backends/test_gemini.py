@@ -214,7 +214,7 @@ async def test_streamed_function_calls_arrive_as_deltas_with_stable_ids(server: 
 @pytest.mark.parametrize(("request_", "field"), [
     (hello(extra_params={"user": "u-1"}), "extra_params.user"),
     (hello(extra_params={"response_format": {"type": "xml"}}), "extra_params.response_format"),
-    (hello(extra_params={"top_k": "many"}), "extra_params"),
+    (hello(extra_params={"top_k": "many"}), "extra_params.top_k"),
     (hello(extra_params={"model_name_override": "models/x?key=1"}), "model"),
     (LLMRequest(messages=[{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@"}}]}]), "messages[0].content[0]"),
