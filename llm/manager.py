@@ -9,8 +9,9 @@
 What a call promises (every number is a `ManagerPolicy` setting, passed as keyword arguments to `LLMManager`):
 
 * One retry owner: the SDKs' own retries are off and the manager retries (a plain loop, `llm._call`) -- only
-  retryable errors (408, 409, 429 except quota, 5xx, 529, connection, timeout), up to `retry_attempts` per backend, exponential backoff
-  with jitter, a vendor's Retry-After honoured up to a cap. Never 400/401/403/404/422, never `CancelledError`.
+  retryable errors (408, 409, 429 except quota, 5xx, 529, connection, timeout), up to `retry_attempts` per backend,
+  exponential backoff with jitter, a vendor's Retry-After honoured up to a cap. Never 400/401/403/404/422, never
+  `CancelledError`.
 * Failover along a chain -- the requested or default backend first, then the others (`SCOUT_LLM_FALLBACK_ORDER`
   first) -- each backend at most once per call; a 429 or an open breaker moves on at once when another backend can
   serve; invalid requests never fail over. One backend tried: its own error. Several: `LLMAllBackendsFailedError`.
@@ -21,9 +22,9 @@ What a call promises (every number is a `ManagerPolicy` setting, passed as keywo
 * A failure-rate circuit breaker per backend, fed by real traffic: it opens when counted (backend-side) failures
   reach `breaker_failure_rate` of at least `breaker_min_calls` attempts in the last `breaker_window` seconds, lets
   one probe through after `breaker_cooldown`; a quota error locks the backend out for `quota_cooldown` (a longer
-  Retry-After honoured up to `quota_cooldown_max`), which no probe lifts early. Background `health_check()` probes (a models listing, never a
-  billed call) that never overlap. An open backend is skipped; when all are open the call fails at once with an
-  `LLMCircuitOpenError` whose `retry_after` says when to try again.
+  Retry-After honoured up to `quota_cooldown_max`), which no probe lifts early. Background `health_check()` probes
+  (a models listing, never a billed call) that never overlap. An open backend is skipped; when all are open the call
+  fails at once with an `LLMCircuitOpenError` whose `retry_after` says when to try again.
 
 The manager binds nothing to an event loop at construction. Its background task lives in the loop that first uses it;
 when that loop shuts down (the end of `asyncio.run`), the SDK clients bound to it are closed, and the next use in a new
