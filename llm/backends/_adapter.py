@@ -463,17 +463,19 @@ class SDKBackend(LLMBackend):
     def _check_stream_end(self, acc: StreamAccumulator) -> None:
         """Raise when a stream ended without its vendor's end marker: the answer was cut short.
 
-        Default: every complete answer carries a finish reason (`stream_end_marker` names it in the message).
+        Default: the marker is the finish reason (`_check_answer_end` applies the same rule to whole answers); a
+        vendor with a separate end event (Anthropic's `message_stop`) overrides this. A stream cut short is a
+        connection that ended early: `LLMConnectionError`, retryable before the first chunk.
         """
         if acc.finish_reason is None:
             raise LLMConnectionError(f"the stream ended before the answer finished (no {self.stream_end_marker})")
 
     def _check_answer_end(self, acc: StreamAccumulator) -> None:
         """Raise when a whole answer names no finish reason. One rule for streams and whole answers: every vendor
-        ends a complete answer with one, so an answer without it may be cut short (`LLMServerError`, retryable;
-        `_check_stream_end` says the same of a stream)."""
+        ends a complete answer with one, so an answer without it is incomplete and never passed off as "stop". The
+        body arrived whole, so the vendor sent it that way: `LLMServerError`, retryable."""
         if acc.finish_reason is None:
-            raise LLMServerError(f"the answer carries no {self.stream_end_marker}: it may be incomplete")
+            raise LLMServerError(f"the answer ended without its {self.stream_end_marker}: it may be incomplete")
 
     def _convert_response_events(
         self, acc: StreamAccumulator, events: Iterable[StreamEvent], raw: Any, response_time: float = 0.0
