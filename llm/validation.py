@@ -190,8 +190,10 @@ def _check_json_text(text: str, where: str) -> None:
         value = json.loads(text)
     except RecursionError:
         raise _fail(f"JSON nests deeper than {MAX_JSON_DEPTH} levels", where) from None
-    except ValueError:  # not JSON (or a number too long to read): passed on as text
+    except json.JSONDecodeError:  # not JSON: passed on as text
         return
+    except ValueError as exc:  # JSON that cannot be read, e.g. an integer of more than 4,300 digits
+        raise _fail(f"holds JSON that cannot be read ({str(exc)[:80]})", where) from None
     _check_json(value, where)
 
 
