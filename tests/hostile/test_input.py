@@ -180,8 +180,9 @@ MESSAGE = st.fixed_dictionaries(
     optional={"tool_calls": st.lists(CALL, max_size=2) | ANY, "tool_call_id": st.text(max_size=3) | ANY,
               "name": st.text(max_size=3) | ANY},
 ) | ANY
-TOOLS = st.none() | st.lists(st.fixed_dictionaries({"type": st.just("function") | ANY, "function": st.fixed_dictionaries(
-    {"name": st.text(max_size=3) | ANY}, optional={"parameters": JSON})}) | ANY, max_size=2) | ANY
+FUNCTION = st.fixed_dictionaries({"name": st.text(max_size=3) | ANY}, optional={"parameters": JSON})
+TOOLS = st.none() | st.lists(st.fixed_dictionaries({"type": st.just("function") | ANY, "function": FUNCTION}) | ANY,
+                             max_size=2) | ANY
 EXTRA = st.dictionaries(st.sampled_from(["top_p", "top_k", "stop", "seed", "response_format", "user",
                                          "model_name_override", "bogus"]), ANY, max_size=2) | ANY
 REQUESTS = st.builds(
