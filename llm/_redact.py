@@ -89,17 +89,22 @@ def _safe_request_info(info: Any) -> Any:
     return info
 
 
+def _scrub_value(value: Any, secrets: tuple[str, ...]) -> Any:
+    """An exception's argument or attribute with its secrets masked: text and JSON-like values redacted, a request
+    description's headers dropped; anything else as it is."""
+    if hasattr(value, "_fields"):
+        return _safe_request_info(value)
+    if isinstance(value, str | Mapping | list | tuple):
+        return _redact_value(value, secrets)
+    return value
+
+
 def _scrub_one(exc: BaseException, secrets: tuple[str, ...]) -> None:
-    exc.args = tuple(_redact_value(arg, secrets) for arg in exc.args)
+    exc.args = tuple(_scrub_value(arg, secrets) for arg in exc.args)
     for name, value in list(vars(exc).items()):
         if name.startswith("__"):
             continue
-        if isinstance(value, str | Mapping | list | tuple) and not hasattr(value, "_fields"):
-            new = _redact_value(value, secrets)
-        elif name == "request_info":
-            new = _safe_request_info(value)
-        else:
-            new = value
+        new = _scrub_value(value, secrets)
         if new is not value:
             with contextlib.suppress(Exception):  # a read-only attribute stays as it is
                 setattr(exc, name, new)
