@@ -128,13 +128,12 @@ def test_transport_exception_holding_the_request_headers_is_scrubbed() -> None:
     raw = aiohttp.ClientResponseError(info, (), status=401, message=f"denied for {CANARY}")
     assert CANARY in repr(raw)
     backend = OpenAIBackend(LLMConfig(backend_type="openai", model_name="m", api_key=CANARY))
-    with pytest.raises(LLMError) as caught:
-        with backend._errors("m") as scope:
-            scope.prepared = True
-            try:
-                raise raw
-            except aiohttp.ClientResponseError as exc:
-                raise ConnectionResetError(f"reset while sending with {CANARY}") from exc
+    with pytest.raises(LLMError) as caught, backend._errors("m") as scope:
+        scope.prepared = True
+        try:
+            raise raw
+        except aiohttp.ClientResponseError as exc:
+            raise ConnectionResetError(f"reset while sending with {CANARY}") from exc
     assert_clean(caught.value, CANARY)
     assert "Bearer" not in everything_printed(caught.value)
 
