@@ -44,9 +44,13 @@ class Raw:
         headers = {"content-type": "application/json", **{k.lower(): v for k, v in self.headers.items()}}
         if self.chunks is None:
             headers["content-length"] = str(len(self.payload()))
-        headers["connection"] = "close"
+        headers["connection"] = "keep-alive" if self.keeps_alive() else "close"
         lines = [f"HTTP/1.1 {self.status} {reason}", *(f"{name}: {value}" for name, value in headers.items())]
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def keeps_alive(self) -> bool:
+        """A whole body with its length can share the connection with the next request; anything else ends it."""
+        return self.chunks is None and self.then == "end"
 
     def payload(self) -> bytes:
         body = self.body
@@ -133,15 +137,20 @@ class HostileServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
         try:
-            await self._one_request(reader, writer)
+            while await self._one_request(reader, writer):
+                pass
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
         finally:
             self._writers.discard(writer)
             writer.close()
 
-    async def _one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
+    async def _one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Serve one request; True when the connection stays open for another."""
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:  # the client closed its idle connection
+            return False
         request_line, *header_lines = head.decode("latin-1").split("\r\n")
         method, path, _ = request_line.split(" ", 2)
         headers = {}
@@ -161,6 +170,7 @@ class HostileServer:
         else:
             reply = self.default.pick() if isinstance(self.default, Faulty) else self.default
         await self._play(reply, writer)
+        return reply.keeps_alive()
 
     async def _play(self, reply: Raw, writer: asyncio.StreamWriter) -> None:
         if reply.then == "reset" and not reply.chunks:
