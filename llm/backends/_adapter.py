@@ -12,9 +12,21 @@ An adapter subclasses `SDKBackend` and implements only translation and the SDK c
 * `_translate_error(exc, model)`: an SDK or transport exception -> the most specific `LLMError`;
 * `_list_models()`: the cheap models listing behind `health_check`.
 
-`SDKBackend` does the rest: validation, timing, usage normalisation, stream assembly, error mapping that also covers
-stream iteration (a failure after the first chunk becomes `LLMStreamError` with the partial text), an answer of the
-wrong shape as `LLMServerError`, stream closing.
+`SDKBackend` does the rest: validation, timing, usage normalisation, stream assembly, one error scope over request
+preparation, sending, stream iteration and assembly (a failure after the first chunk becomes `LLMStreamError` with the
+partial text; anything odd from preparation is the caller's `LLMValidationError`), an answer of the wrong shape as
+`LLMServerError`, keys scrubbed from every error chain, stream closing.
+
+Rules every adapter follows, so that vendors behave alike:
+
+* Finish reason: every complete answer names one; an answer or stream without it is incomplete and raises
+  (`_check_answer_end`, `_check_stream_end`), never passed off as "stop".
+* Content filtering: a *prompt* a safety system blocks raises `LLMContentFilterError` (OpenAI's 400
+  `content_policy_violation`, Gemini's `promptFeedback.blockReason`); a filtered or refused *answer* is a response
+  with `finish_reason == "content_filter"` keeping whatever text arrived (OpenAI `finish_reason: content_filter` and
+  `message.refusal`, whose text goes to `metadata["refusal"]`; Anthropic `stop_reason: refusal`; Gemini
+  `finishReason: SAFETY` and kin, with `metadata["raw_finish_reason"]`).
+* Usage: a vendor that reports none gives `usage == {}` and `metadata["usage_unknown"] = True`, never zeros.
 """
 
 from __future__ import annotations
