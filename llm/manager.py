@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import AsyncGenerator
 from enum import Enum
 from types import TracebackType
@@ -46,7 +47,7 @@ from llm._health import BackendHealth, BackendSlot, describe_error, maybe_await,
 from llm._resilience import Deadline, ManagerPolicy
 from llm.base import LLMBackend, LLMBackendType, LLMRequest, LLMResponse, StreamEvent, TextDelta, validate_request
 from llm.config import ScoutConfig, get_config
-from llm.errors import LLMCircuitOpenError, LLMDeadlineExceededError, LLMError
+from llm.errors import LLMCircuitOpenError, LLMConfigError, LLMDeadlineExceededError, LLMError
 
 __all__ = [
     "BackendHealth",
@@ -224,6 +225,8 @@ class LLMManager:
         slots = [self._slots[name] for name in self._chain(backend_type, fallback)]
         validate_request(request, getattr(slots[0].backend, "temperature_range", (0.0, 2.0)))
         timeout = self.policy.timeout or self.config.llm.timeout
+        if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):  # NaN disables bounds
+            raise LLMConfigError(f"timeout: the call deadline must be a finite number of seconds > 0, got {timeout!r}")
         return Call(slots, request, self.policy, Deadline(timeout))
 
     def _chain(self, backend_type: str | LLMBackendType | None, fallback: bool) -> list[str]:
