@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from llm._redact import redact
 from llm._resilience import CircuitBreaker, ManagerPolicy, Ticket, breaker_verdict
 from llm.base import LLMBackend
 
@@ -75,9 +76,8 @@ async def quiet_cleanup(backend: LLMBackend) -> None:
 
 
 def describe_error(exc: BaseException, secret: str | None = None) -> str:
-    """`ClassName: message`, with `secret` (the backend's key) masked should a vendor have echoed it."""
-    text = f"{type(exc).__name__}: {exc}"
-    return text.replace(secret, "***") if secret else text
+    """`ClassName: message`, with `secret` (the backend's key) and anything shaped like a key masked."""
+    return redact(f"{type(exc).__name__}: {exc}", (secret,))
 
 
 class BackendSlot:

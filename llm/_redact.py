@@ -24,8 +24,8 @@ MASK = "[REDACTED]"
 
 #: Shapes of secrets, whatever key is configured. Group 1, when present, is kept (the header or parameter name).
 SECRET_PATTERNS = re.compile(
-    r"sk-[A-Za-z0-9_\-*.]{6,}"  # OpenAI (sk-..., sk-proj-...), Anthropic (sk-ant-...), DeepSeek; vendors mask with *
-    r"|AIza[0-9A-Za-z_\-]{20,}"  # Google API keys
+    r"\bsk-[A-Za-z0-9_\-*.]{6,}"  # OpenAI (sk-..., sk-proj-...), Anthropic (sk-ant-...), DeepSeek; vendors mask with *
+    r"|\bAIza[0-9A-Za-z_\-]{20,}"  # Google API keys
     r"|(?i:(bearer\s+))[A-Za-z0-9._~+/=\-*]{6,}"
     r"|(?i:((?:x-goog-api-key|x-api-key|api[-_]?key|authorization)[\"']?\s*[:=]\s*[\"']?))[^\"'\s,;}&]{4,}"
     r"|(?i:([?&]key=))[^&\s\"']+"
