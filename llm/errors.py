@@ -8,7 +8,8 @@
     │   ├── LLMNotFoundError            404: unknown model or endpoint
     │   ├── LLMBadRequestError          400 / 413 / 422: the vendor rejected the request
     │   │   ├── LLMContextLengthError       the prompt does not fit the model's context window
-    │   │   └── LLMContentFilterError       a safety system blocked the prompt or the answer
+    │   │   └── LLMContentFilterError       a safety system blocked the prompt (a filtered answer is not an
+    │   │                                   error: it ends with finish_reason "content_filter")
     │   ├── LLMRateLimitError           429; `retry_after` in seconds when the vendor said so
     │   │   └── LLMQuotaExceededError       quota or spend limit exhausted: waiting does not help
     │   ├── LLMTimeoutError             a connect, first-token, idle or attempt timeout passed
@@ -152,7 +153,8 @@ class LLMContextLengthError(LLMBadRequestError):
 
 
 class LLMContentFilterError(LLMBadRequestError):
-    """A safety system blocked the prompt or the answer."""
+    """A safety system blocked the prompt. (A filtered or refused answer is a response whose finish_reason is
+    "content_filter".)"""
 
 
 class LLMRateLimitError(LLMBackendError):
