@@ -388,18 +388,25 @@ class LLMBackend(ABC):
         return effective
 
 
-def usage_dict(prompt_tokens: int | None, completion_tokens: int | None, total: int | None = None) -> dict[str, int]:
+def usage_dict(prompt_tokens: Any, completion_tokens: Any, total: Any = None) -> dict[str, int]:
     """Usage in the shape every response carries: prompt, completion and total token counts.
 
-    When the vendor reported no count at all (all three None), usage is unknown and this returns `{}`: never zeros,
-    which would read as a real count (`usage.get("total_tokens", 0)` still works). A count the vendor left out while
-    giving the others counts as 0.
+    Counts come from outside: anything but a finite number >= 0 counts as not reported. When the vendor reported no
+    count at all, usage is unknown and this returns `{}`: never zeros, which would read as a real count
+    (`usage.get("total_tokens", 0)` still works). A count left out while the others were given counts as 0.
     """
-    if prompt_tokens is None and completion_tokens is None and total is None:
+    prompt, completion, given_total = _count(prompt_tokens), _count(completion_tokens), _count(total)
+    if prompt is None and completion is None and given_total is None:
         return {}
-    prompt = int(prompt_tokens or 0)
-    completion = int(completion_tokens or 0)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": int(total or prompt + completion)}
+    prompt, completion = prompt or 0, completion or 0
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": given_total or prompt + completion}
+
+
+def _count(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        return None
+    return int(value)
 
 
 def parse_tool_arguments(raw: str | Mapping[str, Any] | None) -> dict[str, Any]:

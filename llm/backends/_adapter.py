@@ -179,8 +179,8 @@ def _error_class(status: int | None, code: str, message: str) -> type[LLMBackend
 
 
 #: What reading a vendor's JSON raises when it is not the shape its API documents (a missing key, a list for an object,
-#: text for a number, invalid JSON).
-MALFORMED = (AttributeError, IndexError, KeyError, TypeError, ValueError)
+#: text for a number, invalid JSON, 1e309 where an integer belongs, nesting too deep).
+MALFORMED = (AttributeError, IndexError, KeyError, TypeError, ValueError, OverflowError, RecursionError)
 
 
 def malformed(exc: Exception) -> LLMServerError:

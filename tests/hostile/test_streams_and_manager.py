@@ -270,3 +270,17 @@ async def test_an_openai_refusal_is_a_content_filter_finish_with_its_text(stream
         response = await one_call(server, stream)
     assert response.finish_reason == "content_filter" and response.metadata["refusal"] == refusal
     assert response.content == ""
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["generate", "stream"])
+async def test_bogus_usage_numbers_are_not_counts(stream: bool) -> None:
+    """Every number from outside is checked: a negative, infinite or textual token count is not reported usage."""
+    usage = {"prompt_tokens": -5, "completion_tokens": "many", "total_tokens": 1e309}
+    reply = openai_chunks({"content": "hi"}, usage=usage) if stream else openai_answer("hi", usage=usage)
+    reply.chunks = [c.replace("Infinity", "1e309") for c in reply.chunks] if reply.chunks else None
+    if not stream:
+        reply.body = json.dumps(reply.body).replace("Infinity", "1e309")
+    async with HostileServer(reply) as server:
+        response = await one_call(server, stream)
+    assert response.content == "hi"
+    assert response.usage == {} and response.metadata["usage_unknown"] is True
