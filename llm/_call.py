@@ -397,6 +397,7 @@ class Call:
                         event = await next_event()
                 except Exception as exc:  # CancelledError and GeneratorExit pass through untouched
                     error = self._relay_error(exc, slot, model, "".join(parts), bound)
+                    scrub_exception(exc, slot.backend.config.secret())  # a custom backend's error may quote its key
                     self._stream_failed(slot, model, opened, error)
                     if error is exc:
                         raise
@@ -428,6 +429,7 @@ class Call:
         return LLMStreamError(message, partial_content=partial, backend=slot.name, model=model)
 
     def _stream_failed(self, slot: BackendSlot, model: str, opened: OpenedStream, error: LLMStreamError) -> None:
+        scrub_exception(error, slot.backend.config.secret())
         slot.failed(None, error)
         self._trail(slot, model, f"{type(error).__name__} after the first event", opened.started,
                     error.status_code)

@@ -166,3 +166,20 @@ async def test_a_custom_backends_error_leaves_the_manager_without_its_key() -> N
         with pytest.raises(RuntimeError) as caught:
             await manager.generate(LLMRequest(messages=[{"role": "user", "content": "x"}]))
     assert_clean(caught.value, CANARY)
+
+
+class LeakyStreamBackend(LeakyBackend):
+    """Fails after the first chunk of a stream, quoting its key."""
+
+    async def stream_generate(self, request: LLMRequest) -> Any:
+        yield "partial"
+        raise RuntimeError(f"stream cut, key {self.config.secret()}")
+
+
+async def test_a_custom_backends_mid_stream_error_leaves_without_its_key() -> None:
+    async with LLMManager(**FAST) as manager:
+        await manager.register_backend(LeakyStreamBackend())
+        with pytest.raises(LLMError) as caught:
+            [text async for text in manager.stream_generate(LLMRequest(messages=[{"role": "user", "content": "x"}]))]
+    assert caught.value.partial_content == "partial"  # type: ignore[attr-defined]
+    assert_clean(caught.value, CANARY)
