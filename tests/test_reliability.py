@@ -305,8 +305,8 @@ async def test_s08_deadline_passing_inside_an_attempt() -> None:
 
 async def test_s09_fifty_concurrent_calls_during_an_outage(caplog: pytest.LogCaptureFixture) -> None:
     """S9: 50 concurrent calls while the backend answers 503: at most 3 requests per call, retries spread by jitter,
-    the breaker opens once (here during the third wave: 110 calls at 100% failures), every call ends with the typed 503, no task is
-    left, and once the outage is over the backend serves again after the cooldown."""
+    the breaker opens once (here during the third wave: 110 calls at 100% failures), every call ends with the typed
+    503, no task is left, and once the outage is over the backend serves again after the cooldown."""
     caplog.set_level(logging.INFO, logger="llm.manager")
     async with managed("openai", breaker_min_calls=110, breaker_cooldown=0.3, retry_delay=0.1,
                        jitter=0.5) as (manager, (server,)):
