@@ -35,6 +35,8 @@ class BackendHealth:
         avg_response_time: mean response time of the last `LATENCY_WINDOW` successful calls, in seconds.
         breaker_state: "closed", "open" (cooling down) or "half_open" (a probe may go, or is in flight).
         consecutive_failures: counted failures in a row (server errors, timeouts, connection errors, 429).
+        failure_rate: share of counted failures among the attempts in the breaker's window; None while the window
+            holds fewer than `breaker_min_calls` attempts.
         last_error: the last failure of a call or a health probe (error class and message), the key masked.
         last_probe_ok: result of the last `health_check()`; None before the first.
         last_probe_latency: how long the last `health_check()` took, in seconds.
@@ -56,6 +58,7 @@ class BackendHealth:
     open_until: float | None = None
     times_opened: int = 0
     requests: int = 0
+    failure_rate: float | None = None
 
 
 async def maybe_await(value: Any) -> Any:
@@ -77,8 +80,10 @@ class BackendSlot:
     def __init__(self, name: str, backend: LLMBackend, policy: ManagerPolicy) -> None:
         self.name = name
         self.backend = backend
-        self.breaker = CircuitBreaker(policy.breaker_threshold, policy.breaker_cooldown, policy.breaker_cooldown_max)
+        self.breaker = CircuitBreaker(policy.breaker_window, policy.breaker_min_calls, policy.breaker_failure_rate,
+                                      policy.breaker_cooldown, policy.breaker_cooldown_max)
         self.quota_cooldown = policy.quota_cooldown
+        self.quota_cooldown_max = policy.quota_cooldown_max
         self.max_concurrency = policy.max_concurrency
         self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.error_count = 0
@@ -117,12 +122,18 @@ class BackendSlot:
         self.last_check = time.time()
         verdict = breaker_verdict(exc)
         if verdict == "quota":
-            retry_after = getattr(exc, "retry_after", None)
-            self.breaker.trip(ticket, max(retry_after or 0.0, self.quota_cooldown))
+            self.breaker.trip(ticket, self.quota_lockout(exc))
         elif verdict == "counted":
             self.breaker.record_failure(ticket)
         elif ticket is not None:
             self.breaker.release(ticket)
+
+    def quota_lockout(self, exc: BaseException) -> float:
+        """How long a quota error locks the backend out: at least `quota_cooldown`, longer when the vendor's
+        Retry-After says so, never more than `quota_cooldown_max` (an error's `retry_after` is already finite)."""
+        retry_after = getattr(exc, "retry_after", None)
+        wanted = max(retry_after if isinstance(retry_after, float | int) else 0.0, self.quota_cooldown)
+        return min(wanted, self.quota_cooldown_max)
 
     # -- active probes --------------------------------------------------------------------------------------------
 
@@ -170,4 +181,5 @@ class BackendSlot:
             open_until=open_until,
             times_opened=breaker.times_opened,
             requests=self.requests,
+            failure_rate=breaker.failure_ratio(),
         )

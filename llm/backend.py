@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, ClassVar
 
+from llm._redact import redact
 from llm.base import (
     FinishReason,
     LLMConfig,
@@ -19,16 +20,14 @@ from llm.base import (
     StreamEvent,
     TextDelta,
     ToolCall,
-    usage_dict,
 )
 
 __all__ = ["LLMBackend", "describe_error"]
 
 
 def describe_error(exc: BaseException, secret: str | None = None) -> str:
-    """`ClassName: message` on one line, with `secret` (the backend's key) masked should a vendor have echoed it."""
-    text = " ".join(f"{type(exc).__name__}: {exc}".split())
-    return text.replace(secret, "***") if secret else text
+    """`ClassName: message` on one line, with `secret` (the backend's key) and anything shaped like a key masked."""
+    return redact(" ".join(f"{type(exc).__name__}: {exc}".split()), (secret,))
 
 
 class LLMBackend(ABC):
@@ -140,11 +139,13 @@ class LLMBackend(ABC):
         metadata = metadata if metadata is not None else {}
         if finish_reason is not None:
             metadata.setdefault("finish_reason", finish_reason)
+        if not usage:  # the vendor reported no token counts: say so rather than show zeros
+            metadata["usage_unknown"] = True
         return LLMResponse(
             content=content,
             model=model,
             backend_type=self.config.backend_type.value,
-            usage=usage if usage is not None else usage_dict(0, 0),
+            usage=usage if usage is not None else {},
             metadata=metadata,
             success=success,
             error=error,

@@ -8,9 +8,10 @@
 
 What a call promises (every number is a `ManagerPolicy` setting, passed as keyword arguments to `LLMManager`):
 
-* One retry owner: the SDKs' own retries are off and the manager retries with tenacity -- only retryable errors
-  (408, 409, 429 except quota, 5xx, 529, connection, timeout), up to `retry_attempts` per backend, exponential backoff
-  with jitter, a vendor's Retry-After honoured up to a cap. Never 400/401/403/404/422, never `CancelledError`.
+* One retry owner: the SDKs' own retries are off and the manager retries (a plain loop, `llm._call`) -- only
+  retryable errors (408, 409, 429 except quota, 5xx, 529, connection, timeout), up to `retry_attempts` per backend,
+  exponential backoff with jitter, a vendor's Retry-After honoured up to a cap. Never 400/401/403/404/422, never
+  `CancelledError`.
 * Failover along a chain -- the requested or default backend first, then the others (`SCOUT_LLM_FALLBACK_ORDER`
   first) -- each backend at most once per call; a 429 or an open breaker moves on at once when another backend can
   serve; invalid requests never fail over. One backend tried: its own error. Several: `LLMAllBackendsFailedError`.
@@ -18,9 +19,12 @@ What a call promises (every number is a `ManagerPolicy` setting, passed as keywo
   `LLMTimeoutError`; no attempt or backoff sleep starts that could not finish in time.
 * Streams: retry and failover only before the first event; after it, a failure is an `LLMStreamError` carrying the
   partial text, and nothing is re-sent. Closing the stream (break, `aclose()`, cancellation) closes the HTTP stream.
-* A circuit breaker per backend, fed by real traffic; background `health_check()` probes (a models listing, never a
-  billed call) that never overlap. An open backend is skipped; when all are open the call fails at once with an
-  `LLMCircuitOpenError` whose `retry_after` says when to try again.
+* A failure-rate circuit breaker per backend, fed by real traffic: it opens when counted (backend-side) failures
+  reach `breaker_failure_rate` of at least `breaker_min_calls` attempts in the last `breaker_window` seconds, lets
+  one probe through after `breaker_cooldown`; a quota error locks the backend out for `quota_cooldown` (a longer
+  Retry-After honoured up to `quota_cooldown_max`), which no probe lifts early. Background `health_check()` probes
+  (a models listing, never a billed call) that never overlap. An open backend is skipped; when all are open the call
+  fails at once with an `LLMCircuitOpenError` whose `retry_after` says when to try again.
 
 The manager binds nothing to an event loop at construction. Its background task lives in the loop that first uses it;
 when that loop shuts down (the end of `asyncio.run`), the SDK clients bound to it are closed, and the next use in a new
@@ -32,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 from collections.abc import AsyncGenerator
 from enum import Enum
 from types import TracebackType
@@ -40,11 +45,11 @@ from typing import Any
 from llm._bootstrap import key_variables, register_configured_backends
 from llm._call import Call, generate_op
 from llm._health import BackendHealth, BackendSlot, describe_error, maybe_await, quiet_cleanup
-from llm._resilience import Deadline, LLMCircuitOpenError, LLMDeadlineExceededError, ManagerPolicy
+from llm._resilience import Deadline, ManagerPolicy
 from llm.backend import LLMBackend
 from llm.base import LLMBackendType, LLMRequest, LLMResponse, StreamEvent, TextDelta, validate_request
 from llm.config import ScoutConfig, get_config
-from llm.errors import LLMConfigError, LLMError, LLMValidationError
+from llm.errors import LLMCircuitOpenError, LLMConfigError, LLMDeadlineExceededError, LLMError, LLMValidationError
 from llm.names import canonical_backend, describe_known, is_known, split_model_ref
 
 __all__ = [
@@ -72,7 +77,7 @@ class LLMManager:
     Args:
         config: the settings to read defaults from (`SCOUT_LLM_TIMEOUT`, `SCOUT_LLM_FALLBACK_ORDER`); read lazily
             from `get_config()` when None. Construction has no side effect.
-        **policy_overrides: fields of `ManagerPolicy` (e.g. `timeout=5, breaker_threshold=3`).
+        **policy_overrides: fields of `ManagerPolicy` (e.g. `timeout=5, breaker_min_calls=3`).
     """
 
     def __init__(self, config: ScoutConfig | None = None, **policy_overrides: Any) -> None:
@@ -241,6 +246,8 @@ class LLMManager:
         bounds = getattr(slots[0].backend, "temperature_range", None)
         validate_request(request, bounds if isinstance(bounds, tuple) else (0.0, 2.0))  # a Mock backend has none
         timeout = self.policy.timeout or self.config.llm.timeout
+        if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):  # NaN disables bounds
+            raise LLMConfigError(f"timeout: the call deadline must be a finite number of seconds > 0, got {timeout!r}")
         return Call(slots, request, self.policy, Deadline(timeout))
 
     @staticmethod

@@ -188,27 +188,23 @@ def test_aiohttp_errors_that_escape_the_sdk_are_mapped(translate: Any, raw: Exce
 # -- the manager's fast path ------------------------------------------------------------------------------------------
 
 
-class CountingRetrying(llm._call.AsyncRetrying):  # type: ignore[misc, name-defined]
-    """tenacity's AsyncRetrying, counting how often the manager builds one."""
-
-    made = 0
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        type(self).made += 1
-        super().__init__(*args, **kwargs)
-
-
 async def test_successful_calls_never_enter_the_retry_machinery(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(CountingRetrying, "made", 0)
-    monkeypatch.setattr(llm._call, "AsyncRetrying", CountingRetrying)
+    waits: list[int] = []
+    original = llm._call.Call._wait
+
+    def counting_wait(self: Any, slot: Any, exc: BaseException, number: int) -> float:
+        waits.append(number)
+        return original(self, slot, exc, number)
+
+    monkeypatch.setattr(llm._call.Call, "_wait", counting_wait)
     async with OPENAI.fake_cls() as server, LLMManager(timeout=5, retry_delay=0.01) as manager:
         await manager.register_backend(backend_for(OPENAI, server))
         await manager.generate(hello())
         assert [t async for t in manager.stream_generate(hello())]
-        assert CountingRetrying.made == 0
+        assert waits == []
         server.enqueue(OPENAI.error_reply(500, {}))
-        response = await manager.generate(hello())  # a failed first attempt hands over to tenacity
-    assert CountingRetrying.made == 1
+        response = await manager.generate(hello())  # a failed first attempt computes one backoff
+    assert waits == [1]
     assert [a["outcome"] for a in response.metadata["attempts"]] == ["LLMServerError", "ok"]
     assert server.count(OPENAI.generate_path) == 4
 
