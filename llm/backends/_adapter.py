@@ -307,11 +307,11 @@ class _ErrorScope:
 
     __slots__ = ("acc", "backend", "model", "prepared")
 
-    def __init__(self, backend: SDKBackend, model: str, acc: StreamAccumulator | None) -> None:
+    def __init__(self, backend: SDKBackend, model: str, acc: StreamAccumulator | None, prepared: bool) -> None:
         self.backend = backend
         self.model = model
         self.acc = acc
-        self.prepared = False
+        self.prepared = prepared
 
     def __enter__(self) -> _ErrorScope:
         return self
@@ -402,11 +402,14 @@ class SDKBackend(LLMBackend):
             self._initialized = True
         return self._client
 
-    def _errors(self, model: str, acc: StreamAccumulator | None = None) -> _ErrorScope:
-        return _ErrorScope(self, model, acc)
+    def _errors(self, model: str, acc: StreamAccumulator | None = None, *, request: bool = False) -> _ErrorScope:
+        """The error scope of a call. `request=True` for a generation, whose scope starts unprepared until
+        `scope.prepare()`; other calls (a models listing, loading a model) send nothing of the caller's, so any
+        failure in them is the backend's."""
+        return _ErrorScope(self, model, acc, prepared=not request)
 
     async def generate(self, request: LLMRequest) -> LLMResponse:
-        with self._errors(self.config.model_name) as scope:
+        with self._errors(self.config.model_name, request=True) as scope:
             params = scope.prepare(request, stream=False)
             start = time.perf_counter()
             raw = await self._send(params)
@@ -422,7 +425,7 @@ class SDKBackend(LLMBackend):
 
     async def stream(self, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
         acc = StreamAccumulator(self.config.model_name)
-        with self._errors(acc.model, acc) as scope:
+        with self._errors(acc.model, acc, request=True) as scope:
             params = scope.prepare(request, stream=True)
             start = time.perf_counter()
             chunks = await self._open_stream(params)
