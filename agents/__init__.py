@@ -4,10 +4,13 @@
     from agents.gap_finder import GapFinderAgent, GapFinderInput              # rule-based, no LLM
     from agents.gap_finder_enhanced import EnhancedGapFinderAgent             # LLM-driven, rule-based fallback
 
-Prompts ship inside the package in `agents/prompts/<agent>/<stage>.prompt` (see `llm.prompts`).
+Prompts ship inside the package in `agents/prompts/<agent>/<stage>.prompt`; importing the package registers that
+folder as a prompt root (`llm.prompts.register_prompt_root`), searched after the configured ones.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from agents.base import (
     AgentInput,
@@ -20,6 +23,11 @@ from agents.base import (
     get_registry,
     register_agent,
 )
+from llm.prompts import register_prompt_root
+
+#: The prompts this package ships.
+PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
+register_prompt_root(PROMPTS_DIR)
 
 __all__ = [
     "AgentInput",

@@ -2,16 +2,21 @@
 others when that backend is not configured.
 
 Run: python examples/agent_backend_optimization_example.py     (exits non-zero if any step fails)
+
+Each line shows the backend the routing chose and the backend and model that answered (`response.backend_type`,
+`response.model`), which differ after a failover.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+import textwrap
 from typing import Any
 
 from agents.base import AgentInput, BaseAgent
 from llm import get_llm_manager
+from llm.base import LLMRequest, LLMResponse
 from llm.manager import initialize_llm_backends
 from llm.utils import LLMAgentMixin
 
@@ -38,9 +43,13 @@ class CodeOptimizedAgent(BaseAgent, LLMAgentMixin):
         return {"routing": {task: self.get_optimal_backend(task) for task in plan["tasks"]}}
 
     async def act(self, agent_input: AgentInput, plan: dict[str, Any], thoughts: dict[str, Any]) -> dict[str, Any]:
-        answers = {}
+        # `llm_generate(prompt, task_type=...)` routes the same way and returns the text only; the whole response
+        # also says which backend and model answered.
+        assert self._llm_manager is not None
+        answers: dict[str, LLMResponse] = {}
         for task_type, (_, prompt) in TASKS.items():
-            answers[task_type] = await self.llm_generate(prompt, task_type=task_type, max_tokens=80)
+            request = LLMRequest(messages=[{"role": "user", "content": prompt}], max_tokens=80)
+            answers[task_type] = await self._llm_manager.generate(request, thoughts["routing"][task_type])
         return answers
 
 
@@ -58,11 +67,15 @@ async def main() -> int:
         result = await agent.execute(AgentInput(data="route tasks", metadata={}))
         if not result.success:
             raise RuntimeError(result.error)
-        print(f"configured backends: {available}")
-        for task_type, served in result.metadata["thoughts"]["routing"].items():
+        print(f"configured backends: {', '.join(available)}")
+        for task_type, routed in result.metadata["thoughts"]["routing"].items():
             preferred = TASKS[task_type][0]
-            note = "" if served == preferred else f" ({preferred} not configured)"
-            print(f"{task_type:>16} -> {served}{note}: {result.result[task_type].strip()[:70]}")
+            note = "" if routed == preferred else f" ({preferred} not configured)"
+            response = result.result[task_type]
+            answered = f"{'':>16}    answered by {response.backend_type} / {response.model}: "
+            text = textwrap.shorten(" ".join(response.content.split()) or "(empty)", max(30, 116 - len(answered)),
+                                    placeholder=" [...]")
+            print(f"{task_type:>16} -> {routed}{note}\n{answered}{text}")
     except Exception as exc:  # the example reports any failure and exits non-zero
         print(f"FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

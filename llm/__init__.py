@@ -11,16 +11,19 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from llm.base import LLMBackend, LLMBackendType, LLMConfig, LLMRequest, LLMResponse, ToolCall
+from llm.backend import LLMBackend
+from llm.base import LLMBackendType, LLMConfig, LLMRequest, LLMResponse, ToolCall
 from llm.errors import (
     LLMAllBackendsFailedError,
     LLMAuthenticationError,
     LLMBackendError,
     LLMBadRequestError,
+    LLMCircuitOpenError,
     LLMConfigError,
     LLMConnectionError,
     LLMContentFilterError,
     LLMContextLengthError,
+    LLMDeadlineExceededError,
     LLMError,
     LLMNotFoundError,
     LLMQuotaExceededError,
@@ -34,6 +37,7 @@ from llm.errors import (
 if TYPE_CHECKING:
     from llm.backends import ClaudeBackend, DeepSeekBackend, GeminiBackend, OllamaBackend, OpenAIBackend
     from llm.manager import LLMManager, get_llm_manager, initialize_llm_backends
+    from llm.sync import SyncClient, generate_sync, run_sync, stream_sync
 
 __all__ = [
     "ClaudeBackend",
@@ -45,11 +49,13 @@ __all__ = [
     "LLMBackendError",
     "LLMBackendType",
     "LLMBadRequestError",
+    "LLMCircuitOpenError",
     "LLMConfig",
     "LLMConfigError",
     "LLMConnectionError",
     "LLMContentFilterError",
     "LLMContextLengthError",
+    "LLMDeadlineExceededError",
     "LLMError",
     "LLMManager",
     "LLMNotFoundError",
@@ -63,9 +69,13 @@ __all__ = [
     "LLMValidationError",
     "OllamaBackend",
     "OpenAIBackend",
+    "SyncClient",
     "ToolCall",
+    "generate_sync",
     "get_llm_manager",
     "initialize_llm_backends",
+    "run_sync",
+    "stream_sync",
 ]
 
 # Loaded on first use, so that `import llm` stays cheap.
@@ -78,6 +88,10 @@ _LAZY = {
     "GeminiBackend": "llm.backends",
     "OllamaBackend": "llm.backends",
     "OpenAIBackend": "llm.backends",
+    "SyncClient": "llm.sync",
+    "generate_sync": "llm.sync",
+    "run_sync": "llm.sync",
+    "stream_sync": "llm.sync",
 }
 
 

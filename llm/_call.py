@@ -1,9 +1,16 @@
-"""One manager call: the failover chain walked under one deadline, each backend's attempts driven by tenacity (the one
-retry owner), an attempt trail for `response.metadata["attempts"]`, and, for streams, the relay that bounds the idle
-gap between events and never retries or fails over once the first event has been handed to the caller.
+"""One manager call: the failover chain walked under one deadline, each backend's attempts in a plain retry loop
+(the one retry owner), an attempt trail for `response.metadata["attempts"]`, and, for streams, the relay that bounds
+the idle gap between events and never retries or fails over once the first event has been handed to the caller.
 
 A stream "attempt" is opening the stream up to its first event, so retry and failover cover exactly the part of a
 stream nobody has seen yet.
+
+The retry loop is a `while` loop rather than tenacity: the stop rule needs the call's deadline, the other backends'
+breakers and the vendor's Retry-After together, which in tenacity meant a hook per concern plus a fast path around it;
+here it reads top to bottom in `_run_on` and `_stop_reason`.
+
+Waiting for a backend's concurrency slot (`max_concurrency`) happens before an attempt starts: it is bounded by the
+call's deadline, not by the attempt timeout, and never counts against the backend's breaker.
 """
 
 from __future__ import annotations
@@ -15,35 +22,40 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
-
-from llm._health import BackendSlot
+from llm._health import BackendSlot, maybe_await
 from llm._idle import IdleTimeout
+from llm._redact import scrub_exception
 from llm._resilience import (
     Deadline,
-    LLMCircuitOpenError,
-    LLMDeadlineExceededError,
     ManagerPolicy,
     blocks_failover,
     is_retryable,
     retry_wait,
 )
-from llm.base import LLMBackend, LLMRequest, LLMResponse, ResponseDone, StreamEvent, TextDelta
+from llm.backend import LLMBackend
+from llm.base import LLMRequest, LLMResponse, ResponseDone, StreamEvent, TextDelta, ToolCallDelta, usage_dict
 from llm.errors import (
     LLMAllBackendsFailedError,
     LLMBackendError,
+    LLMCircuitOpenError,
+    LLMDeadlineExceededError,
     LLMError,
     LLMRateLimitError,
     LLMStreamError,
     LLMTimeoutError,
 )
 
-__all__ = ["Attempt", "Call", "OpenedStream", "generate_op", "open_stream_op"]
+__all__ = ["Attempt", "Call", "OpenedStream", "backend_events", "generate_op", "open_stream_op"]
 
 T = TypeVar("T")
-Operation = Callable[[BackendSlot, LLMRequest], Awaitable[T]]
+#: An attempt's work: (slot, request, release) -> result; it calls `release()` (the concurrency slot) when done with
+#: it, or hands it on (an opened stream holds its slot until closed).
+Operation = Callable[[BackendSlot, LLMRequest, Callable[[], None]], Awaitable[T]]
 
 logger = logging.getLogger("llm.manager")
+
+#: (backend, model) pairs whose "answers with its configured model instead" has been logged.
+_model_swaps_logged: set[tuple[str, str]] = set()
 
 
 @dataclasses.dataclass(slots=True)
@@ -70,13 +82,52 @@ def model_of(backend: LLMBackend, request: LLMRequest) -> str:
 # -- the two operations an attempt can run ----------------------------------------------------------------------------
 
 
-async def generate_op(slot: BackendSlot, request: LLMRequest) -> LLMResponse:
-    """A non-streamed answer, holding the backend's concurrency slot for the duration."""
-    semaphore = slot.limit()
-    if semaphore is None:
-        return await slot.backend.generate(request)
-    async with semaphore:
-        return await slot.backend.generate(request)
+async def generate_op(slot: BackendSlot, request: LLMRequest, release: Callable[[], None]) -> LLMResponse:
+    """A non-streamed answer; the concurrency slot is given back when it ends."""
+    try:
+        return _checked(slot, await maybe_await(slot.backend.generate(request)))
+    finally:
+        release()
+
+
+def _checked(slot: BackendSlot, response: Any) -> LLMResponse:
+    # `generate` may be a plain function or a Mock (ScoutAgent's tests write backends so); what it returns must
+    # still be an answer.
+    if not isinstance(response, LLMResponse):
+        raise LLMBackendError(f"{slot.name}: generate() returned {type(response).__name__}, not an LLMResponse",
+                              backend=slot.name)
+    return response
+
+
+def backend_events(backend: LLMBackend, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
+    """A backend's typed event stream: its own `stream()` when its class overrides it (the adapters), else one
+    built on its `stream_generate` (a custom backend, a Mock, or an adapter whose `stream_generate` was replaced)."""
+    own_stream = isinstance(backend, LLMBackend) and type(backend).stream is not LLMBackend.stream
+    if own_stream and "stream_generate" not in vars(backend):
+        return backend.stream(request)
+    return _text_events(backend, request)
+
+
+async def _text_events(backend: LLMBackend, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
+    """`stream_generate`'s chunks as `TextDelta`s, then one `ResponseDone`. `stream_generate` may return an async
+    iterator, a plain iterable (a Mock's list) or an awaitable of either."""
+    chunks = await maybe_await(backend.stream_generate(request))
+    parts: list[str] = []
+    if hasattr(chunks, "__aiter__"):
+        async for chunk in chunks:
+            parts.append(str(chunk))
+            yield TextDelta(parts[-1])
+    else:
+        for chunk in chunks:
+            parts.append(str(chunk))
+            yield TextDelta(parts[-1])
+    content, model = "".join(parts), model_of(backend, request)
+    if isinstance(backend, LLMBackend):  # a subclass's own response hook applies
+        yield ResponseDone(backend._create_response(content, model, finish_reason="stop"))
+        return
+    yield ResponseDone(LLMResponse(content=content, model=model, backend_type=backend.config.backend_type.value,
+                                   usage=usage_dict(None, None), metadata={"finish_reason": "stop",
+                                   "usage_unknown": True}, finish_reason="stop"))
 
 
 @dataclasses.dataclass
@@ -99,35 +150,39 @@ def _nothing() -> None:
     return None
 
 
-def _is_empty(event: StreamEvent | None) -> bool:
-    if event is None:
-        return True
-    if not isinstance(event, ResponseDone):
-        return False
-    response = event.response
-    return not response.content and not response.tool_calls and not (response.usage or {}).get("total_tokens")
+def bad_event(event: object) -> str | None:
+    """Why a backend's stream event is not one (a custom backend's `TextDelta(12345)`), or None when it is."""
+    if isinstance(event, TextDelta):
+        return None if type(event.text) is str else f"a TextDelta whose text is a {type(event.text).__name__}"
+    if isinstance(event, ToolCallDelta):
+        return None
+    if isinstance(event, ResponseDone):
+        return None if isinstance(event.response, LLMResponse) else "a ResponseDone without an LLMResponse"
+    return f"a {type(event).__name__} is not a stream event"
 
 
-async def open_stream_op(slot: BackendSlot, request: LLMRequest) -> OpenedStream:
-    """Open a backend's typed stream and wait for its first event. A stream that ends with no content at all is a
-    (retryable) failure: nothing was delivered, so nothing is lost by trying again."""
+async def open_stream_op(slot: BackendSlot, request: LLMRequest, release: Callable[[], None]) -> OpenedStream:
+    """Open a backend's typed stream and wait for its first event.
+
+    An answer that is empty but complete (its `ResponseDone` comes first) is delivered as it is, exactly as
+    `generate` returns it: it is not retried (each retry would be billed). A stream that ends with no event at all
+    never finished: `LLMStreamError`.
+    """
     started = time.monotonic()
-    semaphore = slot.limit()
-    if semaphore is not None:
-        await semaphore.acquire()
-    release = semaphore.release if semaphore is not None else _nothing
-    events = slot.backend.stream(request)
+    events = backend_events(slot.backend, request)
     try:
         first = await anext(events, None)
-        if first is None or _is_empty(first):
-            raise LLMStreamError("the stream ended without any content", partial_content="", retryable=True,
-                                 backend=slot.name, model=model_of(slot.backend, request))
+        problem = "it ended without any event" if first is None else bad_event(first)
+        if problem is not None:
+            raise LLMStreamError(f"malformed stream: {problem}", partial_content="", backend=slot.name,
+                                 model=model_of(slot.backend, request))
     except BaseException:
         try:
             await events.aclose()
         finally:
             release()
         raise
+    assert first is not None
     return OpenedStream(events, first, started, release)
 
 
@@ -162,11 +217,16 @@ class Call:
             if self.sent and self.deadline.remaining() < self.min_time:
                 self.deadline_hit = True
                 break
+            # The deadline ended the call only if it ended the last turn that ran: a fallback that answers 401 after
+            # the first backend used up the backoff budget reports its 401, not a timeout.
+            deadline_before, self.deadline_hit = self.deadline_hit, False
             try:
                 return await self._run_on(index, slot, op, limit(slot)), slot
             except Exception as exc:
                 if isinstance(exc, LLMCircuitOpenError) and slot.name in self.last_failure:
                     exc = self.last_failure[slot.name]  # the breaker opened between retries: report what happened
+                if isinstance(exc, LLMCircuitOpenError):  # a skipped backend changes nothing about the deadline
+                    self.deadline_hit = self.deadline_hit or deadline_before
                 self.errors.append((slot.name, exc))
                 if blocks_failover(exc):
                     break
@@ -176,28 +236,24 @@ class Call:
         raise self.final_error()
 
     async def _run_on(self, index: int, slot: BackendSlot, op: Operation[T], limit: float) -> T:
+        """One backend's turn: attempts until one succeeds or `_stop_reason` ends the turn (its error is raised)."""
         request = self._request_for(index, slot)
-        try:
-            # Fast path: a first attempt that succeeds never meets tenacity, whose per-attempt bookkeeping costs more
-            # than the rest of the manager's work on a call; tenacity takes over from a failed first attempt.
-            return await self._attempt(slot, request, op, limit)
-        except Exception as exc:
-            failed_first = [exc]
-
-        async def attempt() -> T:
-            if failed_first:
-                raise failed_first.pop()  # tenacity's attempt 1 is the one already made
-            return await self._attempt(slot, request, op, limit)
-
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(is_retryable),
-            wait=lambda state: self._wait(slot, state),
-            stop=lambda state: self._should_stop(index, slot, state),
-            before_sleep=lambda state: self._log_retry(slot, state),
-            reraise=True,
-        )
-        result: T = await retrying(attempt)
-        return result
+        number = 0
+        while True:
+            number += 1
+            try:
+                return await self._attempt(slot, request, op, limit)
+            except Exception as exc:
+                if not is_retryable(exc):
+                    raise
+                wait = self._wait(slot, exc, number)
+                reason = self._stop_reason(index, slot, exc, number, wait)
+                if reason is not None:
+                    logger.debug("%s: not retrying (%s)", slot.name, reason)
+                    raise
+                logger.info("%s attempt %d failed (%s, status %s); retrying in %.2fs", slot.name, number,
+                            type(exc).__name__, getattr(exc, "status_code", None), wait)
+            await asyncio.sleep(wait)
 
     def _request_for(self, index: int, slot: BackendSlot) -> LLMRequest:
         """The request for one backend: a model override the first backend was asked for goes to a fallback only
@@ -213,7 +269,10 @@ class Call:
         if served:
             return self.request
         model = slot.backend.config.model_name
-        logger.info("%s does not list model %r; using its configured model %r", slot.name, override, model)
+        if (slot.name, override) not in _model_swaps_logged:  # said once per backend and model, not on every call
+            _model_swaps_logged.add((slot.name, override))
+            logger.warning("%s does not list model %r (asked of %s); it answers with its configured model %r",
+                           slot.name, override, self.slots[0].name, model)
         extra = {**self.request.extra_params, "model_name_override": model}
         return dataclasses.replace(self.request, extra_params=extra)
 
@@ -225,13 +284,18 @@ class Call:
             self.attempts.append(Attempt(slot.name, model, "skipped: circuit open", 0.0))
             raise LLMCircuitOpenError(f"circuit open after repeated failures; retry in {wait:.1f}s",
                                       backend=slot.name, model=model, retry_after=wait)
+        try:
+            release = await self._acquire_slot(slot, model)
+        except BaseException:
+            slot.breaker.release(ticket)
+            raise
         bound = min(limit, self.deadline.remaining())
         slot.requests += 1
         self.sent += 1
         start = time.monotonic()
         try:
             async with asyncio.timeout(bound):
-                result = await op(slot, request)
+                result = await op(slot, request, release)
         except asyncio.CancelledError:
             slot.breaker.release(ticket)
             self._trail(slot, model, "cancelled", start)
@@ -248,6 +312,28 @@ class Call:
         self._trail(slot, model, "ok", start)
         return result
 
+    async def _acquire_slot(self, slot: BackendSlot, model: str) -> Callable[[], None]:
+        """Wait for one of the backend's concurrency slots (when it has a limit), within the call's deadline.
+
+        The wait is not part of the attempt: no attempt timeout runs, and a wait that outlasts the deadline is the
+        deadline's error, never the backend's (its breaker does not hear of it).
+        """
+        semaphore = slot.limit()
+        if semaphore is None:
+            return _nothing
+        if semaphore.locked():
+            try:
+                async with asyncio.timeout(max(0.0, self.deadline.remaining() - self.min_time)):
+                    await semaphore.acquire()
+            except TimeoutError:
+                self.deadline_hit = True
+                self.attempts.append(Attempt(slot.name, model, "skipped: no free concurrency slot", 0.0))
+                raise LLMTimeoutError("no free concurrency slot before the call's deadline", backend=slot.name,
+                                      model=model, retryable=False) from None
+        else:
+            await semaphore.acquire()
+        return semaphore.release
+
     def _timeout_error(self, slot: BackendSlot, model: str, bound: float, limit: float) -> LLMBackendError:
         by_deadline = bound < limit
         self.deadline_hit = self.deadline_hit or by_deadline
@@ -256,6 +342,7 @@ class Call:
                                retryable=not by_deadline)
 
     def _failed(self, slot: BackendSlot, ticket: Any, model: str, start: float, exc: Exception) -> None:
+        scrub_exception(exc, slot.backend.config.secret())  # a custom backend's errors, too, leave without its key
         slot.failed(ticket, exc)
         self.last_failure[slot.name] = exc
         self._trail(slot, model, type(exc).__name__, start, getattr(exc, "status_code", None))
@@ -263,19 +350,11 @@ class Call:
     def _trail(self, slot: BackendSlot, model: str, outcome: str, start: float, status: int | None = None) -> None:
         self.attempts.append(Attempt(slot.name, model, outcome, time.monotonic() - start, status))
 
-    # -- tenacity hooks ---------------------------------------------------------------------------------------------
+    # -- the retry rule --------------------------------------------------------------------------------------------
 
-    def _wait(self, slot: BackendSlot, state: RetryCallState) -> float:
+    def _wait(self, slot: BackendSlot, exc: BaseException, number: int) -> float:
         base = self.policy.retry_delay if self.policy.retry_delay is not None else slot.backend.config.retry_delay
-        exc = state.outcome.exception() if state.outcome is not None else None
-        return retry_wait(exc, state.attempt_number, base, self.policy.backoff_max, self.policy.jitter)
-
-    def _should_stop(self, index: int, slot: BackendSlot, state: RetryCallState) -> bool:
-        exc = state.outcome.exception() if state.outcome is not None else None
-        reason = self._stop_reason(index, slot, exc, state.attempt_number, state.upcoming_sleep)
-        if reason is not None:
-            logger.debug("%s: not retrying (%s)", slot.name, reason)
-        return reason is not None
+        return retry_wait(exc, number, base, self.policy.backoff_max, self.policy.jitter)
 
     def _stop_reason(self, index: int, slot: BackendSlot, exc: BaseException | None, number: int,
                      sleep: float) -> str | None:
@@ -293,11 +372,6 @@ class Call:
             self.deadline_hit = True
             return "the deadline would pass before the next attempt"
         return None
-
-    def _log_retry(self, slot: BackendSlot, state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome is not None else None
-        logger.info("%s attempt %d failed (%s, status %s); retrying in %.2fs", slot.name, state.attempt_number,
-                    type(exc).__name__, getattr(exc, "status_code", None), state.upcoming_sleep)
 
     # -- the outcome ------------------------------------------------------------------------------------------------
 
@@ -317,7 +391,7 @@ class Call:
             return self._deadline_error()
         if not real:
             return skipped[0] if len(skipped) == 1 else _all_open_error(skipped)
-        if len(real) == 1:
+        if len(real) == 1:  # the contract re-raises what a custom backend raised, as it was
             error = real[0][1]
             for skip in skipped:
                 error.add_note(f"{skip.backend} was skipped: {skip.message}")
@@ -356,8 +430,13 @@ class Call:
         event = opened.first
         try:
             while not isinstance(event, ResponseDone):
-                if isinstance(event, TextDelta):
+                if isinstance(event, TextDelta) and type(event.text) is str:
                     parts.append(event.text)
+                elif not isinstance(event, ToolCallDelta):  # a custom backend's malformed event
+                    error = LLMStreamError(f"malformed stream: {bad_event(event)}", partial_content="".join(parts),
+                                           backend=slot.name, model=model)
+                    self._stream_failed(slot, model, opened, error)
+                    raise error
                 yield event
                 bound = min(idle_timeout, remaining())
                 try:
@@ -365,10 +444,16 @@ class Call:
                         event = await next_event()
                 except Exception as exc:  # CancelledError and GeneratorExit pass through untouched
                     error = self._relay_error(exc, slot, model, "".join(parts), bound)
+                    scrub_exception(exc, slot.backend.config.secret())  # a custom backend's error may quote its key
                     self._stream_failed(slot, model, opened, error)
                     if error is exc:
                         raise
                     raise error from (None if isinstance(exc, StopAsyncIteration) else exc)
+            if not isinstance(event.response, LLMResponse):
+                error = LLMStreamError(f"malformed stream: {bad_event(event)}", partial_content="".join(parts),
+                                       backend=slot.name, model=model)
+                self._stream_failed(slot, model, opened, error)
+                raise error
             slot.sample_latency(time.monotonic() - opened.started)
             yield ResponseDone(self.finish(event.response, slot))
         finally:
@@ -391,6 +476,7 @@ class Call:
         return LLMStreamError(message, partial_content=partial, backend=slot.name, model=model)
 
     def _stream_failed(self, slot: BackendSlot, model: str, opened: OpenedStream, error: LLMStreamError) -> None:
+        scrub_exception(error, slot.backend.config.secret())
         slot.failed(None, error)
         self._trail(slot, model, f"{type(error).__name__} after the first event", opened.started,
                     error.status_code)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm._resilience import CircuitBreaker, ManagerPolicy, Ticket, breaker_verdict
-from llm.base import LLMBackend
+from llm.backend import LLMBackend, describe_error
 
 __all__ = ["LATENCY_WINDOW", "BackendHealth", "BackendSlot", "describe_error", "maybe_await", "quiet_cleanup"]
 
@@ -35,7 +35,9 @@ class BackendHealth:
         avg_response_time: mean response time of the last `LATENCY_WINDOW` successful calls, in seconds.
         breaker_state: "closed", "open" (cooling down) or "half_open" (a probe may go, or is in flight).
         consecutive_failures: counted failures in a row (server errors, timeouts, connection errors, 429).
-        last_error: the last failure as text (error class and message), with the backend's key masked.
+        failure_rate: share of counted failures among the attempts in the breaker's window; None while the window
+            holds fewer than `breaker_min_calls` attempts.
+        last_error: the last failure of a call or a health probe (error class and message), the key masked.
         last_probe_ok: result of the last `health_check()`; None before the first.
         last_probe_latency: how long the last `health_check()` took, in seconds.
         open_until: wall-clock time at which an open breaker lets a probe through; None when closed.
@@ -56,6 +58,7 @@ class BackendHealth:
     open_until: float | None = None
     times_opened: int = 0
     requests: int = 0
+    failure_rate: float | None = None
 
 
 async def maybe_await(value: Any) -> Any:
@@ -71,20 +74,16 @@ async def quiet_cleanup(backend: LLMBackend) -> None:
         logger.warning("cleanup of %s failed: %s", backend.name, describe_error(exc, backend.config.secret()))
 
 
-def describe_error(exc: BaseException, secret: str | None = None) -> str:
-    """`ClassName: message`, with `secret` (the backend's key) masked should a vendor have echoed it."""
-    text = f"{type(exc).__name__}: {exc}"
-    return text.replace(secret, "***") if secret else text
-
-
 class BackendSlot:
     """One registered backend and the manager's state about it."""
 
     def __init__(self, name: str, backend: LLMBackend, policy: ManagerPolicy) -> None:
         self.name = name
         self.backend = backend
-        self.breaker = CircuitBreaker(policy.breaker_threshold, policy.breaker_cooldown, policy.breaker_cooldown_max)
+        self.breaker = CircuitBreaker(policy.breaker_window, policy.breaker_min_calls, policy.breaker_failure_rate,
+                                      policy.breaker_cooldown, policy.breaker_cooldown_max)
         self.quota_cooldown = policy.quota_cooldown
+        self.quota_cooldown_max = policy.quota_cooldown_max
         self.max_concurrency = policy.max_concurrency
         self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.error_count = 0
@@ -123,12 +122,18 @@ class BackendSlot:
         self.last_check = time.time()
         verdict = breaker_verdict(exc)
         if verdict == "quota":
-            retry_after = getattr(exc, "retry_after", None)
-            self.breaker.trip(ticket, max(retry_after or 0.0, self.quota_cooldown))
+            self.breaker.trip(ticket, self.quota_lockout(exc))
         elif verdict == "counted":
             self.breaker.record_failure(ticket)
         elif ticket is not None:
             self.breaker.release(ticket)
+
+    def quota_lockout(self, exc: BaseException) -> float:
+        """How long a quota error locks the backend out: at least `quota_cooldown`, longer when the vendor's
+        Retry-After says so, never more than `quota_cooldown_max` (an error's `retry_after` is already finite)."""
+        retry_after = getattr(exc, "retry_after", None)
+        wanted = max(retry_after if isinstance(retry_after, float | int) else 0.0, self.quota_cooldown)
+        return min(wanted, self.quota_cooldown_max)
 
     # -- active probes --------------------------------------------------------------------------------------------
 
@@ -144,11 +149,16 @@ class BackendSlot:
         try:
             async with asyncio.timeout(timeout):
                 ok = bool(await maybe_await(self.backend.health_check()))
+            reason = None if ok else self.backend.health_error or "health_check() returned False"
+        except TimeoutError:
+            ok, reason = False, f"health check gave no answer within {timeout:g}s"
         except Exception as exc:  # a probe reports; it does not raise (CancelledError still propagates)
-            logger.debug("health check of %s failed: %s", self.name, type(exc).__name__)
-            ok = False
+            ok, reason = False, describe_error(exc, self.backend.config.secret())
         finally:
             self.probing = False
+        if reason is not None:
+            logger.debug("health check of %s failed: %s", self.name, reason)
+            self.last_error = reason
         self.last_probe_ok, self.last_probe_latency = ok, time.monotonic() - start
         self.last_check = time.time()
         return ok
@@ -171,4 +181,5 @@ class BackendSlot:
             open_until=open_until,
             times_opened=breaker.times_opened,
             requests=self.requests,
+            failure_rate=breaker.failure_ratio(),
         )

@@ -4,23 +4,28 @@ which may fail over. It sees only the `llm.errors` tree, never an SDK.
 
     retried            an `LLMBackendError` whose `retryable` is True (408, 409, 429 but not quota, 5xx, 529,
                        connection, timeout) -- never CancelledError, never a skipped (circuit-open) backend
-    counts for breaker server-side failures: 5xx, 529, timeouts, connection errors, 429, mid-stream failures,
-                       and anything a custom backend raises outside the `llm.errors` tree; quota trips it at once
+    counts for breaker backend-side failures only: 5xx, 529, timeouts, connection errors, 429, mid-stream
+                       failures, and an `OSError` from a custom backend; quota trips it at once (capped). Never
+                       counted: invalid requests (ours or the vendor's 4xx verdict), auth errors, a custom backend's
+                       other exceptions (a bug on our side of the wire), cancellation
     blocks failover    an invalid request (validation, 400, 413, 422 and their context-length and content-filter
                        subclasses): it would fail everywhere, and shopping for a laxer content filter is not ours to do
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from llm.errors import (
     LLMBackendError,
     LLMBadRequestError,
+    LLMCircuitOpenError,
     LLMConnectionError,
     LLMError,
     LLMQuotaExceededError,
@@ -35,8 +40,6 @@ __all__ = [
     "BreakerState",
     "CircuitBreaker",
     "Deadline",
-    "LLMCircuitOpenError",
-    "LLMDeadlineExceededError",
     "ManagerPolicy",
     "Ticket",
     "backoff_delay",
@@ -48,32 +51,6 @@ __all__ = [
 
 BreakerState = Literal["closed", "open", "half_open"]
 Verdict = Literal["counted", "quota", "ignored"]
-
-
-class LLMCircuitOpenError(LLMServerError):
-    """The backend's circuit breaker is open, so no request was sent; `retry_after` says when a probe is allowed."""
-
-
-class LLMDeadlineExceededError(LLMTimeoutError):
-    """The call's total deadline passed, or would pass before the next attempt could start.
-
-    Attributes:
-        errors: the error that ended each backend's turn, in order.
-        attempts: the attempt trail (dicts with backend, model, outcome, elapsed), as in `metadata["attempts"]`.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        errors: Sequence[BaseException] = (),
-        attempts: Sequence[dict[str, Any]] = (),
-        **kwargs: Any,
-    ) -> None:
-        kwargs.setdefault("retryable", False)
-        super().__init__(message, **kwargs)
-        self.errors = list(errors)
-        self.attempts = list(attempts)
 
 
 @dataclass(frozen=True)
@@ -93,9 +70,12 @@ class ManagerPolicy:
         idle_timeout: longest silence allowed between two stream events.
         min_attempt_time: an attempt (or the backoff sleep before it) is not started unless at least this much of the
             deadline would remain for it (at most a quarter of the deadline; a call's first attempt always starts).
-        breaker_threshold: consecutive counted failures that open a backend's breaker.
+        breaker_window: seconds of recent attempts the breaker judges (a sliding time window).
+        breaker_min_calls: attempts the window must hold before the breaker may open.
+        breaker_failure_rate: the breaker opens when the share of counted failures in the window reaches this.
         breaker_cooldown: first open period; each failed half-open probe doubles it, up to `breaker_cooldown_max`.
-        quota_cooldown: open period after a quota error that carried no Retry-After.
+        quota_cooldown: open period after a quota error (at least; a longer Retry-After is honoured up to the max).
+        quota_cooldown_max: the longest a quota error may lock a backend out, whatever the vendor asked.
         health_check_interval: seconds between background `health_check()` rounds; None or 0: no background probes.
         health_check_timeout: bound of one `health_check()`.
         max_concurrency: in-flight calls allowed per backend (streams hold their slot to the end); None: no limit.
@@ -112,28 +92,47 @@ class ManagerPolicy:
     first_chunk_timeout: float | None = None
     idle_timeout: float = 30.0
     min_attempt_time: float = 0.25
-    breaker_threshold: int = 5
+    breaker_window: float = 10.0
+    breaker_min_calls: int = 20
+    breaker_failure_rate: float = 0.5
     breaker_cooldown: float = 30.0
     breaker_cooldown_max: float = 600.0
     quota_cooldown: float = 3600.0
+    quota_cooldown_max: float = 3600.0
     health_check_interval: float | None = 300.0
     health_check_timeout: float = 10.0
     max_concurrency: int | None = None
     fallback_order: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        for name in ("timeout", "attempt_timeout", "first_chunk_timeout"):
+        for name in POSITIVE_SECONDS:
             value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"{name} must be > 0 seconds, got {value!r}")
-        if self.retry_attempts is not None and self.retry_attempts < 1:
-            raise ValueError(f"retry_attempts must be >= 1, got {self.retry_attempts!r}")
-        if self.breaker_threshold < 1 or (self.max_concurrency is not None and self.max_concurrency < 1):
-            raise ValueError("breaker_threshold and max_concurrency must be >= 1")
-        if not 0 <= self.jitter < 1:
+            if value is not None and not (_is_number(value) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+        for name in ("retry_delay", "min_attempt_time", "health_check_interval"):
+            value = getattr(self, name)
+            if value is not None and not (_is_number(value) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+        for name in ("retry_attempts", "breaker_min_calls", "max_concurrency"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not (_is_number(self.breaker_failure_rate) and 0 < self.breaker_failure_rate <= 1):
+            raise ValueError(f"breaker_failure_rate must be in (0, 1], got {self.breaker_failure_rate!r}")
+        if not (_is_number(self.jitter) and 0 <= self.jitter < 1):
             raise ValueError(f"jitter must be in [0, 1), got {self.jitter!r}")
         if self.fallback_order is not None:
             object.__setattr__(self, "fallback_order", tuple(name.strip().lower() for name in self.fallback_order))
+
+
+#: ManagerPolicy fields that are durations which must be > 0 (None, where allowed, means "from the configuration").
+POSITIVE_SECONDS = ("timeout", "attempt_timeout", "first_chunk_timeout", "backoff_max", "retry_after_max",
+                    "idle_timeout", "breaker_window", "breaker_cooldown", "breaker_cooldown_max", "quota_cooldown",
+                    "quota_cooldown_max", "health_check_timeout")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class Deadline:
@@ -175,7 +174,7 @@ def breaker_verdict(exc: BaseException) -> Verdict:
         return "quota"
     if isinstance(exc, LLMCircuitOpenError):
         return "ignored"
-    if isinstance(exc, BREAKER_COUNTED) or not isinstance(exc, LLMError):
+    if isinstance(exc, BREAKER_COUNTED) or (isinstance(exc, OSError) and not isinstance(exc, LLMError)):
         return "counted"
     return "ignored"
 
@@ -209,42 +208,69 @@ class Ticket:
 
 
 class CircuitBreaker:
-    """Closed -> open after `threshold` consecutive counted failures -> one half-open probe after the cooldown.
+    """A failure-rate breaker (the model of Envoy's outlier detection and resilience4j's `CircuitBreaker`).
 
-    A successful probe closes the breaker; a failed one reopens it with the cooldown doubled (up to `cooldown_max`).
-    Results of attempts admitted before the breaker opened do not move it again, so a burst of concurrent failures
-    opens it once. Times are on the monotonic clock (`clock`).
+    Closed: every attempt's outcome enters a sliding window of the last `window` seconds. When the window holds at
+    least `min_calls` outcomes and the share of counted failures reaches `failure_rate`, the breaker opens for
+    `cooldown` seconds. Then it is half-open: one probe attempt goes through; success closes it (with a fresh window),
+    failure reopens it with the cooldown doubled (up to `cooldown_max`). Results of attempts admitted before the
+    breaker opened do not move it again, so a burst of concurrent failures opens it once.
+
+    A quota trip (`trip`) is separate: it refuses every attempt until its own end, and nothing -- not a successful
+    probe, not a success of an attempt admitted earlier -- lifts it sooner. Times are on the monotonic clock.
     """
 
     def __init__(
-        self, threshold: int, cooldown: float, cooldown_max: float, *, clock: Callable[[], float] = time.monotonic
+        self,
+        window: float,
+        min_calls: int,
+        failure_rate: float,
+        cooldown: float,
+        cooldown_max: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.threshold = threshold
+        self.window = window
+        self.min_calls = min_calls
+        self.failure_rate = failure_rate
         self.base_cooldown = cooldown
         self.cooldown_max = max(cooldown, cooldown_max)
         self.clock = clock
         self.cooldown = cooldown
+        self.outcomes: deque[tuple[float, bool]] = deque()  # (when, failed) of recent attempts
+        self.failures = 0  # failed outcomes in `outcomes`
         self.consecutive_failures = 0
         self.times_opened = 0
         self.open_until: float | None = None  # None while closed
+        self.quota_until: float | None = None  # a quota lockout, independent of the failure rate
         self.probe_in_flight = False
 
     @property
     def state(self) -> BreakerState:
+        now = self.clock()
+        if self.quota_until is not None:
+            if now < self.quota_until:
+                return "open"
+            self.quota_until = None
         if self.open_until is None:
             return "closed"
-        if self.probe_in_flight or self.clock() >= self.open_until:
+        if self.probe_in_flight or now >= self.open_until:
             return "half_open"
         return "open"
 
     def retry_in(self) -> float:
         """Seconds until an attempt would be admitted (0 when it would be now)."""
-        if self.open_until is None:
-            return 0.0
-        return max(0.0, self.open_until - self.clock())
+        ends = [end for end in (self.open_until, self.quota_until) if end is not None]
+        return max(0.0, max(ends) - self.clock()) if ends else 0.0
+
+    def failure_ratio(self) -> float | None:
+        """The share of counted failures in the window; None while it holds fewer than `min_calls` outcomes."""
+        self._expire(self.clock())
+        return self.failures / len(self.outcomes) if len(self.outcomes) >= self.min_calls else None
 
     def would_admit(self) -> bool:
-        return self.state == "closed" or (self.state == "half_open" and not self.probe_in_flight)
+        state = self.state
+        return state == "closed" or (state == "half_open" and not self.probe_in_flight)
 
     def admit(self) -> Ticket | None:
         """A ticket for one attempt, or None when the breaker refuses it."""
@@ -257,23 +283,26 @@ class CircuitBreaker:
         return Ticket(probe=True)
 
     def record_success(self, ticket: Ticket) -> None:
+        self.consecutive_failures = 0
         if ticket.probe:
             self.probe_in_flight = False
             self.open_until = None
             self.cooldown = self.base_cooldown
-        if self.open_until is None:
-            self.consecutive_failures = 0
+            self._reset_window()
+        elif self.open_until is None:
+            self._record(False)
 
     def record_failure(self, ticket: Ticket | None) -> None:
         """A counted failure; `ticket` None for a failure found after the attempt was settled (mid-stream)."""
+        self.consecutive_failures += 1
         if ticket is not None and ticket.probe:
             self.probe_in_flight = False
-            self.consecutive_failures += 1
             self.cooldown = min(self.cooldown * 2, self.cooldown_max)
             self._open(self.cooldown)
         elif self.open_until is None:
-            self.consecutive_failures += 1
-            if self.consecutive_failures >= self.threshold:
+            self._record(True)
+            ratio = self.failure_ratio()
+            if ratio is not None and ratio >= self.failure_rate:
                 self._open(self.cooldown)
 
     def release(self, ticket: Ticket) -> None:
@@ -282,14 +311,32 @@ class CircuitBreaker:
             self.probe_in_flight = False
 
     def trip(self, ticket: Ticket | None, cooldown: float) -> None:
-        """Open now for at least `cooldown` seconds, whatever the state (an exhausted quota)."""
+        """Refuse every attempt for `cooldown` seconds from now (an exhausted quota), whatever the state; only a
+        longer trip extends it, and nothing shortens it."""
         if ticket is not None and ticket.probe:
             self.probe_in_flight = False
         until = self.clock() + cooldown
-        if self.open_until is None or self.state != "open":
+        if self.state != "open":
             self.times_opened += 1
-        self.open_until = max(until, self.open_until or until)
+        self.quota_until = max(until, self.quota_until or until)
+
+    def _record(self, failed: bool) -> None:
+        now = self.clock()
+        self.outcomes.append((now, failed))
+        self.failures += failed
+        self._expire(now)
+
+    def _expire(self, now: float) -> None:
+        horizon = now - self.window
+        outcomes = self.outcomes
+        while outcomes and outcomes[0][0] < horizon:
+            self.failures -= outcomes.popleft()[1]
+
+    def _reset_window(self) -> None:
+        self.outcomes.clear()
+        self.failures = 0
 
     def _open(self, cooldown: float) -> None:
         self.times_opened += 1
         self.open_until = self.clock() + cooldown
+        self._reset_window()

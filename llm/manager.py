@@ -8,9 +8,10 @@
 
 What a call promises (every number is a `ManagerPolicy` setting, passed as keyword arguments to `LLMManager`):
 
-* One retry owner: the SDKs' own retries are off and the manager retries with tenacity -- only retryable errors
-  (408, 409, 429 except quota, 5xx, 529, connection, timeout), up to `retry_attempts` per backend, exponential backoff
-  with jitter, a vendor's Retry-After honoured up to a cap. Never 400/401/403/404/422, never `CancelledError`.
+* One retry owner: the SDKs' own retries are off and the manager retries (a plain loop, `llm._call`) -- only
+  retryable errors (408, 409, 429 except quota, 5xx, 529, connection, timeout), up to `retry_attempts` per backend,
+  exponential backoff with jitter, a vendor's Retry-After honoured up to a cap. Never 400/401/403/404/422, never
+  `CancelledError`.
 * Failover along a chain -- the requested or default backend first, then the others (`SCOUT_LLM_FALLBACK_ORDER`
   first) -- each backend at most once per call; a 429 or an open breaker moves on at once when another backend can
   serve; invalid requests never fail over. One backend tried: its own error. Several: `LLMAllBackendsFailedError`.
@@ -18,9 +19,12 @@ What a call promises (every number is a `ManagerPolicy` setting, passed as keywo
   `LLMTimeoutError`; no attempt or backoff sleep starts that could not finish in time.
 * Streams: retry and failover only before the first event; after it, a failure is an `LLMStreamError` carrying the
   partial text, and nothing is re-sent. Closing the stream (break, `aclose()`, cancellation) closes the HTTP stream.
-* A circuit breaker per backend, fed by real traffic; background `health_check()` probes (a models listing, never a
-  billed call) that never overlap. An open backend is skipped; when all are open the call fails at once with an
-  `LLMCircuitOpenError` whose `retry_after` says when to try again.
+* A failure-rate circuit breaker per backend, fed by real traffic: it opens when counted (backend-side) failures
+  reach `breaker_failure_rate` of at least `breaker_min_calls` attempts in the last `breaker_window` seconds, lets
+  one probe through after `breaker_cooldown`; a quota error locks the backend out for `quota_cooldown` (a longer
+  Retry-After honoured up to `quota_cooldown_max`), which no probe lifts early. Background `health_check()` probes
+  (a models listing, never a billed call) that never overlap. An open backend is skipped; when all are open the call
+  fails at once with an `LLMCircuitOpenError` whose `retry_after` says when to try again.
 
 The manager binds nothing to an event loop at construction. Its background task lives in the loop that first uses it;
 when that loop shuts down (the end of `asyncio.run`), the SDK clients bound to it are closed, and the next use in a new
@@ -30,19 +34,23 @@ loop rebuilds them -- so the global `get_llm_manager()` keeps working across suc
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import math
 from collections.abc import AsyncGenerator
 from enum import Enum
 from types import TracebackType
 from typing import Any
 
-from llm._bootstrap import register_configured_backends
+from llm._bootstrap import key_variables, register_configured_backends
 from llm._call import Call, generate_op
 from llm._health import BackendHealth, BackendSlot, describe_error, maybe_await, quiet_cleanup
-from llm._resilience import Deadline, LLMCircuitOpenError, LLMDeadlineExceededError, ManagerPolicy
-from llm.base import LLMBackend, LLMBackendType, LLMRequest, LLMResponse, StreamEvent, TextDelta, validate_request
+from llm._resilience import Deadline, ManagerPolicy
+from llm.backend import LLMBackend
+from llm.base import LLMBackendType, LLMRequest, LLMResponse, StreamEvent, TextDelta, validate_request
 from llm.config import ScoutConfig, get_config
-from llm.errors import LLMError
+from llm.errors import LLMCircuitOpenError, LLMConfigError, LLMDeadlineExceededError, LLMError, LLMValidationError
+from llm.names import canonical_backend, describe_known, is_known, split_model_ref
 
 __all__ = [
     "BackendHealth",
@@ -58,9 +66,9 @@ __all__ = [
 logger = logging.getLogger("llm.manager")
 
 
-def backend_name(value: str | LLMBackendType) -> str:
-    """The registry key of a backend name or `LLMBackendType` (lowercase value)."""
-    return str(value.value if isinstance(value, Enum) else value).strip().lower()
+def backend_name(value: str | Enum) -> str:
+    """The registry key of a backend name, alias (`anthropic`, `google`) or `LLMBackendType`."""
+    return canonical_backend(value)
 
 
 class LLMManager:
@@ -69,13 +77,14 @@ class LLMManager:
     Args:
         config: the settings to read defaults from (`SCOUT_LLM_TIMEOUT`, `SCOUT_LLM_FALLBACK_ORDER`); read lazily
             from `get_config()` when None. Construction has no side effect.
-        **policy_overrides: fields of `ManagerPolicy` (e.g. `timeout=5, breaker_threshold=3`).
+        **policy_overrides: fields of `ManagerPolicy` (e.g. `timeout=5, breaker_min_calls=3`).
     """
 
     def __init__(self, config: ScoutConfig | None = None, **policy_overrides: Any) -> None:
         self._config = config
         self.policy = ManagerPolicy(**policy_overrides)
         self._slots: dict[str, BackendSlot] = {}
+        self._unavailable: dict[str, str] = {}
         self._default: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_lock: asyncio.Lock | None = None
@@ -133,6 +142,7 @@ class LLMManager:
             return False
         previous = self._slots.get(name)
         self._slots[name] = BackendSlot(name, backend, self.policy)
+        self._unavailable.pop(name, None)
         if previous is not None and previous.backend is not backend:
             await quiet_cleanup(previous.backend)
         if is_default or self._default is None:
@@ -170,6 +180,15 @@ class LLMManager:
         """Registered backend names, in registration order."""
         return list(self._slots)
 
+    @property
+    def unavailable_backends(self) -> dict[str, str]:
+        """Backends the settings configure that could not be registered, with why and the fix (a copy)."""
+        return dict(self._unavailable)
+
+    def mark_unavailable(self, name: str, reason: str) -> None:
+        """Record that a configured backend could not be registered (`initialize_llm_backends` does)."""
+        self._unavailable[backend_name(name)] = reason
+
     # -- calls ------------------------------------------------------------------------------------------------------
 
     async def generate(
@@ -177,10 +196,14 @@ class LLMManager:
     ) -> LLMResponse:
         """Answer a request; `backend_type` goes first in the chain, `fallback=False` uses it alone.
 
+        `backend_type` is a backend name (`"claude"`, or its alias `"anthropic"`; `"gemini"` or `"google"`), an
+        `LLMBackendType`, or `"provider:model"` (`"openai:gpt-4.1-mini"`), which also picks the model.
         `response.backend_type` names the backend that served; `response.metadata["attempts"]` lists every attempt.
 
         Raises:
-            LLMError: "No LLM backends available" / "Backend not available: <name>" (no request sent);
+            LLMError: "No LLM backends available"; "Backend not available: <name>: <why> (registered: ...)" -- an
+            `LLMValidationError` for a name no backend has (it lists the known ones), an `LLMConfigError` for one
+            not configured (it says how to configure it). No request is sent.
             LLMValidationError: an invalid request (no request sent); the serving backend's own error when only one
             was tried; LLMAllBackendsFailedError; LLMCircuitOpenError; LLMDeadlineExceededError.
         """
@@ -217,25 +240,52 @@ class LLMManager:
 
     async def _new_call(self, request: LLMRequest, backend_type: str | LLMBackendType | None, fallback: bool) -> Call:
         await self._ensure_loop()
+        if isinstance(backend_type, str) and not isinstance(backend_type, Enum):
+            backend_type, request = self._with_model(backend_type, request)
         slots = [self._slots[name] for name in self._chain(backend_type, fallback)]
-        validate_request(request, getattr(slots[0].backend, "temperature_range", (0.0, 2.0)))
+        bounds = getattr(slots[0].backend, "temperature_range", None)
+        validate_request(request, bounds if isinstance(bounds, tuple) else (0.0, 2.0))  # a Mock backend has none
         timeout = self.policy.timeout or self.config.llm.timeout
+        if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):  # NaN disables bounds
+            raise LLMConfigError(f"timeout: the call deadline must be a finite number of seconds > 0, got {timeout!r}")
         return Call(slots, request, self.policy, Deadline(timeout))
+
+    @staticmethod
+    def _with_model(choice: str, request: LLMRequest) -> tuple[str, LLMRequest]:
+        """`provider:model` (`"openai:gpt-4.1-mini"`): the backend, and the request asking that backend for the model
+        (a copy; fallbacks that do not list the model use their own)."""
+        backend, model = split_model_ref(choice)
+        if backend is None:
+            return choice, request
+        extra = {**(request.extra_params or {}), "model_name_override": model}
+        return backend, dataclasses.replace(request, extra_params=extra)
+
+    def _not_available(self, name: str) -> LLMError:
+        """The error for a backend that cannot be chosen: what was asked, why, and what can be."""
+        registered = ", ".join(self._slots) or "none"
+        if not is_known(name):
+            return LLMValidationError(f"Backend not available: {name}: no backend has that name (known: "
+                                      f"{describe_known()}; registered: {registered})", field="backend_type")
+        why = self._unavailable.get(name)
+        if why is None:
+            keys = key_variables(name)
+            why = "not configured" + (f" (set {' or '.join(keys)})" if keys else "")
+        return LLMConfigError(f"Backend not available: {name}: {why} (registered: {registered})")
 
     def _chain(self, backend_type: str | LLMBackendType | None, fallback: bool) -> list[str]:
         if backend_type:
             first = backend_name(backend_type)
             if first not in self._slots:
-                raise LLMError(f"Backend not available: {first}")
+                raise self._not_available(first)
         elif self._default is None or self._default not in self._slots:
             raise LLMError("No LLM backends available")
         else:
             first = self._default
         if not fallback:
             return [first]
-        order = self.policy.fallback_order
-        if order is None:
-            order = tuple(self.config.llm.fallback_order)
+        configured = self.policy.fallback_order
+        order = tuple(backend_name(name) for name in (configured if configured is not None
+                                                      else self.config.llm.fallback_order))
         ranked = [name for name in order if name in self._slots] + [n for n in self._slots if n not in order]
         return [first, *(name for name in ranked if name != first)]
 
@@ -374,12 +424,14 @@ async def reset_llm_manager() -> None:
 async def initialize_llm_backends(manager: LLMManager | None = None) -> None:
     """Register every backend the settings configure on `manager` (default: the global one).
 
-    OpenAI, Claude, Gemini and DeepSeek when their key is set; Ollama when `SCOUT_OLLAMA_ENABLED` is true, or, when it
-    is unset, when `{SCOUT_OLLAMA_BASE_URL}/api/tags` answers within 2 s. The default is `SCOUT_LLM_DEFAULT_BACKEND`
-    when registered, else OpenAI, else the first of Claude, Gemini, DeepSeek, Ollama. Then the local in-process model
-    (llm/backends/local.py), last, when llama-cpp-python and the model are installed and `SCOUT_LOCAL_ENABLED` is not
-    false; it is the default only when nothing else registered (or `SCOUT_LLM_DEFAULT_BACKEND=local`). No billed call
-    is made. Safe to call again and concurrently: backends already registered are left alone. Never raises for a
+    OpenAI, Claude, Gemini and DeepSeek when their key is set (`SCOUT_<VENDOR>_API_KEY` or the vendor's standard
+    variable); Ollama when `SCOUT_OLLAMA_ENABLED` is true, or, when it is unset, when `{ollama_base_url}/api/tags`
+    answers within 2 s. The default is `SCOUT_LLM_DEFAULT_BACKEND` when registered (a warning names it otherwise),
+    else OpenAI, else the first of Claude, Gemini, DeepSeek, Ollama. The embedded local model (llm/backends/local.py)
+    is registered, as the default with a warning saying it is a 135M offline stand-in, when no remote backend is
+    configured; behind remote backends, as the last fallback, only when `SCOUT_LOCAL_ENABLED=true`. A configured
+    backend that cannot be built (a missing SDK) is in `manager.unavailable_backends` with the fix. No billed call is
+    made. Safe to call again and concurrently: backends already registered are left alone. Never raises for a
     backend's failure.
     """
     manager = manager if manager is not None else get_llm_manager()

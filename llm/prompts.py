@@ -1,36 +1,55 @@
 """Prompts for agents: `AgentPrompt`, the built-in `AgentPromptTemplates`, and prompt files on disk.
 
-Prompt files live in `<prompts dir>/<agent name>/<template>` with shared ones in `<prompts dir>/common/`. The prompts
-directory is `SCOUT_PROMPTS_DIR` (`config.prompts_dir`) when set; the prompts shipped inside the package
-(`agents/prompts/`) are used for any file it does not have. Placeholders are single-brace `{name}`; other braces,
-such as a JSON example in the prompt, are left as they are.
+A prompt file is `<root>/<agent name>/<template>.prompt`, with shared ones in `<root>/common/`. The roots, searched in
+this order (first file found wins; within each root the agent's folder comes before `common/`):
+
+1. the `prompts_dir` argument of `load_prompt_template`;
+2. `SCOUT_PROMPTS_DIR` (`config.prompts_dir`);
+3. `<folder holding the llm package>/prompts`, when it exists: ScoutAgent keeps its prompts beside `llm/`;
+4. the roots packages registered with `register_prompt_root` (the `agents` package registers the prompts it ships).
+
+Placeholders are `{name}`. A placeholder the caller does not supply stays as literal text (logged once per template
+at WARNING), as in ScoutAgent; `strict=True` raises `PromptPlaceholderError` instead. Every other brace (a JSON
+example in the prompt) is left as it is. `{{name}}` is a placeholder too, replaced by the bare value: ScoutAgent's gap
+finder prompts are written that way, and the original sent them as `{value}`; other doubled braces (`{{ ... }}`
+around a JSON example) stay doubled, as the original sent them.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llm.config import get_config
-from llm.errors import LLMValidationError
+from llm.errors import LLMConfigError, LLMValidationError
 
 __all__ = [
-    "PACKAGE_PROMPTS_DIR",
     "AgentPrompt",
     "AgentPromptTemplates",
+    "PromptNotFoundError",
     "PromptPlaceholderError",
     "load_prompt_template",
     "prompt_search_path",
+    "register_prompt_root",
 ]
 
-#: The prompts shipped with the package (installed with it).
-PACKAGE_PROMPTS_DIR = Path(__file__).resolve().parent.parent / "agents" / "prompts"
+logger = logging.getLogger("llm.prompts")
 
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+#: The prompt files' extension; a template name given without an extension gets it.
+PROMPT_SUFFIX = ".prompt"
+
+#: `{name}`, or `{{name}}`: ScoutAgent's gap finder prompts write their placeholders with double braces.
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+_registered_roots: list[Path] = []
+_warned: set[Path] = set()  # templates whose unfilled placeholders were logged
+_warned_lock = threading.Lock()
 
 
 @dataclass
@@ -107,53 +126,126 @@ class AgentPromptTemplates:
 
 
 class PromptPlaceholderError(LLMValidationError, KeyError):
-    """A prompt template has a `{placeholder}` the substitutions do not supply. Also a KeyError and a ValueError."""
+    """A prompt template has a `{placeholder}` the substitutions do not supply (with `strict=True`). Also a KeyError
+    and a ValueError."""
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
 
 
-def prompt_search_path() -> list[Path]:
-    """The prompt directories, in lookup order: `config.prompts_dir` (if set), then the package's prompts."""
-    configured = get_config().prompts_dir
-    bases = [Path(configured).expanduser()] if configured else []
-    return [*bases, PACKAGE_PROMPTS_DIR] if PACKAGE_PROMPTS_DIR not in bases else bases
+class PromptNotFoundError(LLMConfigError, FileNotFoundError):
+    """No prompt file of that name in any prompt root. Also a FileNotFoundError, as in ScoutAgent.
+
+    Attributes:
+        tried: every path looked at, in lookup order.
+    """
+
+    def __init__(self, message: str, tried: list[Path]) -> None:
+        super().__init__(message)
+        self.tried = tried
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
-def _find_template(template_name: str, agent_name: str | None) -> Path:
-    bases = prompt_search_path()
+def register_prompt_root(path: str | Path) -> None:
+    """Add a prompt root searched after the configured ones (a package shipping prompts calls this on import).
+
+    Registering the same folder again changes nothing.
+    """
+    root = Path(path).expanduser().resolve()
+    if root not in _registered_roots:
+        _registered_roots.append(root)
+
+
+def _layout_root() -> Path | None:
+    """ScoutAgent's layout: `prompts/` beside the `llm/` package."""
+    root = Path(__file__).resolve().parent.parent / "prompts"
+    return root if root.is_dir() else None
+
+
+def prompt_search_path(prompts_dir: str | Path | None = None) -> list[Path]:
+    """The prompt roots, in lookup order (see the module docstring); each folder once."""
+    configured = getattr(get_config(), "prompts_dir", None)
+    candidates = [prompts_dir, configured, _layout_root(), *_registered_roots]
+    roots: list[Path] = []
+    for candidate in candidates:
+        if candidate is None or candidate == "":
+            continue
+        root = Path(candidate).expanduser()
+        if root not in roots:
+            roots.append(root)
+    return roots
+
+
+def _file_name(template_name: str) -> str:
+    return template_name if Path(template_name).suffix else template_name + PROMPT_SUFFIX
+
+
+def _find_template(template_name: str, agent_name: str | None, prompts_dir: str | Path | None) -> Path:
+    name = _file_name(template_name)
     folders = [agent_name.lower(), "common"] if agent_name else ["common"]
-    candidates = [base / folder / template_name for folder in folders for base in bases]
-    for path in candidates:
-        if path.is_file():
-            return path
-    looked = ", ".join(str(path) for path in candidates)
-    raise FileNotFoundError(f"Prompt template not found: {bases[0] / 'common' / template_name} (looked in: {looked})")
+    tried: list[Path] = []
+    for root in prompt_search_path(prompts_dir):
+        for folder in folders:
+            path = root / folder / name
+            if path.is_file():
+                return path
+            tried.append(path)
+    looked = ", ".join(str(path) for path in tried) or "no prompt root is configured"
+    raise PromptNotFoundError(f"Prompt template not found: {name} (looked in: {looked})", tried)
 
 
-def _substitute(text: str, substitutions: Mapping[str, Any], path: Path) -> str:
-    missing = sorted({name for name in _PLACEHOLDER.findall(text) if name not in substitutions})
+def _warn_once(path: Path, missing: list[str]) -> None:
+    with _warned_lock:
+        if path in _warned:
+            return
+        _warned.add(path)
+    names = ", ".join(f"{{{name}}}" for name in missing)
+    logger.warning("Prompt template %s: no substitution for %s; sent as literal text", path, names)
+
+
+def _substitute(text: str, substitutions: Mapping[str, Any], path: Path, strict: bool) -> str:
+    found = {match.group(1) or match.group(2) for match in _PLACEHOLDER.finditer(text)}
+    missing = sorted(name for name in found if name not in substitutions)
     if missing:
-        names = ", ".join(f"{{{name}}}" for name in missing)
-        raise PromptPlaceholderError(
-            f"Prompt template {path} needs placeholder(s) {names}, missing from substitutions", field=missing[0]
-        )
-    return _PLACEHOLDER.sub(lambda match: str(substitutions[match.group(1)]), text)
+        if strict:
+            names = ", ".join(f"{{{name}}}" for name in missing)
+            raise PromptPlaceholderError(
+                f"Prompt template {path} needs placeholder(s) {names}, missing from substitutions", field=missing[0]
+            )
+        _warn_once(path, missing)
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        return str(substitutions[name]) if name in substitutions else match.group(0)
+
+    return _PLACEHOLDER.sub(fill, text)
 
 
 def load_prompt_template(
-    template_name: str, agent_name: str | None = None, substitutions: Mapping[str, Any] | None = None
+    template_name: str,
+    agent_name: str | None = None,
+    substitutions: Mapping[str, Any] | None = None,
+    *,
+    prompts_dir: str | Path | None = None,
+    strict: bool = False,
 ) -> str:
-    """The text of a prompt file, with `{name}` placeholders filled in from `substitutions`.
+    """The text of a prompt file, with its placeholders filled in from `substitutions`.
 
-    Looks for `<agent_name lowercased>/<template_name>`, then `common/<template_name>`, in each prompts directory
-    (see `prompt_search_path`). Only `{identifier}` placeholders are replaced; JSON braces stay as they are. With no
-    substitutions the raw text is returned.
+    Args:
+        template_name: the file name, with or without `.prompt` (`"plan.prompt"` or `"plan"`).
+        agent_name: looks in `<agent_name lowercased>/` before `common/`; None looks in `common/` only.
+        substitutions: values for `{name}` placeholders (`{{name}}` too). None or empty returns the raw text.
+        prompts_dir: a prompt root searched before all others.
+        strict: raise for a placeholder `substitutions` does not supply, instead of leaving it as literal text.
 
     Raises:
-        FileNotFoundError: no such template ("Prompt template not found: <path> ...").
-        PromptPlaceholderError: the template has a placeholder missing from `substitutions` (named in the message).
+        PromptNotFoundError: (a FileNotFoundError) no such file in any root; the message names every path tried.
+        PromptPlaceholderError: `strict=True` and a placeholder is missing (named in the message).
     """
-    path = _find_template(template_name, agent_name)
+    path = _find_template(template_name, agent_name, prompts_dir)
     text = path.read_text(encoding="utf-8")
-    return _substitute(text, substitutions, path) if substitutions else text
+    if not substitutions and not strict:
+        return text
+    return _substitute(text, substitutions or {}, path, strict)

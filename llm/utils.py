@@ -20,6 +20,11 @@ Agents that set no `preferred_backend` get a name-based default (section 3.5: "w
 are preferences, not demands: when the manager has no backend of that name the call goes to the manager's default
 (and its failover chain) instead of failing with "Backend not available". Only an explicit `backend_type=` that
 names an unknown backend fails.
+
+A model belongs to the backend its rule names: `SCOUT_LLM_DEFAULT_MODEL` goes with `SCOUT_LLM_DEFAULT_BACKEND`, a
+per-agent model with its per-agent backend (a rule that names a model but no backend means the default backend). When
+a call is routed elsewhere (that backend is not registered) or fails over to another backend, the backend that answers
+uses its own configured model; each such switch is logged once.
 """
 
 from __future__ import annotations
@@ -36,7 +41,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from llm.base import LLMRequest, LLMResponse
 from llm.config import get_config
 from llm.errors import LLMBackendError, LLMValidationError
-from llm.prompts import AgentPrompt, AgentPromptTemplates, PromptPlaceholderError, load_prompt_template
+from llm.prompts import (
+    AgentPrompt,
+    AgentPromptTemplates,
+    PromptNotFoundError,
+    PromptPlaceholderError,
+    load_prompt_template,
+    register_prompt_root,
+)
 from llm.structured import best_category, extract_json, to_string_list
 
 if TYPE_CHECKING:
@@ -46,6 +58,7 @@ __all__ = [
     "AgentPrompt",
     "AgentPromptTemplates",
     "LLMAgentMixin",
+    "PromptNotFoundError",
     "PromptPlaceholderError",
     "backend_name",
     "best_category",
@@ -54,6 +67,7 @@ __all__ = [
     "llm_summarize",
     "load_prompt_template",
     "quick_llm_generate",
+    "register_prompt_root",
     "shared_llm_manager",
     "to_string_list",
 ]
@@ -74,6 +88,11 @@ NAME_DEFAULTS: tuple[tuple[tuple[str, ...], str, dict[str, str]], ...] = (
       "quick_insights": "gemini"}),
 )
 DEFAULT_PREFERRED_BACKEND = "openai"
+
+_UNNAMED_LOGGER = "llm.agent.unknown"
+
+#: (agent key, backend, rule) of preferences already logged as "not registered, the default answers".
+_reroutes_logged: set[tuple[str, str, str]] = set()
 
 
 def backend_name(value: Any) -> str | None:
@@ -125,8 +144,17 @@ async def shared_llm_manager() -> LLMManager:
 class LLMAgentMixin:
     """Gives an agent `llm_generate`, streaming, structured helpers and per-task backend routing.
 
-    Cooperative: `class X(BaseAgent, LLMAgentMixin)` with `super().__init__(name=...)` initialises both, and the
-    explicit style `LLMAgentMixin.__init__(self, preferred_backend="ollama")` works too.
+    Works in every way ScoutAgent's agents use it, with any `BaseAgent` (ours, or one that requires `name` and never
+    calls `super().__init__()`):
+
+    * `class X(BaseAgent, LLMAgentMixin)`, built with `super().__init__(name=...)` (our cooperative BaseAgent runs
+      the mixin's `__init__`);
+    * either class order with explicit `BaseAgent.__init__(self, ...)` and `LLMAgentMixin.__init__(self, ...)`
+      calls, in either order: the mixin's `__init__` passes keyword arguments it does not know on to the next class
+      only when there are some, so it never runs a base class's `__init__` a second time, without its `name`;
+    * an agent that never runs the mixin's `__init__`: every attribute has a default (`preferred_backend` None,
+      `task_backend_preferences` an empty dict created on first use, `_llm_manager` None, `llm_logger` created on
+      first use), so the methods work; only the name-based defaults (contract 3.5) are not applied.
 
     Attributes:
         preferred_backend: the agent's backend when nothing more specific applies (rule 5).
@@ -143,12 +171,34 @@ class LLMAgentMixin:
     _preferred_backend: str | None = None
 
     def __init__(self, preferred_backend: str | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        if kwargs:  # a cooperative `super().__init__(name=..., ...)` chain: the rest is for the next class
+            super().__init__(**kwargs)
+        name = getattr(self, "name", None)
+        if preferred_backend is None and not kwargs and "_llm_ready" in self.__dict__:
+            # Set up already (an explicit `LLMAgentMixin.__init__` before a cooperative BaseAgent passed the call
+            # on): nothing new to apply, so keep the agent's choices.
+            return
+        self.__dict__["_llm_ready"] = True
         self._llm_manager = getattr(self, "_llm_manager", None)
-        self.llm_logger = logging.getLogger(f"llm.agent.{getattr(self, 'name', None) or 'unknown'}")
+        self.llm_logger = logging.getLogger(f"llm.agent.{name}" if name else _UNNAMED_LOGGER)
         self.preferred_backend = preferred_backend
         self.task_backend_preferences = {}
         self._setup_agent_llm_preferences(preferred_backend)
+
+    @property
+    def llm_logger(self) -> logging.Logger:
+        """`llm.agent.<name>`; made on first use when `__init__` did not run, or ran before the agent had a name."""
+        existing = self.__dict__.get("_llm_logger")
+        name = getattr(self, "name", None)
+        if isinstance(existing, logging.Logger) and not (name and existing.name == _UNNAMED_LOGGER):
+            return existing
+        created = logging.getLogger(f"llm.agent.{name}" if name else _UNNAMED_LOGGER)
+        self.__dict__["_llm_logger"] = created
+        return created
+
+    @llm_logger.setter
+    def llm_logger(self, value: logging.Logger) -> None:
+        self.__dict__["_llm_logger"] = value
 
     # -- preferences ---------------------------------------------------------------------------------------------
 
@@ -232,7 +282,15 @@ class LLMAgentMixin:
         # A preference naming a backend this manager does not have: use the manager's default (model included).
         known = manager.get_available_backends() if manager is not None else None
         if backend and source != "explicit" and known is not None and backend not in known:
-            self.llm_logger.debug("%s prefers %s (%s), not registered; using the default", self, backend, source)
+            # The model of that route belongs to that backend: the default backend answers with its own model.
+            said = (self._agent_key(), backend, str(source))
+            if said not in _reroutes_logged:
+                _reroutes_logged.add(said)
+                self.llm_logger.info(
+                    "%s prefers %s (%s), which is not registered; the default backend answers with its own model%s",
+                    getattr(self, "name", None) or type(self).__name__, backend, source,
+                    f" (not {model!r})" if model else "",
+                )
             return None, None
         return backend, model
 

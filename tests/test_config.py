@@ -10,10 +10,11 @@ import pytest
 from pydantic import SecretStr
 
 from llm import config as config_module
-from llm.config import DEFAULT_MODELS, get_config, reload_config
+from llm.config import DEFAULT_MODELS, ScoutConfig, get_config, reload_config, variables
+from llm.errors import LLMConfigError
 
 SEED_VARIABLES = {
-    "SCOUT_LLM_DEFAULT_BACKEND": ("OpenAI", lambda c: c.llm.default_backend == "openai"),
+    "SCOUT_LLM_DEFAULT_BACKEND": ("OpenAI", lambda c: c.llm_routing.default_backend == "openai"),
     "SCOUT_LLM_TIMEOUT": ("42", lambda c: c.llm.timeout == 42.0),
     "SCOUT_LLM_RETRY_ATTEMPTS": ("5", lambda c: c.llm.retry_attempts == 5),
     "SCOUT_LLM_RETRY_DELAY": ("0.25", lambda c: c.llm.retry_delay == 0.25),
@@ -46,7 +47,7 @@ SEED_VARIABLES = {
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     for name in list(os.environ):
-        if name.startswith("SCOUT_"):
+        if name.startswith(("SCOUT_", "OPENAI_", "ANTHROPIC_", "GEMINI_", "GOOGLE_", "DEEPSEEK_", "OLLAMA_")):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     yield
@@ -103,7 +104,7 @@ def test_empty_values_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCOUT_OPENAI_API_KEY", "")
     monkeypatch.setenv("SCOUT_LLM_DEFAULT_BACKEND", "  ")
     config = reload_config(env_file=None)
-    assert config.api.openai_api_key is None and config.llm.default_backend is None
+    assert config.api.openai_api_key is None and config.llm_routing.default_backend is None
 
 
 def test_import_has_no_side_effects(tmp_path: Path) -> None:
@@ -112,3 +113,97 @@ def test_import_has_no_side_effects(tmp_path: Path) -> None:
 
     subprocess.run([sys.executable, "-c", "import llm, llm.config, llm.manager"], cwd=tmp_path, check=True)
     assert list(tmp_path.iterdir()) == []
+
+
+# -- the vendors' standard variables (issue 13) -----------------------------------------------------------------------
+
+STANDARD_VARIABLES = {
+    "OPENAI_API_KEY": lambda c: c.api.openai_api_key.get_secret_value(),
+    "OPENAI_BASE_URL": lambda c: c.api.openai_base_url,
+    "ANTHROPIC_API_KEY": lambda c: c.api.anthropic_api_key.get_secret_value(),
+    "ANTHROPIC_BASE_URL": lambda c: c.api.anthropic_base_url,
+    "GEMINI_API_KEY": lambda c: c.api.gemini_api_key.get_secret_value(),
+    "GOOGLE_API_KEY": lambda c: c.api.gemini_api_key.get_secret_value(),
+    "DEEPSEEK_API_KEY": lambda c: c.api.deepseek_api_key.get_secret_value(),
+    "OLLAMA_HOST": lambda c: c.api.ollama_base_url,
+}
+
+
+@pytest.mark.parametrize("name", list(STANDARD_VARIABLES))
+def test_standard_variables_are_fallbacks_and_scout_wins(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    read = STANDARD_VARIABLES[name]
+    monkeypatch.setenv(name, "http://vendor:1")
+    assert read(reload_config(env_file=None)) == "http://vendor:1"
+    scout = next(v.name for v in variables() if v.name.startswith("SCOUT_") and
+                 v.setting == next(w.setting for w in variables() if w.name == name))
+    monkeypatch.setenv(scout, "http://scout:2")
+    assert read(reload_config(env_file=None)) == "http://scout:2"
+
+
+def test_google_api_key_wins_over_gemini_api_key_as_in_google_genai(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEMINI_API_KEY", "gemini")
+    monkeypatch.setenv("GOOGLE_API_KEY", "google")
+    assert reload_config(env_file=None).api.gemini_api_key.get_secret_value() == "google"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("host", "url"), [("gpu:1234", "http://gpu:1234"), ("gpu", "http://gpu:11434"),
+                                           (":5000", "http://127.0.0.1:5000"), ("https://o.example", "https://o.example")])
+def test_ollama_host_is_read_as_ollama_reads_it(monkeypatch: pytest.MonkeyPatch, host: str, url: str) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", host)
+    assert reload_config(env_file=None).api.ollama_base_url == url
+
+
+def test_standard_variables_are_read_from_dotenv_too(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("ANTHROPIC_API_KEY=from-file\n")
+    assert reload_config().api.anthropic_api_key.get_secret_value() == "from-file"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("name", "value", "expected"), [
+    ("SCOUT_LLM_TIMEOUT", "abc", "SCOUT_LLM_TIMEOUT='abc' is not valid: expected seconds, a number > 0"),
+    ("SCOUT_LLM_TIMEOUT", "nan", "SCOUT_LLM_TIMEOUT='nan' is not valid"),
+    ("SCOUT_LLM_TIMEOUT", "-1", "SCOUT_LLM_TIMEOUT='-1' is not valid"),
+    ("SCOUT_LLM_RETRY_ATTEMPTS", "100", "SCOUT_LLM_RETRY_ATTEMPTS='100' is not valid: expected a whole number"),
+    ("SCOUT_LOCAL_ENABLED", "maybe", "SCOUT_LOCAL_ENABLED='maybe' is not valid: expected true or false"),
+    ("OPENAI_BASE_URL", "ftp://x", "OPENAI_BASE_URL='ftp://x' is not valid: expected an http(s) URL"),
+    ("OPENAI_BASE_URL", "http://a b/v1", "OPENAI_BASE_URL='http://a b/v1' is not valid: expected an http(s) URL"),
+    ("OLLAMA_HOST", "a b", "OLLAMA_HOST='a b' is not valid: expected an http(s) URL, or host[:port]"),
+])
+def test_an_invalid_value_names_the_variable_and_the_form(monkeypatch: pytest.MonkeyPatch, name: str, value: str,
+                                                          expected: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(LLMConfigError) as caught:
+        reload_config(env_file=None)
+    assert str(caught.value).startswith(expected)
+    assert "\n" not in str(caught.value)
+
+
+def test_constraints_hold_on_assignment_too() -> None:
+    config = ScoutConfig()
+    with pytest.raises(LLMConfigError, match=r"LLMSettings.timeout=-1 is not valid: expected seconds"):
+        config.llm.timeout = -1
+    with pytest.raises(LLMConfigError, match="retry_attempts"):
+        config.llm.retry_attempts = 0
+    with pytest.raises(LLMConfigError, match="an http"):
+        config.api.openai_base_url = "not a url"
+    assert config.llm.timeout == 60 and config.llm.retry_attempts == 3 and config.api.openai_base_url is None
+
+
+def test_backend_aliases_are_resolved_in_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCOUT_LLM_DEFAULT_BACKEND", "Anthropic")
+    monkeypatch.setenv("SCOUT_LLM_FALLBACK_ORDER", "google, openai")
+    monkeypatch.setenv("SCOUT_LLM_AGENT_WRITER_BACKEND", "anthropic")
+    config = reload_config(env_file=None)
+    assert config.llm_routing.default_backend == "claude"
+    assert config.llm.fallback_order == ["gemini", "openai"]
+    assert config.llm_routing.per_agent_backend == {"writer": "claude"}
+    assert config.llm.model_for("anthropic") == DEFAULT_MODELS["claude"]
+
+
+def test_every_setting_is_declared_once_with_its_variables() -> None:
+    rows = variables()
+    names = [row.name for row in rows]
+    assert len(names) == len(set(names))
+    for name in ("SCOUT_OPENAI_API_KEY", "OPENAI_API_KEY", "SCOUT_LLM_TIMEOUT", "OLLAMA_HOST", "SCOUT_PROMPTS_DIR"):
+        assert name in names
+    assert names.index("SCOUT_OPENAI_API_KEY") < names.index("OPENAI_API_KEY")
+    assert all(row.expected for row in rows)

@@ -10,6 +10,7 @@ import pytest
 import llm
 import llm.base
 import llm.errors
+import llm.manager
 from llm.backends._adapter import error_for_status, retry_after_seconds
 from llm.errors import (
     LLMAllBackendsFailedError,
@@ -47,6 +48,21 @@ def test_tree_shape() -> None:
     for cls in (LLMAuthenticationError, LLMNotFoundError, LLMRateLimitError, LLMTimeoutError, LLMServerError,
                 LLMStreamError):
         assert issubclass(cls, LLMBackendError)
+
+
+def test_breaker_and_deadline_errors_live_in_the_tree_and_are_not_retryable() -> None:
+    """Issue 11 item 3: both were defined in a private module, not exported, and circuit-open said retryable=True."""
+    from llm._resilience import is_retryable
+
+    assert llm.LLMCircuitOpenError is llm.errors.LLMCircuitOpenError is llm.manager.LLMCircuitOpenError
+    assert llm.LLMDeadlineExceededError is llm.errors.LLMDeadlineExceededError
+    assert issubclass(llm.LLMCircuitOpenError, LLMServerError)
+    assert issubclass(llm.LLMDeadlineExceededError, LLMTimeoutError)
+    opened = llm.LLMCircuitOpenError("open", backend="openai", retry_after=3.0)
+    deadline = llm.LLMDeadlineExceededError("late", errors=[opened], attempts=[{"backend": "openai"}])
+    assert not opened.retryable and not is_retryable(opened)
+    assert not deadline.retryable and deadline.errors == [opened]
+    assert "llm._resilience" not in {cls.__module__ for cls in (type(opened), type(deadline))}
 
 
 def test_all_backends_failed_is_an_exception_group_and_an_llm_error() -> None:

@@ -69,7 +69,7 @@ def test_construction_has_no_side_effects(tmp_path: Any, monkeypatch: pytest.Mon
     assert llm.config._config is None and os.listdir(tmp_path) == []
     assert manager.get_available_backends() == [] and manager.get_default_backend() is None
     assert repr(manager) == "LLMManager(backends=[], default=None)"
-    assert LLMManager(timeout=3, breaker_threshold=2).policy == ManagerPolicy(timeout=3, breaker_threshold=2)
+    assert LLMManager(timeout=3, breaker_min_calls=2).policy == ManagerPolicy(timeout=3, breaker_min_calls=2)
     with pytest.raises(TypeError):
         LLMManager(retry_attemps=2)
     with pytest.raises(ValueError):

@@ -305,10 +305,10 @@ async def test_s08_deadline_passing_inside_an_attempt() -> None:
 
 async def test_s09_fifty_concurrent_calls_during_an_outage(caplog: pytest.LogCaptureFixture) -> None:
     """S9: 50 concurrent calls while the backend answers 503: at most 3 requests per call, retries spread by jitter,
-    the breaker opens once (here during the third wave: threshold 110), every call ends with the typed 503, no task is
-    left, and once the outage is over the backend serves again after the cooldown."""
+    the breaker opens once (here during the third wave: 110 calls at 100% failures), every call ends with the typed
+    503, no task is left, and once the outage is over the backend serves again after the cooldown."""
     caplog.set_level(logging.INFO, logger="llm.manager")
-    async with managed("openai", breaker_threshold=110, breaker_cooldown=0.3, retry_delay=0.1,
+    async with managed("openai", breaker_min_calls=110, breaker_cooldown=0.3, retry_delay=0.1,
                        jitter=0.5) as (manager, (server,)):
         server.enqueue(*(err(503) for _ in range(150)))
         start = time.monotonic()
@@ -397,7 +397,7 @@ async def test_s12_unknown_backend_zero_requests() -> None:
 async def test_s13_breaker_opens_skips_probes_once_and_reopens_longer() -> None:
     """S13: N=3 consecutive failures open the breaker; calls skip the backend (0 requests) while it cools down; then
     exactly one probe goes through; a failed probe reopens it for longer; a good one closes it."""
-    async with managed("openai", "deepseek", retry_attempts=1, breaker_threshold=3, breaker_cooldown=0.2,
+    async with managed("openai", "deepseek", retry_attempts=1, breaker_min_calls=3, breaker_cooldown=0.2,
                        breaker_cooldown_max=1.0) as (manager, (primary, secondary)):
         primary.enqueue(err(500), err(500), err(500))
         for _ in range(3):
@@ -419,7 +419,7 @@ async def test_s13_breaker_opens_skips_probes_once_and_reopens_longer() -> None:
 
 
 async def test_s13_client_errors_do_not_count_and_all_open_fails_fast() -> None:
-    async with managed("openai", "deepseek", retry_attempts=1, breaker_threshold=2,
+    async with managed("openai", "deepseek", retry_attempts=1, breaker_min_calls=2, breaker_failure_rate=0.4,
                        breaker_cooldown=5) as (manager, (primary, secondary)):
         primary.enqueue(err(401), err(404), err(401))
         for _ in range(3):
@@ -440,7 +440,7 @@ async def test_s13_client_errors_do_not_count_and_all_open_fails_fast() -> None:
 
 async def test_s14_single_backend_recovers_after_cooldown() -> None:
     """S14: a short outage does not lock the only backend out: fail fast while open, then it serves again."""
-    async with managed("openai", retry_attempts=1, breaker_threshold=2, breaker_cooldown=0.2) as (manager, (server,)):
+    async with managed("openai", retry_attempts=1, breaker_min_calls=2, breaker_cooldown=0.2) as (manager, (server,)):
         server.enqueue(err(503), err(503))
         for _ in range(2):
             with pytest.raises(LLMServerError):

@@ -12,9 +12,21 @@ An adapter subclasses `SDKBackend` and implements only translation and the SDK c
 * `_translate_error(exc, model)`: an SDK or transport exception -> the most specific `LLMError`;
 * `_list_models()`: the cheap models listing behind `health_check`.
 
-`SDKBackend` does the rest: validation, timing, usage normalisation, stream assembly, error mapping that also covers
-stream iteration (a failure after the first chunk becomes `LLMStreamError` with the partial text), an answer of the
-wrong shape as `LLMServerError`, stream closing.
+`SDKBackend` does the rest: validation, timing, usage normalisation, stream assembly, one error scope over request
+preparation, sending, stream iteration and assembly (a failure after the first chunk becomes `LLMStreamError` with the
+partial text; anything odd from preparation is the caller's `LLMValidationError`), an answer of the wrong shape as
+`LLMServerError`, keys scrubbed from every error chain, stream closing.
+
+Rules every adapter follows, so that vendors behave alike:
+
+* Finish reason: every complete answer names one; an answer or stream without it is incomplete and raises
+  (`_check_answer_end`, `_check_stream_end`), never passed off as "stop".
+* Content filtering: a *prompt* a safety system blocks raises `LLMContentFilterError` (OpenAI's 400
+  `content_policy_violation`, Gemini's `promptFeedback.blockReason`); a filtered or refused *answer* is a response
+  with `finish_reason == "content_filter"` keeping whatever text arrived (OpenAI `finish_reason: content_filter` and
+  `message.refusal`, whose text goes to `metadata["refusal"]`; Anthropic `stop_reason: refusal`; Gemini
+  `finishReason: SAFETY` and kin, with `metadata["raw_finish_reason"]`).
+* Usage: a vendor that reports none gives `usage == {}` and `metadata["usage_unknown"] = True`, never zeros.
 """
 
 from __future__ import annotations
@@ -28,9 +40,10 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Any, ClassVar, Literal
 
+from llm._redact import scrub_exception
+from llm.backend import LLMBackend
 from llm.base import (
     FinishReason,
-    LLMBackend,
     LLMRequest,
     LLMResponse,
     ResponseDone,
@@ -39,7 +52,6 @@ from llm.base import (
     ToolCall,
     ToolCallDelta,
     parse_tool_arguments,
-    usage_dict,
     validate_request,
 )
 from llm.errors import (
@@ -57,6 +69,7 @@ from llm.errors import (
     LLMServerError,
     LLMStreamError,
     LLMTimeoutError,
+    LLMValidationError,
 )
 
 #: Connect timeout cap (seconds): a vendor that does not accept a TCP connection in this long is down.
@@ -166,8 +179,8 @@ def _error_class(status: int | None, code: str, message: str) -> type[LLMBackend
 
 
 #: What reading a vendor's JSON raises when it is not the shape its API documents (a missing key, a list for an object,
-#: text for a number, invalid JSON).
-MALFORMED = (AttributeError, IndexError, KeyError, TypeError, ValueError)
+#: text for a number, invalid JSON, 1e309 where an integer belongs, nesting too deep).
+MALFORMED = (AttributeError, IndexError, KeyError, TypeError, ValueError, OverflowError, RecursionError)
 
 
 def malformed(exc: Exception) -> LLMServerError:
@@ -219,10 +232,16 @@ class StreamAccumulator:
         return "".join(self.text_parts)
 
     def add(self, event: StreamEvent) -> None:
-        self.started = True
+        """Take one event. An event whose fields are not the types `TextDelta` / `ToolCallDelta` declare (a vendor
+        sent `"content": 12345`) raises `LLMServerError`: a malformed answer, not our `TypeError`."""
         if isinstance(event, TextDelta):
+            if type(event.text) is not str:
+                raise _bad_event("text", event.text)
+            self.started = True
             self.text_parts.append(event.text)
         elif isinstance(event, ToolCallDelta):
+            _check_tool_delta(event)
+            self.started = True
             part = self.tool_parts.setdefault(event.index, [None, None, []])
             if event.id:
                 part[0] = event.id
@@ -230,6 +249,8 @@ class StreamAccumulator:
                 part[1] = event.name
             if event.arguments:
                 part[2].append(event.arguments)
+        else:
+            self.started = True
 
     def tool_calls(self) -> list[ToolCall]:
         calls = []
@@ -243,6 +264,7 @@ class StreamAccumulator:
         return calls
 
     def to_response(self, backend: LLMBackend, response_time: float, raw: Any = None) -> LLMResponse:
+        """The whole answer. Usage the vendor never reported stays unknown: `{}` and `metadata["usage_unknown"]`."""
         tool_calls = self.tool_calls()
         finish = self.finish_reason or ("tool_calls" if tool_calls else "stop")
         if tool_calls and finish == "stop":
@@ -250,7 +272,7 @@ class StreamAccumulator:
         return backend._create_response(
             self.text,
             self.model,
-            usage=self.usage or usage_dict(0, 0),
+            usage=self.usage or {},
             metadata=self.metadata,
             response_time=response_time,
             raw_response=raw,
@@ -259,25 +281,58 @@ class StreamAccumulator:
         )
 
 
+def _bad_event(field_name: str, value: Any) -> LLMServerError:
+    return LLMServerError(f"malformed response from the vendor: {field_name} is a {type(value).__name__}, "
+                          "not text")
+
+
+def _check_tool_delta(event: ToolCallDelta) -> None:
+    if isinstance(event.index, bool) or not isinstance(event.index, int):
+        raise _bad_event("a tool call's index", event.index)
+    for field_name in ("id", "name"):
+        value = getattr(event, field_name)
+        if value is not None and type(value) is not str:
+            raise _bad_event(f"a tool call's {field_name}", value)
+    if type(event.arguments) is not str:
+        raise _bad_event("a tool call's arguments", event.arguments)
+
+
 class _ErrorScope:
-    """Maps any exception leaving the block to an `LLMError`; after a stream began, to `LLMStreamError`."""
+    """The one error scope of a call: preparation, sending, stream iteration and assembly of the answer.
 
-    __slots__ = ("acc", "backend", "model")
+    Whatever leaves it is an `LLMError` whose chain carries no key (see `llm._redact`):
 
-    def __init__(self, backend: SDKBackend, model: str, acc: StreamAccumulator | None) -> None:
+    * before the request was prepared (`prepared` False), an exception outside the `llm.errors` tree comes from our
+      side -- the caller's input or our translation of it -- and becomes `LLMValidationError` (field "request"): never
+      a backend failure, never retried, never counted by the breaker;
+    * after that, the adapter's `_translate_error` maps it; once a stream began (`acc.started`), any failure becomes
+      `LLMStreamError` with the partial text.
+
+    CancelledError, GeneratorExit and KeyboardInterrupt pass through untouched.
+    """
+
+    __slots__ = ("acc", "backend", "model", "prepared")
+
+    def __init__(self, backend: SDKBackend, model: str, acc: StreamAccumulator | None, prepared: bool) -> None:
         self.backend = backend
         self.model = model
         self.acc = acc
+        self.prepared = prepared
 
-    def __enter__(self) -> None:
-        return None
+    def __enter__(self) -> _ErrorScope:
+        return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> Literal[False]:
-        if exc is None or not isinstance(exc, Exception) or isinstance(exc, LLMStreamError):
-            return False  # CancelledError, GeneratorExit and KeyboardInterrupt pass through untouched
-        mapped = exc if isinstance(exc, LLMError) else self.backend._translate_error(exc, self.model)
+        if exc is None or not isinstance(exc, Exception):
+            return False
+        secret = self.backend.config.secret()
+        scrub_exception(exc, secret)
+        if isinstance(exc, LLMStreamError):
+            return False
+        mapped = exc if isinstance(exc, LLMError) else self._map(exc)
+        scrub_exception(mapped, secret)
         if isinstance(mapped, LLMBackendError):
             mapped.backend = mapped.backend or self.backend.name
             mapped.model = mapped.model or self.model
@@ -294,6 +349,34 @@ class _ErrorScope:
         if mapped is exc:
             return False
         raise mapped from exc
+
+    def _map(self, exc: Exception) -> LLMError:
+        if not self.prepared:
+            return LLMValidationError(
+                f"request: {self.backend.display_name} cannot take this request ({type(exc).__name__}: {exc})"[:500],
+                field="request",
+            )
+        try:
+            return self.backend._translate_error(exc, self.model)
+        except Exception as failure:  # noqa: BLE001 - a translator's own bug must not replace the error
+            return LLMBackendError(f"{type(exc).__name__} (untranslated: {type(failure).__name__})")
+
+    def prepare(self, request: LLMRequest, stream: bool) -> dict[str, Any]:
+        """Validate the request and build the SDK call's parameters; sets `model` and marks the scope prepared."""
+        backend = self.backend
+        validate_request(request, backend.temperature_range)
+        try:
+            backend._ensure_client()
+        except LLMError:
+            raise
+        except Exception as exc:
+            raise LLMConfigError(f"{backend.display_name} client could not be created: {type(exc).__name__}") from exc
+        self.model = backend.resolve_model(request)
+        if self.acc is not None:
+            self.acc.model = self.model
+        params = backend._request_params(request, self.model, stream)
+        self.prepared = True
+        return params
 
 
 class SDKBackend(LLMBackend):
@@ -325,22 +408,19 @@ class SDKBackend(LLMBackend):
             self._initialized = True
         return self._client
 
-    def _prepare(self, request: LLMRequest, stream: bool) -> tuple[str, dict[str, Any]]:
-        validate_request(request, self.temperature_range)
-        self._ensure_client()
-        model = self.resolve_model(request)
-        return model, self._request_params(request, model, stream)
-
-    def _errors(self, model: str, acc: StreamAccumulator | None = None) -> _ErrorScope:
-        return _ErrorScope(self, model, acc)
+    def _errors(self, model: str, acc: StreamAccumulator | None = None, *, request: bool = False) -> _ErrorScope:
+        """The error scope of a call. `request=True` for a generation, whose scope starts unprepared until
+        `scope.prepare()`; other calls (a models listing, loading a model) send nothing of the caller's, so any
+        failure in them is the backend's."""
+        return _ErrorScope(self, model, acc, prepared=not request)
 
     async def generate(self, request: LLMRequest) -> LLMResponse:
-        model, params = self._prepare(request, stream=False)
-        start = time.perf_counter()
-        with self._errors(model):
+        with self._errors(self.config.model_name, request=True) as scope:
+            params = scope.prepare(request, stream=False)
+            start = time.perf_counter()
             raw = await self._send(params)
             try:
-                response = self._convert_response(raw, model)
+                response = self._convert_response(raw, scope.model)
             except LLMError:
                 raise
             except MALFORMED as exc:
@@ -350,10 +430,10 @@ class SDKBackend(LLMBackend):
         return response
 
     async def stream(self, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
-        model, params = self._prepare(request, stream=True)
-        start = time.perf_counter()
-        acc = StreamAccumulator(model)
-        with self._errors(model, acc):
+        acc = StreamAccumulator(self.config.model_name)
+        with self._errors(acc.model, acc, request=True) as scope:
+            params = scope.prepare(request, stream=True)
+            start = time.perf_counter()
             chunks = await self._open_stream(params)
             try:
                 async for chunk in chunks:
@@ -368,7 +448,8 @@ class SDKBackend(LLMBackend):
                 self._check_stream_end(acc)
             finally:
                 await aclose_quietly(chunks)
-        yield ResponseDone(acc.to_response(self, time.perf_counter() - start))
+            done = ResponseDone(acc.to_response(self, time.perf_counter() - start))
+        yield done
 
     async def stream_generate(self, request: LLMRequest) -> AsyncIterator[str]:
         events = self.stream(request)
@@ -384,8 +465,8 @@ class SDKBackend(LLMBackend):
         try:
             await self.list_models()
         except Exception as exc:  # a probe reports, it does not raise
-            self.logger.debug("%s health check failed: %s", self.name, type(exc).__name__)
-            return False
+            return self._probe_failed(exc)
+        self.health_error = None
         return True
 
     async def list_models(self) -> list[str]:
@@ -403,16 +484,26 @@ class SDKBackend(LLMBackend):
     def _check_stream_end(self, acc: StreamAccumulator) -> None:
         """Raise when a stream ended without its vendor's end marker: the answer was cut short.
 
-        Default: every complete answer carries a finish reason (`stream_end_marker` names it in the message).
+        Default: the marker is the finish reason (`_check_answer_end` applies the same rule to whole answers); a
+        vendor with a separate end event (Anthropic's `message_stop`) overrides this. A stream cut short is a
+        connection that ended early: `LLMConnectionError`, retryable before the first chunk.
         """
         if acc.finish_reason is None:
             raise LLMConnectionError(f"the stream ended before the answer finished (no {self.stream_end_marker})")
+
+    def _check_answer_end(self, acc: StreamAccumulator) -> None:
+        """Raise when a whole answer names no finish reason. One rule for streams and whole answers: every vendor
+        ends a complete answer with one, so an answer without it is incomplete and never passed off as "stop". The
+        body arrived whole, so the vendor sent it that way: `LLMServerError`, retryable."""
+        if acc.finish_reason is None:
+            raise LLMServerError(f"the answer ended without its {self.stream_end_marker}: it may be incomplete")
 
     def _convert_response_events(
         self, acc: StreamAccumulator, events: Iterable[StreamEvent], raw: Any, response_time: float = 0.0
     ) -> LLMResponse:
         for event in events:
             acc.add(event)
+        self._check_answer_end(acc)
         return acc.to_response(self, response_time, raw)
 
     @abstractmethod

@@ -132,5 +132,7 @@ class ModelRunner:
             bridge.close()
         try:
             await self.run(self.unload)
+        except RuntimeError:  # the worker is gone (interpreter exit joins executor threads first): free it here
+            self.unload()
         finally:
             self.executor.shutdown(wait=False, cancel_futures=True)

@@ -230,13 +230,11 @@ class GeminiBackend(SDKBackend):
         super()._check_stream_end(acc)  # Gemini ends every complete answer with a finishReason
 
     def _blocked_error(self, acc: StreamAccumulator) -> errors.LLMContentFilterError | None:
-        """The error for an answer with no content that a safety system blocked (prompt or candidate), else None."""
-        if acc.metadata.get("block_reason"):
-            where = f"prompt ({acc.metadata['block_reason']})"
-        elif acc.finish_reason == "content_filter":
-            where = f"answer ({acc.metadata.get('raw_finish_reason')})"
-        else:
+        """The error for a prompt a safety system blocked (`promptFeedback.blockReason`), else None. A blocked
+        answer is not an error: finish_reason "content_filter", as on every vendor (see `llm.backends._adapter`)."""
+        if not acc.metadata.get("block_reason"):
             return None
+        where = f"prompt ({acc.metadata['block_reason']})"
         return errors.LLMContentFilterError(f"Gemini blocked the {where}", backend=self.name, model=acc.model)
 
     def _translate_error(self, exc: Exception, model: str) -> errors.LLMError:

@@ -350,8 +350,8 @@ class LocalBackend(SDKBackend):
         """The library is installed and the model file is there. Loads nothing, generates nothing; never raises."""
         try:
             self._check_ready()
-        except LLMError:
-            return False
+        except LLMError as exc:
+            return self._probe_failed(exc)
         return True
 
     def get_available_models(self) -> list[str]:

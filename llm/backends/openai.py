@@ -85,6 +85,13 @@ def openai_usage(usage: Mapping[str, Any] | None) -> dict[str, int] | None:
     return usage_dict(usage.get("prompt_tokens"), usage.get("completion_tokens"), usage.get("total_tokens"))
 
 
+def _refused(acc: StreamAccumulator, text: str) -> None:
+    """The model refused (`message.refusal`): the refusal text goes to `metadata["refusal"]` and the answer ends with
+    finish_reason "content_filter", as a refusal does on every vendor (Anthropic's `stop_reason: refusal`)."""
+    acc.metadata["refusal"] = acc.metadata.get("refusal", "") + str(text)
+    acc.finish_reason = "content_filter"
+
+
 def chat_completion(data: Any) -> Any:
     """The SDK's `ChatCompletion` for an answer's JSON (what `raw_response` holds, built when first read)."""
     from openai.types.chat import ChatCompletion
@@ -151,6 +158,8 @@ class OpenAIBackend(StainlessBackend):
                     events.append(ToolCallDelta(index, call.get("id"), function.get("name"),
                                                 function.get("arguments") or ""))
             acc.finish_reason = map_finish_reason(choice.get("finish_reason"))
+            if message.get("refusal"):
+                _refused(acc, message["refusal"])
         acc.usage = openai_usage(data.get("usage"))
         acc.metadata.update(system_fingerprint=data.get("system_fingerprint"), request_id=headers.get("x-request-id"))
         return self._convert_response_events(acc, events, DeferredRaw(chat_completion, data))
@@ -168,6 +177,8 @@ class OpenAIBackend(StainlessBackend):
                 content = delta.get("content")
                 if content:
                     yield TextDelta(content)
+                if delta.get("refusal"):
+                    _refused(acc, delta["refusal"])
                 for call in delta.get("tool_calls") or ():
                     function = call.get("function") or {}
                     yield ToolCallDelta(
@@ -178,7 +189,7 @@ class OpenAIBackend(StainlessBackend):
                     )
             reason = choice.get("finish_reason")
             if reason:
-                acc.finish_reason = map_finish_reason(reason)
+                acc.finish_reason = "content_filter" if "refusal" in acc.metadata else map_finish_reason(reason)
 
     def _translate_error(self, exc: Exception, model: str) -> LLMError:
         return translate_openai_error(exc, backend=self.name, model=model)

@@ -215,7 +215,7 @@ async def test_streamed_function_calls_arrive_as_deltas_with_stable_ids(server: 
 @pytest.mark.parametrize(("request_", "field"), [
     (hello(extra_params={"user": "u-1"}), "extra_params.user"),
     (hello(extra_params={"response_format": {"type": "xml"}}), "extra_params.response_format"),
-    (hello(extra_params={"top_k": "many"}), "extra_params"),
+    (hello(extra_params={"top_k": "many"}), "extra_params.top_k"),
     (hello(extra_params={"model_name_override": "models/x?key=1"}), "model"),
     (LLMRequest(messages=[{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@"}}]}]), "messages[0].content[0]"),
@@ -256,7 +256,6 @@ def test_finish_reason_table() -> None:
 
 
 BLOCKS = {  # recorded bodies: (whole answer, the same as the one SSE event of a stream), message, model
-    "answer-safety": (json.loads(interaction_body(SAFETY)), "answer (SAFETY)", "gemini-1.5-flash"),
     "prompt-blocked": (read_json("gemini/vercel_ai__issue-19758-prompt-block.json"), "prompt (PROHIBITED_CONTENT)",
                        "gemini-3.7-flash"),
     "prompt-blocked-chunk": (json.loads(read_text("gemini/vercel_ai__issue-19758-prompt-block.chunks.txt")),
@@ -275,6 +274,16 @@ async def test_a_safety_block_is_a_content_filter_error(server: FakeGemini, back
     assert message in str(caught.value)
     assert (caught.value.backend, caught.value.model, caught.value.retryable) == ("gemini", model, False)
     assert server.count(GENERATE) == 1
+
+
+@STREAM
+async def test_an_answer_blocked_by_safety_is_a_content_filter_finish(server: FakeGemini, backend: GeminiBackend,
+                                                                       stream: bool) -> None:
+    """One rule on every vendor: a blocked prompt raises, a blocked answer ends with finish_reason content_filter."""
+    server.enqueue(scripted(json.loads(interaction_body(SAFETY)), stream))
+    response = await call(backend, hello(), stream)
+    assert (response.content, response.finish_reason) == ("", "content_filter")
+    assert response.metadata["raw_finish_reason"] == "SAFETY"
 
 
 async def test_answer_cut_by_safety_after_text_keeps_the_text(server: FakeGemini, backend: GeminiBackend) -> None:

@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from llm.backends.local import LocalBackend, find_model_file
 from llm.base import LLMConfig, LLMRequest, ResponseDone, StreamEvent, TextDelta
-from llm.config import DEFAULT_MODELS, APIConfig, LLMSettings, ScoutConfig
+from llm.config import DEFAULT_MODELS, APIConfig, LLMRoutingConfig, LLMSettings, ScoutConfig
 from llm.errors import LLMConfigError, LLMContextLengthError, LLMNotFoundError, LLMValidationError
 from llm.manager import LLMManager, initialize_llm_backends
 
@@ -188,9 +188,10 @@ def closed_url() -> str:
         return f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
 
 
-def scout_config(openai_url: str | None = None, **llm: Any) -> ScoutConfig:
+def scout_config(openai_url: str | None = None, default_backend: str | None = None, **llm: Any) -> ScoutConfig:
     api = APIConfig(openai_api_key=SecretStr("sk-test"), openai_base_url=openai_url) if openai_url else APIConfig()
-    return ScoutConfig(api=api, llm=LLMSettings(**{"ollama_enabled": False, "timeout": 10, **llm}))
+    return ScoutConfig(api=api, llm=LLMSettings(**{"ollama_enabled": False, "timeout": 10, **llm}),
+                       llm_routing=LLMRoutingConfig(default_backend=default_backend))
 
 
 async def test_with_no_key_the_local_model_is_registered_and_the_default() -> None:
@@ -201,8 +202,8 @@ async def test_with_no_key_the_local_model_is_registered_and_the_default() -> No
         assert (response.backend_type, response.model) == ("local", MODEL_NAME) and response.content
 
 
-async def test_with_a_remote_backend_the_local_model_is_the_last_resort_fallback() -> None:
-    config = scout_config(closed_url(), retry_attempts=1, local_threads=1, local_context=1024)
+async def test_with_a_remote_backend_and_local_enabled_the_local_model_is_the_last_resort_fallback() -> None:
+    config = scout_config(closed_url(), retry_attempts=1, local_threads=1, local_context=1024, local_enabled=True)
     async with LLMManager(config=config, health_check_interval=None) as manager:
         await initialize_llm_backends(manager)
         assert (manager.get_available_backends(), manager.get_default_backend()) == (["openai", "local"], "openai")

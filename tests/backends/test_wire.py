@@ -229,7 +229,7 @@ async def test_a_value_json_cannot_carry_is_refused_before_the_network(vendor: V
                     await backend.generate(hello(tools=[tool]))
         finally:
             await backend.cleanup()
-    assert caught.value.field == "tools" and "cannot be sent as JSON" in str(caught.value)
+    assert caught.value.field.startswith("tools") and "cannot be sent as JSON" in str(caught.value)
     assert server.count() == 0
 
 

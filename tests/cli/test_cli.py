@@ -53,7 +53,7 @@ async def test_ask_json_prints_the_whole_response(openai_server: FakeOpenAI, tmp
 async def test_no_backend_configured_says_how_to_fix_it(tmp_path: Path) -> None:
     result = await cli(["ask", "hi"], None, tmp_path)
     assert result.code == 3
-    assert "no backend configured: set SCOUT_OPENAI_API_KEY" in result.stderr
+    assert "no backend configured: set OPENAI_API_KEY" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 

@@ -1,10 +1,23 @@
-"""Every code snippet in the README runs, against fake OpenAI and Anthropic servers."""
+"""The README runs exactly as written, against fake OpenAI and Anthropic servers.
+
+What runs, and how:
+- every ```python block is written to a file and run as `python file.py` (no wrapper: a top-level `await` or
+  `async with` is the SyntaxError a reader would get). A block is a complete program.
+- every command line of a ```bash block that calls the CLI (`scout-llm ...`, `python -m llm ...`, pipes and
+  `VAR=value` prefixes included) runs in bash, with `scout-llm` meaning this checkout's `python -m llm`. It must exit
+  0 and print something, unless its comment says `# exit N`.
+- bash lines that set up a machine (`make`, `pip`, `git`, `cd`, `sudo`, `python3 -m venv`, `export`, `source`, with
+  or without `VAR=value` prefixes) are not run here: they need the network or change the machine. `make demo` and
+  `make test` are what CI runs, and the examples run in tests/cli/test_examples.py. Any other bash line fails the
+  test, so that nothing goes unrun unnoticed.
+- ```text blocks are output (transcripts, the error tree) and are not run.
+"""
 
 from __future__ import annotations
 
 import json
 import re
-import shlex
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,39 +30,91 @@ from tests.fakes.openai_fake import API_KEY as OPENAI_KEY
 from tests.fakes.openai_fake import FakeOpenAI
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", re.MULTILINE | re.DOTALL)
-PYTHON = [body for lang, body in BLOCK.findall(README) if lang == "python"]
-CLI = [line.split("  #")[0].strip() for lang, body in BLOCK.findall(README) if lang == "bash"
-       for line in body.splitlines() if line.startswith(("scout-llm ", "python -m llm "))]
+BLOCK = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+BLOCKS = BLOCK.findall(README)
+PYTHON = [body for lang, body in BLOCKS if lang == "python"]
+SETUP = ("make ", "pip ", "git ", "cd ", "sudo ", "python3 -m venv", "export ", "source ")
+CLI = re.compile(r"^(\w+=\S+ )*(scout-llm|python -m llm)\b|\| *scout-llm\b")
+ENV_PREFIX = re.compile(r'^(\w+=("[^"]*"|\S+) )+')
+EXPECTED_EXIT = re.compile(r"#.*\bexit (\d+)")
+
+
+def bash_lines() -> list[str]:
+    return [line.strip() for lang, body in BLOCKS if lang in ("bash", "sh", "shell") for line in body.splitlines()
+            if line.strip() and not line.strip().startswith("#")]
+
+
+CLI_LINES = [line for line in bash_lines() if CLI.search(line)]
 
 
 @pytest.fixture
-async def environment() -> AsyncIterator[dict[str, str]]:
+async def environment(tmp_path: Path) -> AsyncIterator[dict[str, str]]:
     async with FakeOpenAI() as openai_server, FakeClaude() as claude_server:
-        yield clean_env(SCOUT_OPENAI_API_KEY=OPENAI_KEY, SCOUT_OPENAI_BASE_URL=openai_server.base_url,
+        env = clean_env(SCOUT_OPENAI_API_KEY=OPENAI_KEY, SCOUT_OPENAI_BASE_URL=openai_server.base_url,
                         SCOUT_ANTHROPIC_API_KEY=CLAUDE_KEY, SCOUT_ANTHROPIC_BASE_URL=claude_server.url,
                         SCOUT_ANTHROPIC_MODEL="claude-haiku-4-5", SCOUT_LOCAL_ENABLED="false")
+        yield {**env, "PATH": f"{cli_shim(tmp_path)}:{env['PATH']}"}
+
+
+def cli_shim(tmp_path: Path) -> Path:
+    """`scout-llm` and `python` on PATH: this checkout's CLI, the test's interpreter (a script, not a symlink, so
+    that the interpreter finds its virtual environment)."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    for name, command in (("scout-llm", f'"{sys.executable}" -m llm'), ("python", f'"{sys.executable}"')):
+        shim = folder / name
+        shim.write_text(f'#!/bin/sh\nexec {command} "$@"\n', encoding="utf-8")
+        shim.chmod(0o755)
+    return folder
 
 
 def test_the_readme_has_snippets_of_each_kind() -> None:
-    assert len(PYTHON) >= 10 and len(CLI) >= 6
+    assert len(PYTHON) >= 12 and len(CLI_LINES) >= 6
     assert "make demo" in README and "make test" in README
 
 
+def test_every_bash_line_is_run_or_a_setup_command() -> None:
+    unrun = [line for line in bash_lines() if not CLI.search(line) and not ENV_PREFIX.sub("", line).startswith(SETUP)]
+    assert not unrun, f"bash lines neither run by this test nor set-up commands: {unrun}"
+
+
+def test_every_block_says_its_kind() -> None:
+    assert all(lang in ("python", "bash", "text") for lang, _ in BLOCKS), [lang for lang, _ in BLOCKS]
+
+
+def test_the_users_path_comes_before_the_internals() -> None:
+    headings = [line[3:].strip() for line in README.splitlines() if line.startswith("## ")]
+    order = ["Prerequisites", "What you will see", "Configure", "Call", "Stream", "Tools", "Errors", "Agents",
+             "The CLI", "Internals"]
+    positions = [next((i for i, h in enumerate(headings) if h.startswith(name)), -1) for name in order]
+    assert -1 not in positions and positions == sorted(positions), headings
+
+
+def test_the_demo_transcript_shows_every_step_of_the_demo() -> None:
+    transcript = README.split("## What you will see", 1)[1].split("\n## ", 1)[0]
+    example = (ROOT / "examples/llm_integration_example.py").read_text(encoding="utf-8")
+    for title in re.findall(r'step\("([^"]+)"\)', example):
+        assert f"=== {title} ===" in transcript
+    assert "answered by local / " in transcript and "All steps passed in" in transcript
+
+
 @pytest.mark.parametrize("snippet", PYTHON, ids=[f"python-{i}" for i in range(len(PYTHON))])
-async def test_python_snippet_runs(snippet: str, environment: dict[str, str], tmp_path: Path) -> None:
+async def test_python_snippet_runs_as_a_file(snippet: str, environment: dict[str, str], tmp_path: Path) -> None:
     path = tmp_path / "snippet.py"
     path.write_text(snippet, encoding="utf-8")
-    result = await run([str(ROOT / "tests/cli/snippet_runner.py"), str(path)], environment, tmp_path)
+    result = await run([str(path)], environment, tmp_path)
     assert result.code == 0, f"snippet failed:\n{snippet}\n--- stderr:\n{result.stderr}"
+    assert result.stdout.strip(), "a README program shows its result"
     assert OPENAI_KEY not in result.stdout + result.stderr and CLAUDE_KEY not in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("command", CLI, ids=[f"cli-{i}" for i in range(len(CLI))])
+@pytest.mark.parametrize("command", CLI_LINES, ids=[f"cli-{i}" for i in range(len(CLI_LINES))])
 async def test_cli_line_runs(command: str, environment: dict[str, str], tmp_path: Path) -> None:
     (tmp_path / "pains.json").write_text(json.dumps(["Invoices typed by hand"]))
-    args = shlex.split(command)
-    args = args[3:] if args[:3] == ["python", "-m", "llm"] else args[1:]
-    result = await run(["-m", "llm", *args], environment, tmp_path)
-    assert result.code == 0, f"{command}\n--- stderr:\n{result.stderr}"
-    assert result.stdout.strip()
+    expected = EXPECTED_EXIT.search(command)
+    result = await run(["-c", "import subprocess, sys; sys.exit(subprocess.call(['bash', '-c', sys.argv[1]]))",
+                        command], environment, tmp_path)
+    assert result.code == (int(expected.group(1)) if expected else 0), f"{command}\n--- stderr:\n{result.stderr}"
+    if not expected:
+        assert result.stdout.strip()
+    assert OPENAI_KEY not in result.stdout + result.stderr and CLAUDE_KEY not in result.stdout + result.stderr

@@ -23,7 +23,7 @@ from tests.fakes.vendors import VENDORS
 VENDOR = {vendor.name: vendor for vendor in VENDORS}
 
 #: Policy numbers that keep the suite fast; each test overrides what it exercises.
-FAST: dict[str, Any] = {"timeout": 5.0, "retry_delay": 0.01, "min_attempt_time": 0.05, "breaker_threshold": 50}
+FAST: dict[str, Any] = {"timeout": 5.0, "retry_delay": 0.01, "min_attempt_time": 0.05, "breaker_min_calls": 50}
 
 
 class TimedRequests(list[Recorded]):

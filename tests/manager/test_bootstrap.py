@@ -12,7 +12,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -21,7 +21,10 @@ import pytest
 import llm.config
 import llm.manager
 from llm._bootstrap import OLLAMA_PROBE_TIMEOUT, register_configured_backends
-from llm.config import APIConfig, LLMSettings, ScoutConfig
+from llm.backend import LLMBackend
+from llm.base import LLMConfig, LLMRequest, LLMResponse
+from llm.config import APIConfig, LLMRoutingConfig, LLMSettings, ScoutConfig
+from llm.errors import LLMError
 from llm.manager import LLMManager, get_llm_manager, initialize_llm_backends, reset_llm_manager
 from tests.fakes.openai_fake import FakeOpenAI
 from tests.fakes.server import FakeServer, Hang
@@ -40,7 +43,8 @@ def settings(servers: dict[str, FakeServer], **llm_settings: Any) -> ScoutConfig
     if "ollama" in servers:
         api["ollama_base_url"] = servers["ollama"].url
     defaults = {"ollama_enabled": False, "local_enabled": False, "timeout": 5}  # the in-process model: off here
-    return ScoutConfig(api=APIConfig(**api), llm=LLMSettings(**{**defaults, **llm_settings}))
+    routing = LLMRoutingConfig(default_backend=llm_settings.pop("default_backend", None))
+    return ScoutConfig(api=APIConfig(**api), llm=LLMSettings(**{**defaults, **llm_settings}), llm_routing=routing)
 
 
 def closed_url() -> str:
@@ -164,3 +168,100 @@ def test_global_manager_survives_successive_asyncio_runs(monkeypatch: pytest.Mon
     assert [text for text, _ in results] == ["echo: hi"] * 3
     assert len({manager_id for _, manager_id in results}) == 1
     assert server.count("/chat") == 3
+
+
+# -- issue 13: the local stand-in, missing SDKs, an unknown default ---------------------------------------------------
+
+
+@pytest.fixture
+def local_model(monkeypatch: pytest.MonkeyPatch) -> list[ScoutConfig]:
+    """Make `local_backend_from_config` build a local backend that answers without llama.cpp; records its calls."""
+    import llm.backends.local as local_module
+
+    built: list[ScoutConfig] = []
+
+    def fake_local(config: ScoutConfig) -> Any:
+        built.append(config)
+        return EchoBackend(LLMConfig(backend_type="local", model_name="SmolLM2-135M-Instruct.Q4_1.gguf"))
+
+    monkeypatch.setattr(local_module, "local_backend_from_config", fake_local)
+    return built
+
+
+class EchoBackend(LLMBackend):
+    async def initialize(self) -> bool:
+        return True
+
+    async def generate(self, request: LLMRequest) -> LLMResponse:
+        return self._create_response("local answer", self.config.model_name)
+
+    async def stream_generate(self, request: LLMRequest) -> AsyncIterator[str]:  # type: ignore[override]
+        yield "local answer"
+
+    async def health_check(self) -> bool:
+        return True
+
+    def get_available_models(self) -> list[str]:
+        return [self.config.model_name]
+
+
+@pytest.mark.parametrize(("remote", "enabled", "names", "default"), [
+    (False, None, ["local"], "local"),
+    (True, None, ["openai"], "openai"),
+    (True, True, ["openai", "local"], "openai"),
+    (False, False, [], None),
+], ids=["no-remote", "remote", "remote+SCOUT_LOCAL_ENABLED=true", "SCOUT_LOCAL_ENABLED=false"])
+async def test_the_local_model_is_the_default_alone_and_a_fallback_only_when_enabled(
+        local_model: list[ScoutConfig], caplog: pytest.LogCaptureFixture, remote: bool, enabled: bool | None,
+        names: list[str], default: str | None) -> None:
+    caplog.set_level(logging.WARNING, logger="llm.manager")
+    async with fake_for("openai") as openai:
+        config = settings({"openai": openai} if remote else {}, local_enabled=enabled)
+        async with LLMManager(config=config) as manager:
+            await initialize_llm_backends(manager)
+            await initialize_llm_backends(manager)
+            assert (manager.get_available_backends(), manager.get_default_backend()) == (names, default)
+    said = caplog.text.count("answering with the embedded SmolLM2-135M model, an offline stand-in")
+    assert said == (1 if names == ["local"] else 0)
+    assert len(openai.requests) == 0
+
+
+async def test_a_configured_backend_without_its_sdk_is_recorded_with_the_extra(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "anthropic", None)  # as when the `anthropic` package is not installed
+    async with fake_for("openai") as openai, fake_for("claude") as claude, LLMManager(
+            config=settings({"openai": openai, "claude": claude})) as manager:
+        await initialize_llm_backends(manager)
+        assert manager.get_available_backends() == ["openai"]
+        reason = manager.unavailable_backends["claude"]
+        with pytest.raises(LLMError, match="Backend not available: claude: .*scout-llm\\[anthropic\\]"):
+            await manager.generate(request(), "anthropic")
+    assert "pip install 'scout-llm[anthropic]'" in reason and VENDOR["claude"].api_key not in reason
+    assert len(claude.requests) == 0
+
+
+@pytest.mark.parametrize(("wanted", "said"), [
+    ("nonsense", "SCOUT_LLM_DEFAULT_BACKEND=nonsense is not a backend name (known: ollama, openai, claude (anthropic)"),
+    ("gemini", "SCOUT_LLM_DEFAULT_BACKEND=gemini is not configured"),
+])
+async def test_an_unusable_default_backend_is_a_warning_naming_it(caplog: pytest.LogCaptureFixture, wanted: str,
+                                                                  said: str) -> None:
+    caplog.set_level(logging.WARNING, logger="llm.manager")
+    async with fake_for("openai") as openai, LLMManager(config=settings({"openai": openai},
+                                                                          default_backend=wanted)) as manager:
+        await initialize_llm_backends(manager)
+        assert manager.get_default_backend() == "openai"
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "SCOUT_LLM_DEFAULT_BACKEND" in r.message]
+    assert len(warnings) == 1 and warnings[0].message.startswith(said)
+
+
+async def test_an_alias_as_default_backend(caplog: pytest.LogCaptureFixture) -> None:
+    async with fake_for("openai") as openai, fake_for("claude") as claude:
+        config = settings({"openai": openai, "claude": claude})
+        config.llm_routing.default_backend = "anthropic"
+        assert config.llm_routing.default_backend == "claude"
+        async with LLMManager(config=config) as manager:
+            await initialize_llm_backends(manager)
+            assert manager.get_default_backend() == "claude"
