@@ -408,15 +408,17 @@ _ADJUST = """
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score then return 0 end
 local old = tonumber(string.match(ARGV[1], ':(%d+)$'))
+local ttl = redis.call('PTTL', KEYS[1])  -- read first: removing the last member deletes the key
+if ttl <= 0 then ttl = 1000 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 local new = 0
 if ARGV[4] == '0' then
   new = tonumber(ARGV[3])
   redis.call('ZADD', KEYS[1], score, ARGV[2] .. ':' .. ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], ttl)
 end
 local total = math.max(0, tonumber(redis.call('GET', KEYS[2]) or '0') - old + new)
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl > 0 then redis.call('SET', KEYS[2], total, 'PX', ttl) else redis.call('DEL', KEYS[2]) end
+redis.call('SET', KEYS[2], total, 'PX', ttl)
 return 1
 """
 

@@ -3,6 +3,7 @@ namespace per test, and a fake clock for the single-process limiter tests."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import uuid
 from collections.abc import Iterator
@@ -36,10 +37,8 @@ def own_valkey() -> Iterator[ValkeyServer]:
     try:
         yield server
     finally:
-        try:
+        with contextlib.suppress(ValkeyServerNotStartedError):
             server.stop()
-        except ValkeyServerNotStartedError:
-            pass
 
 
 @pytest.fixture
