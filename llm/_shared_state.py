@@ -125,7 +125,11 @@ class StateStore(Protocol):
         ...
 
     async def adjust(self, backend: str, entry: Entry, tokens: int | None, window: float) -> None:
-        """Correct a recorded admission to `tokens`; None removes it (request and tokens) from the window."""
+        """Correct a recorded admission to `tokens`; None removes it (request and tokens) from the window.
+
+        Called at most once per entry (a `Permit` settles or releases once); an entry already out of the window is
+        left alone.
+        """
         ...
 
     async def pause(self, backend: str, seconds: float) -> float:

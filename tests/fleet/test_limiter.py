@@ -228,3 +228,12 @@ def test_estimate_counts_text_parts_images_tool_calls_and_tools() -> None:
     import json
     chars = 40 + len(json.dumps(call)) + len(json.dumps([tool]))
     assert estimate_tokens(request) == math.ceil(chars / 4) + NON_TEXT_PART_TOKENS
+
+
+def test_importing_the_limiter_and_the_redis_store_loads_no_redis_client() -> None:
+    import subprocess
+    import sys
+
+    probe = "import llm.ratelimit, llm._redis_state, sys; print('redis' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

