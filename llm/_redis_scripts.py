@@ -6,6 +6,8 @@ Keys (`KEYS[n]`) are named by the caller, `{prefix}:{<backend>}:<what>`:
     rl:log         sorted set of admissions in the window, member "<id>:<tokens>", score = admission time (ms)
     rl:tokens      the tokens the log holds (kept with it, so an admission costs O(log n), not a sum over the log)
     rl:seq         the id counter
+    members        sorted set of the stores (one per process and manager) that asked in the last window: the fleet
+                   size, by which each process divides the limits while Redis is down
     pause          time (ms) a Retry-After pause lasts until
     breaker        hash: until (ms; 0 = closed), probe (lease end, ms), opened (times), consec (failures in a row)
     breaker:window hash: "s:<bucket>" / "f:<bucket>" -> successes / failures counted in that bucket
@@ -30,13 +32,18 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local function tokens_of(member) return tonumber(string.match(member, ':(%d+)$')) end
 """
 
-# KEYS: window log (zset), token total, pause, id sequence. ARGV: rpm, tpm, tokens, window ms (0: no such limit).
-# Returns {granted, wait ms, reason or entry id, requests left, tokens left} (-1: not limited).
+# KEYS: window log (zset), token total, pause, id sequence, members. ARGV: rpm, tpm, tokens, window ms (0: no such
+# limit), this store's member id. Returns {granted, wait ms, reason or entry id, requests left, tokens left (-1: not
+# limited), stores that admitted through this backend's window in the last window}.
 _ADMIT = _PRELUDE + """
 local rpm, tpm, tokens, window = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+redis.call('ZADD', KEYS[5], now, ARGV[5])
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - window)
+redis.call('PEXPIRE', KEYS[5], window + 1000)
+local members = redis.call('ZCARD', KEYS[5])
 local paused = tonumber(redis.call('GET', KEYS[3]) or '0')
-if paused > now then return {0, paused - now, 'paused', -1, -1} end
-if rpm == 0 and tpm == 0 then return {1, 0, '', -1, -1} end
+if paused > now then return {0, paused - now, 'paused', -1, -1, members} end
+if rpm == 0 and tpm == 0 then return {1, 0, '', -1, -1, members} end
 local cutoff = now - window
 local total = tonumber(redis.call('GET', KEYS[2]) or '0')
 local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff)
@@ -67,7 +74,7 @@ local function left(limit, used) if limit > 0 then return math.max(0, limit - us
 if wait > 0 then
   redis.call('SET', KEYS[2], total, 'PX', ttl)
   redis.call('PEXPIRE', KEYS[1], ttl)
-  return {0, wait, reason, left(rpm, count), left(tpm, total)}
+  return {0, wait, reason, left(rpm, count), left(tpm, total), members}
 end
 local id = redis.call('INCR', KEYS[4])
 redis.call('ZADD', KEYS[1], now, id .. ':' .. tokens)
@@ -75,7 +82,7 @@ total = total + tokens
 redis.call('SET', KEYS[2], total, 'PX', ttl)
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[4], ttl)
-return {1, 0, tostring(id), left(rpm, count + 1), left(tpm, total)}
+return {1, 0, tostring(id), left(rpm, count + 1), left(tpm, total), members}
 """
 
 # KEYS: window log, token total. ARGV: member "<id>:<tokens>", id, new tokens, drop (1: remove the admission).

@@ -8,8 +8,10 @@ client (the `redis` extra); one connection pool per store and event loop. Keys a
 Redis unreachable, failing or slower than `timeout` (connect included): the operation is served by the store's
 `LocalStore` instead, with one WARNING for the outage; a background PING every `reconnect_interval` seconds (never on
 a caller's path) switches back, with a WARNING saying so. No caller waits longer than `timeout` for Redis and no
-operation fails because Redis is down. State is not merged across an outage: what was recorded locally stays local,
-and a restarted Redis starts empty.
+operation fails because Redis is down. While down, each process enforces its share of each limit: the limit divided by
+the number of processes (stores) that used the backend's shared window during the last window, so the fleet as a
+whole stays within the account's limits. State is not merged across an outage: what was recorded locally stays
+local, and a restarted Redis starts empty.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import logging
 import math
 import re
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -129,6 +132,8 @@ class RedisStore:
         self._down = False
         self._next_probe = 0.0
         self._probe: asyncio.Task[None] | None = None
+        self._fleet: dict[str, int] = {}
+        self.member = uuid.uuid4().hex
 
     @property
     def shared(self) -> bool:
@@ -197,14 +202,23 @@ class RedisStore:
     # -- the limiter ----------------------------------------------------------------------------------------------
 
     async def admit(self, backend: str, rpm: int, tpm: int, tokens: int, window: float) -> Admission:
-        keys = self._keys(backend, "rl:log", "rl:tokens", "pause", "rl:seq")
+        keys = self._keys(backend, "rl:log", "rl:tokens", "pause", "rl:seq", "members")
         tokens = min(tokens, tpm) if tpm else tokens
 
         async def local() -> Admission:
-            return self.local.admit_now(backend, rpm, tpm, tokens, window)
+            # Down: this process takes its share of each limit, so the fleet as a whole stays within it.
+            fleet = self._fleet.get(backend, 1)
+            return self.local.admit_now(backend, _share(rpm, fleet), _share(tpm, fleet), tokens, window)
 
-        return await self._shared("admit", keys, [rpm, tpm, tokens, _ms(window)], local,
-                                  lambda reply: _admission(reply, tokens))
+        def convert(reply: Any) -> Admission:
+            self._fleet[backend] = max(1, int(reply[5]))
+            return _admission(reply, tokens)
+
+        return await self._shared("admit", keys, [rpm, tpm, tokens, _ms(window), self.member], local, convert)
+
+    def fleet_size(self, backend: str) -> int:
+        """How many stores (processes) used `backend`'s shared window lately, as last seen (1 before the first)."""
+        return self._fleet.get(backend, 1)
 
     async def adjust(self, backend: str, entry: Entry, tokens: int | None, window: float) -> None:
         if not entry.shared:
@@ -278,8 +292,12 @@ def _redis_error() -> type[Exception]:
     return RedisError
 
 
+def _share(limit: int, fleet: int) -> int:
+    return max(1, limit // fleet) if limit else 0
+
+
 def _admission(reply: Any, tokens: int) -> Admission:
-    granted, wait, tag, requests_left, tokens_left = reply
+    granted, wait, tag, requests_left, tokens_left, _ = reply
     requests = None if int(requests_left) < 0 else int(requests_left)
     left = None if int(tokens_left) < 0 else int(tokens_left)
     if not int(granted):

@@ -153,7 +153,7 @@ async def test_every_key_is_namespaced_and_expires(valkey: ValkeyServer, prefix:
         await store.open_breaker("open ai/{x}", 30)
         keys = sorted([key async for key in client.scan_iter(f"{prefix}:*")])
         assert keys == [f"{prefix}:{{open%20ai%2F%7Bx%7D}}:{name}" for name in
-                        ("breaker", "breaker:window", "pause", "rl:log", "rl:seq", "rl:tokens")]
+                        ("breaker", "breaker:window", "members", "pause", "rl:log", "rl:seq", "rl:tokens")]
         for key in keys:
             assert 0 < await client.pttl(key) <= 3_600_000 + 30_000, key
         assert await client.get(f"{prefix}:{{open%20ai%2F%7Bx%7D}}:rl:tokens") == "7"
@@ -290,3 +290,21 @@ def test_redis_and_local_stores_answer_alike(valkey: ValkeyServer, ops: list[tup
 
     local, shared = asyncio.run(both())
     assert local == shared
+
+
+async def test_while_redis_is_down_each_process_takes_its_share_of_the_limit(own_valkey: ValkeyServer,
+                                                                            prefix: str) -> None:
+    stores = [RedisStore(own_valkey.connection_url, prefix=prefix, timeout=0.5, reconnect_interval=60)
+              for _ in range(3)]
+    for store in stores:
+        assert (await store.admit("openai", 9, 0, 1, 60.0)).shared
+    assert [store.fleet_size("openai") for store in stores] == [1, 2, 3]
+    for store in stores:
+        assert (await store.admit("openai", 9, 0, 1, 60.0)).granted  # each learns the fleet is 3
+    assert [store.fleet_size("openai") for store in stores] == [3, 3, 3]
+    own_valkey.terminate()
+    for store in stores:
+        granted = [(await store.admit("openai", 9, 0, 1, 60.0)).granted for _ in range(4)]
+        assert granted == [True, True, True, False]  # 9 requests per window / 3 processes
+    for store in stores:
+        await store.aclose()
