@@ -237,3 +237,15 @@ def test_importing_the_limiter_and_the_redis_store_loads_no_redis_client() -> No
     probe = "import llm.ratelimit, llm._redis_state, sys; print('redis' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+async def test_a_waiter_cancelled_while_waiting_takes_nothing() -> None:
+    limiter = RateLimiter({"openai": RateLimit(rpm=1, window=30.0)})
+    await limiter.acquire("openai", 5, 0.0)
+    waiter = asyncio.create_task(limiter.acquire("openai", 5, 60.0))
+    await asyncio.sleep(0.01)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    usage = await limiter.store.usage("openai", 30.0)
+    assert (usage.requests, usage.tokens) == (1, 5)
