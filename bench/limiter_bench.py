@@ -37,8 +37,9 @@ async def per_call_cost(limiter: RateLimiter, calls: int) -> float:
 
 
 async def throughput(call: Callable[[], Awaitable[Any]], limiter: RateLimiter | None, calls: int,
-                     level: int = 64) -> float:
-    """Calls per second with `level` concurrent callers."""
+                     level: int = 64) -> tuple[float, float]:
+    """Calls per second with `level` concurrent callers, and this process's CPU microseconds per call (steadier than
+    wall time on a shared machine)."""
     left = calls
 
     async def caller() -> None:
@@ -56,9 +57,9 @@ async def throughput(call: Callable[[], Awaitable[Any]], limiter: RateLimiter | 
                 raise
             await permit.settle(response.usage.get("total_tokens"))
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(caller() for _ in range(level)))
-    return calls / (time.perf_counter() - started)
+    return calls / (time.perf_counter() - started), (time.process_time() - cpu) / calls * 1e6
 
 
 async def run(args: argparse.Namespace, redis_url: str, vendor_url: str) -> dict[str, Any]:
@@ -75,6 +76,16 @@ async def run(args: argparse.Namespace, redis_url: str, vendor_url: str) -> dict
                 cost.setdefault(f"{name}, {limits}", []).append(await per_call_cost(limiter, args.micro))
             await store.aclose()
 
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(redis_url)
+    for _ in range(args.rounds):  # the floor: one bare round trip with redis-py's asyncio client
+        started = time.perf_counter()
+        for _ in range(args.micro):
+            await client.ping()
+        cost.setdefault("redis PING (round-trip floor)", []).append((time.perf_counter() - started) / args.micro * 1e6)
+    await client.aclose()
+
     contender = ScoutContender("openai", vendor_url, "auto")
     await contender.setup()
     manager = contender.manager
@@ -84,20 +95,25 @@ async def run(args: argparse.Namespace, redis_url: str, vendor_url: str) -> dict
 
     await throughput(call, None, 500)  # warm up
     rates: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
     for round_number in range(args.rounds):
         modes = list({"without limiter": None, **stores()}.items())
         shift = round_number % len(modes)  # each mode takes its turn first: no order effect
         for name, store in modes[shift:] + modes[:shift]:
             limiter = None if store is None else RateLimiter({"openai": HIGH}, store=store)
-            rates.setdefault(name, []).append(await throughput(call, limiter, args.calls))
+            rate, cpu_per_call = await throughput(call, limiter, args.calls)
+            rates.setdefault(name, []).append(rate)
+            cpu.setdefault(name, []).append(cpu_per_call)
             if store is not None:
                 await store.aclose()
     await contender.close()
-    base = statistics.median(rates["without limiter"])
+    base, base_cpu = statistics.median(rates["without limiter"]), statistics.median(cpu["without limiter"])
     return {
         "us_per_acquire_settle": {name: round(statistics.median(v), 1) for name, v in cost.items()},
         "calls_per_s_at_64": {name: round(statistics.median(v)) for name, v in rates.items()},
-        "vs_without": {name: f"{statistics.median(v) / base - 1:+.1%}" for name, v in rates.items()},
+        "calls_per_s_vs_without": {name: f"{statistics.median(v) / base - 1:+.1%}" for name, v in rates.items()},
+        "client_cpu_us_per_call_at_64": {name: round(statistics.median(v), 1) for name, v in cpu.items()},
+        "client_cpu_vs_without": {name: f"{statistics.median(v) / base_cpu - 1:+.1%}" for name, v in cpu.items()},
     }
 
 

@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 from llm._redis_scripts import BUCKETS
 
@@ -47,8 +47,7 @@ __all__ = [
 BreakerState = Literal["closed", "open", "half_open"]
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """One admission recorded in a backend's window, to be corrected later (`adjust`)."""
 
     id: str
@@ -56,9 +55,8 @@ class Entry:
     shared: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Admission:
-    """The answer to `admit`.
+class Admission(NamedTuple):
+    """The answer to `admit` (a named tuple: it is made on every call).
 
     Attributes:
         granted: admitted now; else wait `wait` seconds before asking again.

@@ -126,10 +126,12 @@ class Permit:
     Only the first of `settle` / `release` has an effect.
     """
 
-    __slots__ = ("_done", "_entry", "_limiter", "backend", "shared", "tokens", "waited")
+    __slots__ = ("_done", "_entry", "_store", "_window", "backend", "shared", "tokens", "waited")
 
-    def __init__(self, limiter: RateLimiter, backend: str, entry: Entry | None, waited: float, shared: bool) -> None:
-        self._limiter = limiter
+    def __init__(self, store: StateStore, window: float, backend: str, entry: Entry | None, waited: float,
+                 shared: bool) -> None:
+        self._store = store
+        self._window = window
         self._entry = entry
         self._done = entry is None
         self.backend = backend
@@ -152,7 +154,7 @@ class Permit:
     async def _adjust(self, tokens: int | None) -> None:
         self._done = True
         assert self._entry is not None
-        await self._limiter.store.adjust(self.backend, self._entry, tokens, self._limiter.limit(self.backend).window)
+        await self._store.adjust(self.backend, self._entry, tokens, self._window)
 
 
 class RateLimiter:
@@ -180,7 +182,8 @@ class RateLimiter:
         self._limits = {name.strip().lower(): limit for name, limit in (limits or {}).items()}
         self._clock = clock
         self._sleep = sleep
-        self._last: dict[str, LimiterStatus] = {}
+        # backend -> (requests left, tokens left, pause left, shared, wall time): the last reading, for `snapshot`
+        self._last: dict[str, tuple[int | None, int | None, float, bool, float]] = {}
 
     @property
     def shared(self) -> bool:
@@ -205,17 +208,17 @@ class RateLimiter:
             LLMLocalRateLimitError: the wait would pass the deadline (raised at once, without waiting in vain).
         """
         name = backend.strip().lower()
-        limit = self.limit(name)
+        limit = self._limits.get(name, _NO_LIMIT)
         tokens = est_tokens if _is_count(est_tokens) else 0
         budget = deadline_remaining if deadline_remaining >= 0 else 0.0  # NaN compares False: no budget
         start = self._clock()
         while True:
             admission = await self.store.admit(name, limit.rpm or 0, limit.tpm or 0, tokens, limit.window)
-            self._remember(name, limit, admission.requests_left, admission.tokens_left,
-                           admission.wait if admission.reason == "paused" else 0.0, admission.shared)
+            self._last[name] = (admission.requests_left, admission.tokens_left,
+                                admission.wait if admission.reason == "paused" else 0.0, admission.shared, time.time())
             waited = self._clock() - start
             if admission.granted:
-                return Permit(self, name, admission.entry, waited, admission.shared)
+                return Permit(self.store, limit.window, name, admission.entry, waited, admission.shared)
             if admission.wait > budget - waited:
                 raise _refusal(name, limit, admission, budget)
             await self._sleep(admission.wait + 0.001)
@@ -241,22 +244,23 @@ class RateLimiter:
         usage = await self.store.usage(name, limit.window)
         requests_left = max(0, limit.rpm - usage.requests) if limit.rpm else None
         tokens_left = max(0, limit.tpm - usage.tokens) if limit.tpm else None
-        return self._remember(name, limit, requests_left, tokens_left, usage.paused_for, usage.shared)
+        self._last[name] = (requests_left, tokens_left, usage.paused_for, usage.shared, time.time())
+        return self._status(name, *self._last[name])
 
     def snapshot(self, backend: str) -> LimiterStatus | None:
         """The last state seen by `acquire` or `status` (no I/O: for synchronous health output); None if none yet."""
-        return self._last.get(backend.strip().lower())
+        name = backend.strip().lower()
+        last = self._last.get(name)
+        return None if last is None else self._status(name, *last)
 
     async def aclose(self) -> None:
         await self.store.aclose()
 
-    def _remember(self, name: str, limit: RateLimit, requests_left: int | None, tokens_left: int | None,
-                  paused_for: float, shared: bool) -> LimiterStatus:
-        now = time.time()
-        status = LimiterStatus(name, limit.rpm, limit.tpm, requests_left, tokens_left,
-                               now + paused_for if paused_for > 0 else None, shared, now)
-        self._last[name] = status
-        return status
+    def _status(self, name: str, requests_left: int | None, tokens_left: int | None, paused_for: float,
+                shared: bool, as_of: float) -> LimiterStatus:
+        limit = self.limit(name)
+        return LimiterStatus(name, limit.rpm, limit.tpm, requests_left, tokens_left,
+                             as_of + paused_for if paused_for > 0 else None, shared, as_of)
 
 
 def _refusal(name: str, limit: RateLimit, admission: Admission, budget: float) -> LLMLocalRateLimitError:
