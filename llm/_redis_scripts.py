@@ -32,75 +32,89 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local function tokens_of(member) return tonumber(string.match(member, ':(%d+)$')) end
 """
 
-# KEYS: window log (zset), token total, pause, id sequence, members. ARGV: rpm, tpm, tokens, window ms (0: no such
-# limit), this store's member id. Returns {granted, wait ms, reason or entry id, requests left, tokens left (-1: not
-# limited), stores that admitted through this backend's window in the last window}.
+# Admissions, batched: the calls that queue up while one batch is in flight go to the server together (one command,
+# one reply). KEYS: window log (zset), token total, pause, id sequence, members. ARGV: this store's member id, then per
+# admission: rpm, tpm, tokens, window ms (rpm/tpm 0: no such limit). Returns one answer per admission, in order:
+# {granted, wait ms, reason or entry id, requests left, tokens left (-1: not limited), stores that asked through this
+# backend's window in the last window}.
 _ADMIT = _PRELUDE + """
-local rpm, tpm, tokens, window = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-redis.call('ZADD', KEYS[5], now, ARGV[5])
-redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - window)
-redis.call('PEXPIRE', KEYS[5], window + 1000)
-local members = redis.call('ZCARD', KEYS[5])
-local paused = tonumber(redis.call('GET', KEYS[3]) or '0')
-if paused > now then return {0, paused - now, 'paused', -1, -1, members} end
-if rpm == 0 and tpm == 0 then return {1, 0, '', -1, -1, members} end
-local cutoff = now - window
-local total = tonumber(redis.call('GET', KEYS[2]) or '0')
-local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff)
-for _, member in ipairs(old) do total = total - tokens_of(member) end
-if #old > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cutoff) end
-local count = redis.call('ZCARD', KEYS[1])
-if count == 0 or total < 0 then total = 0 end
-if tpm > 0 and tokens > tpm then tokens = tpm end
-local wait, reason = 0, ''
-if rpm > 0 and count >= rpm then
-  local oldest = redis.call('ZRANGE', KEYS[1], count - rpm, count - rpm, 'WITHSCORES')
-  wait, reason = tonumber(oldest[2]) + window - now, 'rpm'
+local members
+local function admit(rpm, tpm, tokens, window)
+  local paused = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if paused > now then return {0, paused - now, 'paused', -1, -1, members} end
+  if rpm == 0 and tpm == 0 then return {1, 0, '', -1, -1, members} end
+  local cutoff = now - window
+  local total = tonumber(redis.call('GET', KEYS[2]) or '0')
+  local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff)
+  for _, member in ipairs(old) do total = total - tokens_of(member) end
+  if #old > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cutoff) end
+  local count = redis.call('ZCARD', KEYS[1])
+  if count == 0 or total < 0 then total = 0 end
+  if tpm > 0 and tokens > tpm then tokens = tpm end
+  local wait, reason = 0, ''
+  if rpm > 0 and count >= rpm then
+    local oldest = redis.call('ZRANGE', KEYS[1], count - rpm, count - rpm, 'WITHSCORES')
+    wait, reason = tonumber(oldest[2]) + window - now, 'rpm'
+  end
+  if tpm > 0 and total + tokens > tpm then
+    local need, freed = total + tokens - tpm, 0
+    local entries = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+    for i = 1, #entries, 2 do
+      freed = freed + tokens_of(entries[i])
+      if freed >= need then
+        local w = tonumber(entries[i + 1]) + window - now
+        if w > wait then wait, reason = w, 'tpm' end
+        break
+      end
+    end
+  end
+  local ttl = window + 1000
+  local function left(limit, used) if limit > 0 then return math.max(0, limit - used) end return -1 end
+  if wait > 0 then
+    redis.call('SET', KEYS[2], total, 'PX', ttl)
+    redis.call('PEXPIRE', KEYS[1], ttl)
+    return {0, wait, reason, left(rpm, count), left(tpm, total), members}
+  end
+  local id = redis.call('INCR', KEYS[4])
+  redis.call('ZADD', KEYS[1], now, id .. ':' .. tokens)
+  total = total + tokens
+  redis.call('SET', KEYS[2], total, 'PX', ttl)
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('PEXPIRE', KEYS[4], ttl)
+  return {1, 0, tostring(id), left(rpm, count + 1), left(tpm, total), members}
 end
-if tpm > 0 and total + tokens > tpm then
-  local need, freed = total + tokens - tpm, 0
-  local entries = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
-  for i = 1, #entries, 2 do
-    freed = freed + tokens_of(entries[i])
-    if freed >= need then
-      local w = tonumber(entries[i + 1]) + window - now
-      if w > wait then wait, reason = w, 'tpm' end
-      break
+local horizon = tonumber(ARGV[5])  -- the first admission's window
+redis.call('ZADD', KEYS[5], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - horizon)
+redis.call('PEXPIRE', KEYS[5], horizon + 1000)
+members = redis.call('ZCARD', KEYS[5])
+local answers = {}
+for i = 2, #ARGV, 4 do
+  answers[#answers + 1] = admit(tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]),
+                                tonumber(ARGV[i + 3]))
+end
+return answers
+"""
+
+# Corrections, batched. KEYS: window log, token total. ARGV per correction: member "<id>:<tokens>", id, new tokens,
+# drop (1: remove the admission). An admission already out of the window is left alone.
+_ADJUST = """
+local total = tonumber(redis.call('GET', KEYS[2]) or '0')
+local ttl = redis.call('PTTL', KEYS[1])  -- read first: removing the last member deletes the key
+if ttl <= 0 then ttl = 1000 end
+for i = 1, #ARGV, 4 do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    total = total - tonumber(string.match(ARGV[i], ':(%d+)$'))
+    if ARGV[i + 3] == '0' then
+      total = total + tonumber(ARGV[i + 2])
+      redis.call('ZADD', KEYS[1], score, ARGV[i + 1] .. ':' .. ARGV[i + 2])
     end
   end
 end
-local ttl = window + 1000
-local function left(limit, used) if limit > 0 then return math.max(0, limit - used) end return -1 end
-if wait > 0 then
-  redis.call('SET', KEYS[2], total, 'PX', ttl)
-  redis.call('PEXPIRE', KEYS[1], ttl)
-  return {0, wait, reason, left(rpm, count), left(tpm, total), members}
-end
-local id = redis.call('INCR', KEYS[4])
-redis.call('ZADD', KEYS[1], now, id .. ':' .. tokens)
-total = total + tokens
-redis.call('SET', KEYS[2], total, 'PX', ttl)
-redis.call('PEXPIRE', KEYS[1], ttl)
-redis.call('PEXPIRE', KEYS[4], ttl)
-return {1, 0, tostring(id), left(rpm, count + 1), left(tpm, total), members}
-"""
-
-# KEYS: window log, token total. ARGV: member "<id>:<tokens>", id, new tokens, drop (1: remove the admission).
-_ADJUST = """
-local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not score then return 0 end
-local old = tonumber(string.match(ARGV[1], ':(%d+)$'))
-local ttl = redis.call('PTTL', KEYS[1])  -- read first: removing the last member deletes the key
-if ttl <= 0 then ttl = 1000 end
-redis.call('ZREM', KEYS[1], ARGV[1])
-local new = 0
-if ARGV[4] == '0' then
-  new = tonumber(ARGV[3])
-  redis.call('ZADD', KEYS[1], score, ARGV[2] .. ':' .. ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], ttl)
-end
-local total = math.max(0, tonumber(redis.call('GET', KEYS[2]) or '0') - old + new)
-redis.call('SET', KEYS[2], total, 'PX', ttl)
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ttl) end
+redis.call('SET', KEYS[2], math.max(0, total), 'PX', ttl)
 return 1
 """
 

@@ -91,6 +91,70 @@ class _Connection:
             await self.close()
 
 
+class _Down(Exception):
+    """The store went down while a call waited in a batch."""
+
+
+class _Batches:
+    """Group commit for one script: calls that arrive while a batch of the same backend is in flight are sent together
+    as the next batch (one command, one reply), so many concurrent calls cost a few round trips, not one each. A call
+    waits for at most the batch in flight and its own, each bounded by the store's `timeout`.
+    """
+
+    def __init__(self, store: RedisStore, script: str, head: list[Any],
+                 orphan: Callable[[str, list[Any], Any], None] | None) -> None:
+        self.store, self.script, self.head, self.orphan = store, script, head, orphan
+        self._queues: dict[str, list[tuple[list[Any], asyncio.Future[Any]]]] = {}
+        self._flushers: dict[str, asyncio.Task[None]] = {}
+
+    async def run(self, backend: str, keys: list[str], args: list[Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queues.setdefault(backend, []).append((args, future))
+        flusher = self._flushers.get(backend)
+        if flusher is None or flusher.done() or flusher.get_loop() is not loop:
+            self._flushers[backend] = loop.create_task(self._flush(backend, keys))
+        return await future
+
+    async def drain(self) -> None:
+        """Wait for the batches of the running loop in flight (and queued) to be sent."""
+        loop = asyncio.get_running_loop()
+        flushers = [task for task in self._flushers.values() if task.get_loop() is loop and not task.done()]
+        await asyncio.gather(*flushers, return_exceptions=True)
+
+    async def _flush(self, backend: str, keys: list[str]) -> None:
+        try:
+            while queue := self._queues.pop(backend, None):
+                await self._send(backend, keys, queue)
+        except asyncio.CancelledError:  # the loop is shutting down: nobody will send what is still queued
+            for _, future in self._queues.pop(backend, []):
+                future.cancel()
+            raise
+
+    async def _send(self, backend: str, keys: list[str], queue: list[tuple[list[Any], asyncio.Future[Any]]]) -> None:
+        args = [*self.head, *(arg for item, _ in queue for arg in item)]
+        try:
+            if self.store._down:
+                raise _Down("shared state unavailable")
+            async with asyncio.timeout(self.store.timeout):
+                replies = await self.store._connection().run(self.script, keys, args)
+        except asyncio.CancelledError:
+            for _, future in queue:
+                future.cancel()
+            raise
+        except Exception as exc:
+            for _, future in queue:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        replies = replies if isinstance(replies, list) else [replies] * len(queue)
+        for (item, future), reply in zip(queue, replies, strict=True):
+            if not future.done():
+                future.set_result(reply)
+            elif self.orphan is not None:
+                self.orphan(backend, item, reply)
+
+
 class RedisStore:
     """State shared through a Redis-protocol server, with a `LocalStore` fallback (see the module docstring).
 
@@ -134,6 +198,9 @@ class RedisStore:
         self._probe: asyncio.Task[None] | None = None
         self._fleet: dict[str, int] = {}
         self.member = uuid.uuid4().hex
+        self._admits = _Batches(self, "admit", [self.member], self._orphan)
+        self._adjusts = _Batches(self, "adjust", [], None)
+        self._orphans: set[asyncio.Task[None]] = set()
 
     @property
     def shared(self) -> bool:
@@ -161,18 +228,25 @@ class RedisStore:
     async def _shared(self, script: str, keys: list[str], args: list[Any],
                       local: Callable[[], Awaitable[T]], convert: Callable[[Any], T]) -> T:
         """Run `script` on Redis within `timeout`; on any Redis failure (or while down) run `local` instead."""
+
+        async def run() -> Any:
+            async with asyncio.timeout(self.timeout):
+                return await self._connection().run(script, keys, args)
+
+        return await self._either(run, local, convert)
+
+    async def _either(self, run: Callable[[], Awaitable[Any]], local: Callable[[], Awaitable[T]],
+                      convert: Callable[[Any], T]) -> T:
         if not self._down:
             try:
-                async with asyncio.timeout(self.timeout):
-                    reply = await self._connection().run(script, keys, args)
-                return convert(reply)
-            except (OSError, TimeoutError, _redis_error()) as exc:
+                return convert(await run())
+            except (OSError, TimeoutError, _Down, _redis_error()) as exc:
                 self._went_down(exc)
         self._maybe_reconnect()
         return await local()
 
     def _went_down(self, exc: BaseException) -> None:
-        if not self._down:
+        if not self._down and not isinstance(exc, _Down):
             self._down = True
             self._next_probe = time.monotonic() + self.reconnect_interval
             logger.warning(
@@ -214,7 +288,16 @@ class RedisStore:
             self._fleet[backend] = max(1, int(reply[5]))
             return _admission(reply, tokens)
 
-        return await self._shared("admit", keys, [rpm, tpm, tokens, _ms(window), self.member], local, convert)
+        args = [rpm, tpm, tokens, _ms(window)]
+        return await self._either(lambda: self._admits.run(backend, keys, args), local, convert)
+
+    def _orphan(self, backend: str, args: list[Any], reply: Any) -> None:
+        """An admission granted to a caller that gave up waiting (cancelled): hand it back."""
+        if int(reply[0]) and reply[2] != "":
+            entry = Entry(str(reply[2]), int(args[2]), True)
+            task = asyncio.get_running_loop().create_task(self.adjust(backend, entry, None, int(args[3]) / 1000))
+            self._orphans.add(task)
+            task.add_done_callback(self._orphans.discard)
 
     def fleet_size(self, backend: str) -> int:
         """How many stores (processes) used `backend`'s shared window lately, as last seen (1 before the first)."""
@@ -230,7 +313,7 @@ class RedisStore:
         async def nothing() -> None:  # the entry lives in Redis; while it is down there is nothing to correct
             return None
 
-        await self._shared("adjust", keys, args, nothing, lambda reply: None)
+        await self._either(lambda: self._adjusts.run(backend, keys, args), nothing, lambda reply: None)
 
     async def pause(self, backend: str, seconds: float) -> float:
         return await self._shared("pause", self._keys(backend, "pause"), [max(1, _ms(seconds))],
@@ -276,6 +359,10 @@ class RedisStore:
         if self._probe is not None:
             self._probe.cancel()
             self._probe = None
+        await self._admits.drain()  # batches in flight finish (bounded by `timeout` each), and hand-backs with them
+        if self._orphans:
+            await asyncio.gather(*self._orphans, return_exceptions=True)
+        await self._adjusts.drain()
         conn, self._conn = self._conn, None
         if conn is not None and conn.loop is asyncio.get_running_loop():
             conn.keeper.cancel()

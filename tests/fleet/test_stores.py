@@ -308,3 +308,31 @@ async def test_while_redis_is_down_each_process_takes_its_share_of_the_limit(own
         assert granted == [True, True, True, False]  # 9 requests per window / 3 processes
     for store in stores:
         await store.aclose()
+
+
+async def test_concurrent_admissions_share_round_trips_and_keep_the_limit(valkey: ValkeyServer, prefix: str) -> None:
+    store = RedisStore(valkey.connection_url, prefix=prefix, timeout=1.0)
+    client = Redis.from_url(valkey.connection_url, decode_responses=True)
+    await store.admit("warm-up", 0, 0, 0, 60.0)
+    await client.config_resetstat()
+    answers = await asyncio.gather(*(store.admit("openai", 30, 0, 1, 60.0) for _ in range(50)))
+    calls = (await client.info("commandstats"))["cmdstat_evalsha"]["calls"]
+    assert sum(a.granted for a in answers) == 30 and all(a.shared for a in answers)
+    assert len({a.entry.id for a in answers if a.entry}) == 30
+    assert calls <= 5, calls  # group commit: a handful of batches, not 50 round trips
+    await client.aclose()
+    await store.aclose()
+
+
+async def test_an_admission_whose_caller_gave_up_is_handed_back(valkey: ValkeyServer, prefix: str) -> None:
+    store = RedisStore(valkey.connection_url, prefix=prefix, timeout=1.0)
+    await store.admit("openai", 5, 0, 1, 60.0)
+    waiter = asyncio.create_task(store.admit("openai", 5, 0, 1, 60.0))
+    await asyncio.sleep(0)  # queued in the next batch
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    await store.aclose()  # waits for the batch in flight and the hand-back
+    other = RedisStore(valkey.connection_url, prefix=prefix, timeout=1.0)
+    assert (await other.usage("openai", 60.0)).requests == 1
+    await other.aclose()
