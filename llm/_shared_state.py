@@ -221,8 +221,11 @@ class LocalStore:
             return Admission(False, paused, "paused", None, None, None, False)
         if not rpm and not tpm:
             return Admission(True, 0.0, "", None, None, None, False)
-        win = self._windows.setdefault(backend, _LocalWindow())
-        win.expire(now, window)
+        win = self._windows.get(backend)
+        if win is None:
+            win = self._windows[backend] = _LocalWindow()
+        if win.entries and win.entries[0].at <= now - window:
+            win.expire(now, window)
         count = len(win.entries)
         tokens = min(tokens, tpm) if tpm else tokens
         wait, reason = 0.0, ""
@@ -247,6 +250,10 @@ class LocalStore:
                          _left(tpm, win.tokens), False)
 
     async def adjust(self, backend: str, entry: Entry, tokens: int | None, window: float) -> None:
+        self.adjust_now(backend, entry, tokens)
+
+    def adjust_now(self, backend: str, entry: Entry, tokens: int | None) -> None:
+        """`adjust`, synchronously."""
         win = self._windows.get(backend)
         local = win.by_id.get(entry.id) if win is not None else None
         if win is None or local is None:
