@@ -206,7 +206,7 @@ async def test_a_hung_redis_costs_one_timeout_then_nothing(silent_port: int) -> 
     first = time.monotonic() - start
     await limiter.acquire("openai", 1, 1.0)
     second = time.monotonic() - start - first
-    assert 0.09 < first < 0.4 and second < 0.02
+    assert 0.09 < first < 0.6 and second < 0.05
     assert not limiter.shared
     await limiter.aclose()
 
