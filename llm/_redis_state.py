@@ -2,16 +2,18 @@
 process given the same URL and backend name shares rate-limit windows, Retry-After pauses and breaker records.
 
 Each operation is one Lua script (`llm._redis_scripts`), run atomically in one round trip through redis-py's asyncio
-client (the `redis` extra); one connection pool per store and event loop. Keys are `{prefix}:{<backend>}:<what>`
-(the braces are a Redis Cluster hash tag: one backend's keys share a slot) and all expire.
+client (the `redis` extra); one connection pool per store and event loop. Admissions and their corrections are group
+committed: the calls that queue up while a batch is in flight go to the server together, in one script call. Keys are
+`{prefix}:{<backend>}:<what>` (the braces are a Redis Cluster hash tag: one backend's keys share a slot) and all
+expire. Needs Redis >= 5 (scripts that write after `TIME` need effects replication) or any Valkey.
 
 Redis unreachable, failing or slower than `timeout` (connect included): the operation is served by the store's
 `LocalStore` instead, with one WARNING for the outage; a background PING every `reconnect_interval` seconds (never on
-a caller's path) switches back, with a WARNING saying so. No caller waits longer than `timeout` for Redis and no
-operation fails because Redis is down. While down, each process enforces its share of each limit: the limit divided by
-the number of processes (stores) that used the backend's shared window during the last window, so the fleet as a
-whole stays within the account's limits. State is not merged across an outage: what was recorded locally stays
-local, and a restarted Redis starts empty.
+a caller's path) switches back, with a WARNING saying so. No caller waits on Redis longer than `timeout` (twice that
+for a batched call that queued behind a batch in flight) and no operation fails because Redis is down. While down,
+each process enforces its share of each limit: the limit divided by the number of processes (stores) that used the
+backend's shared window during the last window, so the fleet as a whole stays within the account's limits. State is
+not merged across an outage: what was recorded locally stays local, and a restarted Redis starts empty.
 """
 
 from __future__ import annotations

@@ -22,15 +22,19 @@ still refuse it).
 Settings the configuration reads (proposed): `SCOUT_<BACKEND>_RPM`, `SCOUT_<BACKEND>_TPM` (e.g. `SCOUT_OPENAI_RPM=500`;
 unset or 0: no limit) and `SCOUT_LLM_REDIS_URL` (`redis://` or `rediss://`; unset: in-process state only).
 
-Integration in the manager's attempt (`llm/_call.py`, `Call._attempt`, before the breaker's `admit()`, so neither a
-half-open probe nor a connection is held while waiting):
+Integration (a few lines; the manager owns one `RateLimiter` built from the settings, closed in `cleanup()`). In
+`llm/_call.py`, `Call._attempt`, first thing, before the breaker's `admit()` (so neither a half-open probe nor a
+concurrency slot nor a connection is held while waiting):
 
     permit = await limiter.acquire(slot.name, estimate_tokens(request, slot.backend.config.max_tokens),
                                    self.deadline.remaining())      # raises LLMLocalRateLimitError: 0 requests sent
-    ... the attempt as today; on success: `await permit.settle(usage total_tokens)` (streams: at ResponseDone);
-    on failure: `await permit.release()`; on an LLMRateLimitError with retry_after: `await limiter.pause(...)`.
 
-and `breaker_verdict()` returns "ignored" for `LLMLocalRateLimitError` (waiting is not a backend failure).
+then, around the `op` call: on success `await permit.settle((result.usage or {}).get("total_tokens"))` (a stream:
+keep the permit on `OpenedStream` and settle at its `ResponseDone`); on an exception or cancellation
+`await permit.release()`; on an `LLMRateLimitError` (not quota) with `retry_after`, `await limiter.pause(slot.name,
+exc.retry_after)`. In `llm/_resilience.py`, `breaker_verdict()` returns "ignored" for `LLMLocalRateLimitError`
+(waiting is not a backend failure; it is raised before a ticket exists, so this is a safety net). Health output adds
+`limiter.snapshot(name)` (no I/O) or `await limiter.status(name)`.
 """
 
 from __future__ import annotations
