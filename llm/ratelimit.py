@@ -48,7 +48,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from llm._shared_state import Admission, Entry, LocalStore, StateStore
+from llm._shared_state import Admission, Entry, LocalStore, StateStore, open_state_store
 from llm.base import LLMRequest
 from llm.errors import LLMRateLimitError
 
@@ -59,6 +59,7 @@ __all__ = [
     "RateLimit",
     "RateLimiter",
     "estimate_tokens",
+    "open_state_store",
     "sanitize_pause",
 ]
 
