@@ -40,7 +40,6 @@ from llm.errors import (
     LLMTimeoutError,
     LLMValidationError,
 )
-from llm.validation import validate_request
 
 __all__ = [
     "APIKey",
@@ -72,7 +71,6 @@ __all__ = [
     "ToolCall",
     "ToolCallDelta",
     "ResponseDone",
-    "validate_request",
 ]
 
 
@@ -305,9 +303,10 @@ class ResponseDone:
 StreamEvent: TypeAlias = TextDelta | ToolCallDelta | ResponseDone
 
 
-# The backend base class lives in llm/backend.py; `from llm.base import LLMBackend` still works. It is loaded on first
-# use (importlib, like `llm.backends`), so that these types never depend on the backend layer.
-_MOVED = {"LLMBackend": "llm.backend"}
+# The backend base class lives in llm/backend.py and request validation in llm/validation.py; `from llm.base import
+# LLMBackend, validate_request` still works. They are loaded on first use (importlib, like `llm.backends`), so that
+# these types never depend on the layers built on them.
+_MOVED = {"LLMBackend": "llm.backend", "validate_request": "llm.validation"}
 
 
 def __getattr__(name: str) -> Any:

@@ -47,10 +47,11 @@ from llm._call import Call, generate_op
 from llm._health import BackendHealth, BackendSlot, describe_error, maybe_await, quiet_cleanup
 from llm._resilience import Deadline, ManagerPolicy
 from llm.backend import LLMBackend
-from llm.base import LLMBackendType, LLMRequest, LLMResponse, StreamEvent, TextDelta, validate_request
+from llm.base import LLMBackendType, LLMRequest, LLMResponse, StreamEvent, TextDelta
 from llm.config import ScoutConfig, get_config
 from llm.errors import LLMCircuitOpenError, LLMConfigError, LLMDeadlineExceededError, LLMError, LLMValidationError
 from llm.names import canonical_backend, describe_known, is_known, split_model_ref
+from llm.validation import validate_request
 
 __all__ = [
     "BackendHealth",

@@ -299,7 +299,7 @@ def cell():  # a notebook cell: plain code, with the kernel's loop running
     try:
         llm.generate_sync("hi", backend="nonexistent")
     except llm.LLMError as error:
-        print("error:", error)
+        print("error:", type(error).__name__, getattr(error, "field", None))
 
 async def kernel():
     cell()
@@ -323,7 +323,7 @@ async def test_module_functions_in_a_script_and_a_notebook_cell(tmp_path: Path) 
         "openai gpt-4.1-mini echo: from a script",
         "echo: streamed in a cell",
         "echo: claude in a cell",
-        "error: Backend not available: nonexistent",
+        "error: LLMValidationError backend_type",
         "run_sync works",
     ]
     assert result.stderr == "", "a clean exit: no unclosed session, no thread traceback"

