@@ -5,8 +5,8 @@ async generator of text chunks. Every contender sends the same request (one user
     sdk            the vendor SDK (`openai` / `anthropic`) with its defaults (httpx2 transport)
     sdk-aiohttp    the vendor SDK on its own aiohttp transport (`DefaultAioHttpClient`)
     sdk-post       the SDK's generic `client.post` on its aiohttp transport: the SDK's HTTP, auth, errors and SSE
-                   decoding without its typed params transform and response models (the ceiling for an adapter
-                   that stays on the SDK)
+                   decoding without its typed params transform and response models (the call path scout-llm uses,
+                   so the baseline of its latency targets)
     scout          scout-llm with its defaults, through `LLMManager.generate` / `stream_generate`
     scout-httpx    scout-llm told to use the SDK's httpx2 transport (`http_transport="httpx"`)
     litellm        LiteLLM's `acompletion` with its defaults (when installed: `pip install 'scout-llm[bench]'`)

@@ -4,8 +4,8 @@ An adapter subclasses `SDKBackend` and implements only translation and the SDK c
 
 * `_create_client()`: the vendor's async SDK client, SDK retries off, explicit timeouts;
 * `_request_params(request, model, stream)`: our request -> the SDK call's keyword arguments;
-* `_send(params)` / `_open_stream(params)`: the call (the SDK's, or for OpenAI and Anthropic their JSON wire,
-  `llm.backends._wire`);
+* `_send(params)` / `_open_stream(params)`: the call (the SDK's typed call, or for OpenAI and Anthropic its
+  documented generic call, `llm.backends._stainless`);
 * `_convert_response(raw, model)`: a whole answer -> `LLMResponse` (via a `StreamAccumulator`, so streaming and
   non-streaming build the response the same way);
 * `_convert_chunk(chunk, acc)`: one stream chunk -> events, updating the accumulator's usage and finish reason;
@@ -186,6 +186,12 @@ MALFORMED = (AttributeError, IndexError, KeyError, TypeError, ValueError, Overfl
 def malformed(exc: Exception) -> LLMServerError:
     """The error for an answer that is not the shape its API documents."""
     return LLMServerError(f"malformed response from the vendor: {type(exc).__name__}: {exc}")
+
+
+def normalise_finish_reason(table: Mapping[str, FinishReason], reason: str | None) -> FinishReason | None:
+    """A vendor's finish reason -> ours, through the table its adapter declares (`FINISH_REASONS`): an unknown reason
+    is "stop", none at all stays None (the answer has not finished)."""
+    return table.get(reason, "stop") if reason else None
 
 
 def require_sdk(module: str, extra: str, display: str) -> None:

@@ -1,32 +1,45 @@
-"""The HTTP transport under the OpenAI and Anthropic SDK clients, and the transport errors it can raise.
+"""The HTTP client under the OpenAI and Anthropic SDK clients: which transport, how big a pool, how much an answer may
+inflate to, and which transport errors lie underneath an SDK exception.
 
-Both SDKs speak HTTP through `httpx2` by default; each also ships an aiohttp transport (`openai.DefaultAioHttpClient`,
-`anthropic.DefaultAioHttpClient`, enabled by the `aiohttp` extra of each SDK). A backend uses it whenever aiohttp is
-installed (`pip install 'scout-llm[fast]'`), unless told otherwise (`http_transport="httpx"`), and then sends its
-generations straight on that transport's aiohttp session with the headers the SDK builds (`llm.backends._wire`): CPU
-per call, which is what bounds throughput under concurrency, drops to a fraction of the SDK's
-(bench/results/results.md).
+Both SDKs speak HTTP through `httpx2` by default; each also ships a public aiohttp client
+(`openai.DefaultAioHttpClient`, `anthropic.DefaultAioHttpClient`, enabled by the `aiohttp` extra of each SDK), which
+costs less CPU per call (bench/results/results.md). A backend uses it whenever aiohttp is installed
+(`pip install 'scout-llm[fast]'`), unless told otherwise (`http_transport="httpx"`). Everything here goes through public
+interfaces: the SDKs' client classes, httpx2's client options (`limits`, `headers`, `event_hooks`) and its
+`AsyncByteStream`.
 
 One pooled client per backend: its pool holds up to `MAX_CONNECTIONS` connections and keeps every one of them alive
 between calls. (The SDKs' default pool keeps only 100 idle connections, so a burst of 256 concurrent calls would close
 and reopen 156 connections each time.)
 
-The aiohttp transport maps aiohttp's exceptions to httpx2's, but not always to the right class (OpenAI's copy turns a
-dropped connection into a connect *timeout*), and lets the ones it does not know escape as they are;
-`transport_failure` finds the aiohttp or OS error underneath so the adapters can classify it themselves.
+Size limits (`ResponseLimits`): a response hook (`LimitResponse`) puts every response body behind `LimitedStream`,
+which decodes gzip/deflate itself in bounded pieces and refuses, with `ResponseTooLarge`, a whole body that inflates
+past `max_response_bytes` or a server-sent event (the lines up to a blank line) longer than `max_event_bytes` or
+`MAX_EVENT_LINES` lines, in one linear pass. The event bound also keeps the SDKs' event decoders fast: Anthropic's
+joins an event's lines by repeated concatenation, quadratic in the number of lines (1 MiB of short lines took 18 s).
+
+The aiohttp client maps aiohttp's exceptions to httpx2's, but not always to the right class (OpenAI's copy turns a
+dropped connection into a connect *timeout*); `transport_failure` finds the aiohttp or OS error underneath so the
+adapters can classify it themselves.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
+import re
+import zlib
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal, TypeAlias
 
 from llm.errors import LLMConfigError
 
 __all__ = [
-    "MAX_CONNECTIONS", "HttpTransport", "aiohttp_installed", "pool_limits", "sdk_http_client", "transport_failure",
+    "MAX_CONNECTIONS", "HttpTransport", "LimitResponse", "LimitedStream", "ResponseLimits", "ResponseTooLarge",
+    "aiohttp_installed", "pool_limits", "response_too_large", "sdk_http_client", "transport_failure",
 ]
 
 HttpTransport: TypeAlias = Literal["auto", "aiohttp", "httpx"]
@@ -37,6 +50,17 @@ HTTP_TRANSPORTS: frozenset[str] = frozenset({"auto", "aiohttp", "httpx"})
 MAX_CONNECTIONS = 1000
 #: How long an idle pooled connection stays open (seconds); the httpx2 and aiohttp default.
 KEEPALIVE_EXPIRY = 5.0
+
+#: A whole (non-streamed) answer, decoded: far above any real chat completion, far below what hurts.
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+#: One server-sent event, decoded: a real event is a chunk of a few hundred bytes.
+DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
+#: Lines in one server-sent event: real ones have two (`event:` and `data:`).
+MAX_EVENT_LINES = 1000
+#: The encodings `LimitedStream` decodes, and the only ones asked for.
+ACCEPT_ENCODING = "gzip, deflate"
+#: The largest piece one decompression step may produce.
+DECODE_PIECE = 64 * 1024
 
 
 def aiohttp_installed() -> bool:
@@ -61,11 +85,43 @@ def resolve_transport(transport: str) -> Literal["aiohttp", "httpx"]:
     return "httpx"
 
 
-def sdk_http_client(sdk: ModuleType, transport: str, timeout: Any) -> Any:
+@dataclass(frozen=True, slots=True)
+class ResponseLimits:
+    """How much one response may inflate to, decoded (bytes).
+
+    Attributes:
+        max_response_bytes: a whole body (an answer, an error, a models list).
+        max_event_bytes: one server-sent event of a stream (so also its longest line); a stream as a whole is bounded
+            by the call's deadline, not by size.
+    """
+
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+
+    def __post_init__(self) -> None:
+        for name in ("max_response_bytes", "max_event_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise LLMConfigError(f"{name} must be a positive number of bytes, got {value!r}")
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> ResponseLimits:
+        """The limits a backend's `LLMConfig.extra_params` sets (`max_response_bytes`, `max_event_bytes`), else the
+        defaults."""
+        return cls(**{name: settings[name] for name in ("max_response_bytes", "max_event_bytes") if name in settings})
+
+
+class ResponseTooLarge(Exception):
+    """A response body or stream event passed its `ResponseLimits`; the adapters report it as `LLMServerError`."""
+
+
+def sdk_http_client(sdk: ModuleType, transport: str, timeout: Any, limits: ResponseLimits) -> Any:
     """The `http_client` for an `openai` / `anthropic` async client: the SDK's aiohttp or httpx2 client class (which
-    carry the SDK's defaults, e.g. following redirects), with a pool sized for high concurrency."""
+    carry the SDK's defaults, e.g. following redirects), with a pool sized for high concurrency and every response
+    held to `limits`."""
     factory = sdk.DefaultAioHttpClient if resolve_transport(transport) == "aiohttp" else sdk.DefaultAsyncHttpxClient
-    return factory(limits=pool_limits(), timeout=timeout)
+    return factory(limits=pool_limits(), timeout=timeout, headers={"Accept-Encoding": ACCEPT_ENCODING},
+                   event_hooks={"response": [LimitResponse(limits)]})
 
 
 def pool_limits() -> Any:
@@ -76,18 +132,173 @@ def pool_limits() -> Any:
                          keepalive_expiry=KEEPALIVE_EXPIRY)
 
 
+# -- size limits ------------------------------------------------------------------------------------------------------
+
+
+class LimitResponse:
+    """httpx2 response hook (run before the body is read): the body is decoded and bounded by `LimitedStream`.
+
+    The `Content-Encoding` header is removed once `LimitedStream` takes over the decoding, so httpx2 does not decode
+    twice; an encoding it cannot decode is refused before any byte is read.
+    """
+
+    __slots__ = ("limits",)
+
+    def __init__(self, limits: ResponseLimits) -> None:
+        self.limits = limits
+
+    async def __call__(self, response: Any) -> None:
+        headers = response.headers
+        encoding = headers.get("content-encoding", "").strip().lower()
+        if encoding:
+            del headers["content-encoding"]
+        event_stream = headers.get("content-type", "").startswith("text/event-stream")
+        response.stream = limited_stream_class()(response.stream, encoding, self.limits, event_stream=event_stream)
+
+
+@functools.cache
+def limited_stream_class() -> type[LimitedStream]:
+    """`LimitedStream` as the `httpx2.AsyncByteStream` httpx2 requires of an async body (made on first use, so that
+    importing this module loads no HTTP library)."""
+    import httpx2
+
+    return type("LimitedStream", (LimitedStream, httpx2.AsyncByteStream), {"__slots__": ()})
+
+
+class LimitedStream:
+    """A raw body, decoded (identity, gzip, deflate) in pieces of at most `DECODE_PIECE` bytes, each piece checked
+    against the limits before it is passed on. Used through `limited_stream_class()`."""
+
+    __slots__ = ("_decompressor", "_events", "_inner", "_limit", "_total")
+
+    def __init__(self, inner: Any, encoding: str, limits: ResponseLimits, *, event_stream: bool) -> None:
+        import httpx2
+
+        self._inner = inner
+        if encoding in ("", "identity"):
+            self._decompressor = None
+        elif encoding in ("gzip", "x-gzip", "deflate"):
+            self._decompressor = zlib.decompressobj(zlib.MAX_WBITS | 32)  # a gzip or zlib header, detected
+        else:
+            raise httpx2.DecodingError(f"unsupported content-encoding {encoding!r} (asked for {ACCEPT_ENCODING})")
+        self._events = EventBounds(limits.max_event_bytes) if event_stream else None
+        self._limit = limits.max_response_bytes
+        self._total = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._decompressor is None:  # the common case, kept short: one check per chunk
+            async for chunk in self._inner:
+                self._check(chunk)
+                yield chunk
+            return
+        async for chunk in self._inner:
+            for piece in self._decode(chunk):
+                self._check(piece)
+                yield piece
+        rest = self._flush()
+        self._check(rest)
+        if rest:
+            yield rest
+
+    def _check(self, piece: bytes) -> None:
+        if self._events is not None:
+            self._events.feed(piece)
+            return
+        self._total += len(piece)
+        if self._total > self._limit:
+            raise ResponseTooLarge(f"the response body passed max_response_bytes ({self._limit} bytes decoded)")
+
+    def _decode(self, chunk: bytes) -> Iterator[bytes]:
+        decompressor = self._decompressor
+        assert decompressor is not None
+        import httpx2
+
+        try:
+            piece = decompressor.decompress(chunk, DECODE_PIECE)
+            while piece:
+                yield piece
+                piece = decompressor.decompress(decompressor.unconsumed_tail, DECODE_PIECE)
+        except zlib.error as exc:
+            raise httpx2.DecodingError(f"the response body is not valid gzip/deflate: {exc}") from exc
+
+    def _flush(self) -> bytes:
+        assert self._decompressor is not None
+        try:
+            return self._decompressor.flush()
+        except zlib.error:
+            return b""
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+class EventBounds:
+    """Counts the bytes and lines of the current server-sent event across pieces (a blank line ends an event; a line
+    ends in CR, LF or CRLF, which may be split between pieces) and raises `ResponseTooLarge` past the bounds."""
+
+    __slots__ = ("event_bytes", "event_lines", "limit", "line", "split_crlf")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.line = 0  # bytes of the unfinished line
+        self.event_bytes = 0
+        self.event_lines = 0
+        self.split_crlf = False  # the last piece ended in CR: a LF starting the next one belongs to it
+
+    def feed(self, piece: bytes) -> None:
+        start = 1 if self.split_crlf and piece[:1] == b"\n" else 0
+        for match in _LINE_END.finditer(piece, start):
+            length = self.line + match.start() - start
+            self.line = 0
+            start = match.end()
+            if length == 0:
+                self.event_bytes = self.event_lines = 0
+                continue
+            self.event_bytes += length
+            self.event_lines += 1
+            self._check(0)
+        self.split_crlf = piece.endswith(b"\r")
+        self.line += len(piece) - start
+        self._check(self.line)
+
+    def _check(self, unfinished: int) -> None:
+        if self.event_bytes + unfinished > self.limit:
+            raise ResponseTooLarge(f"a stream event passed max_event_bytes ({self.limit} bytes)")
+        if self.event_lines > MAX_EVENT_LINES:
+            raise ResponseTooLarge(f"a stream event passed {MAX_EVENT_LINES} lines")
+
+
+def response_too_large(exc: BaseException) -> ResponseTooLarge | None:
+    """The `ResponseTooLarge` in `exc`'s chain (the SDKs may wrap it), or None."""
+    for current in _chain(exc):
+        if isinstance(current, ResponseTooLarge):
+            return current
+    return None
+
+
+# -- transport errors -------------------------------------------------------------------------------------------------
+
+
 def transport_failure(exc: BaseException) -> Literal["timeout", "connection"] | None:
     """What an SDK exception really was when an aiohttp or OS-level error lies underneath it: "timeout",
     "connection", or None when none does (the SDK's own classification then stands)."""
+    for current in _chain(exc):
+        kind = _classify(current)
+        if kind is not None:
+            return kind
+    return None
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        kind = _classify(current)
-        if kind is not None:
-            return kind
+        yield current
         current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
-    return None
 
 
 def _classify(exc: BaseException) -> Literal["timeout", "connection"] | None:
@@ -97,4 +308,3 @@ def _classify(exc: BaseException) -> Literal["timeout", "connection"] | None:
     if isinstance(exc, ConnectionError):  # refused, reset, aborted, broken pipe
         return "connection"
     return None
-

@@ -7,9 +7,9 @@ Errors: https://docs.anthropic.com/en/api/errors
 Translation in short: system messages go to the top-level `system` field; OpenAI-format tools become
 `{"name", "description", "input_schema"}`; assistant `tool_calls` become `tool_use` blocks and consecutive
 `role: "tool"` messages one user message of `tool_result` blocks; `image_url` parts become image blocks.
-Requests and answers are the Messages API's JSON, carried by `llm.backends._wire` with the SDK's URL, headers and
-exceptions (so `temperature`, `top_p` and `top_k`, which the API takes but `messages.create()` no longer types, go in
-the body as they are); `raw_response` is the SDK's `Message`, built when first read.
+Requests and answers are the Messages API's JSON, sent through the SDK's generic call (`llm.backends._stainless`),
+so `temperature`, `top_p` and `top_k`, which the API takes but `messages.create()` no longer types, go in the body as
+they are; `raw_response` is the SDK's `Message`, built when first read.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from llm.backends._adapter import StreamAccumulator, error_for_status
-from llm.backends._transport import transport_failure
-from llm.backends._wire import SKIP, AiohttpStream, EventRule, WireBackend, WireStream
+from llm.backends._adapter import StreamAccumulator, error_for_status, normalise_finish_reason
+from llm.backends._stainless import HEADERS_KEY, StainlessBackend, request_headers
+from llm.backends._transport import response_too_large, transport_failure
 from llm.base import (
     DeferredRaw,
     FinishReason,
@@ -89,7 +89,7 @@ QUOTA_PHRASES = ("credit balance is too low",)
 
 def map_finish_reason(reason: str | None) -> FinishReason | None:
     """Anthropic's `stop_reason` -> stop / length / tool_calls / content_filter (None while unknown)."""
-    return FINISH_REASONS.get(reason, "stop") if reason else None
+    return normalise_finish_reason(FINISH_REASONS, reason)
 
 
 def anthropic_usage(usage: Mapping[str, Any], previous: Mapping[str, int] | None = None) -> dict[str, int]:
@@ -103,24 +103,6 @@ def anthropic_usage(usage: Mapping[str, Any], previous: Mapping[str, int] | None
         prompt = sum(usage.get(name) or 0
                      for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
     return usage_dict(prompt, usage.get("output_tokens"))
-
-
-def anthropic_event(event: str | None, data: bytes, stream: AiohttpStream) -> Any:
-    """One server-sent event of a Messages stream, read as the SDK reads it (`anthropic.AsyncStream`): pings and
-    unnamed events are skipped, an `error` event raises the SDK's status error."""
-    if event is None or event == "ping":
-        return SKIP
-    if event == "error":
-        body: Any = data.decode(errors="replace")
-        try:
-            body = json.loads(data)
-            message = f"{body}"
-        except ValueError:
-            message = body or f"Error code: {stream.status}"
-        raise stream.wire.client._make_status_error(message, body=body, response=stream.http_response())
-    if not data:
-        return SKIP
-    return json.loads(data)
 
 
 def anthropic_message(data: Any) -> Any:
@@ -269,6 +251,8 @@ def _sampling_params(effective: Mapping[str, Any]) -> dict[str, Any]:
 
 #: Metadata flag set by `message_stop` and removed again by `_check_stream_end`.
 _STOPPED = "_message_stop"
+#: Metadata entry (removed by `_check_stream_end`): content block index -> tool call index, and tool call id -> index.
+_TOOL_BLOCKS = "_tool_blocks"
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,11 +263,11 @@ class _StreamOpened:
 
 
 class _MessageStream:
-    """The wire's event stream, preceded by one `_StreamOpened`; `close()` closes the HTTP response."""
+    """The SDK's `AsyncStream` of event JSON, preceded by one `_StreamOpened`; `close()` closes the HTTP response."""
 
     __slots__ = ("_events", "_opened", "_stream")
 
-    def __init__(self, stream: WireStream) -> None:
+    def __init__(self, stream: Any) -> None:
         self._stream = stream
         self._events = stream.__aiter__()
         self._opened = False
@@ -294,7 +278,7 @@ class _MessageStream:
     async def __anext__(self) -> Any:
         if not self._opened:
             self._opened = True
-            return _StreamOpened(self._stream.headers.get("request-id"))
+            return _StreamOpened(self._stream.response.headers.get("request-id"))
         return await self._events.__anext__()
 
     async def close(self) -> None:
@@ -315,11 +299,21 @@ def _on_message_start(event: Any, acc: StreamAccumulator) -> Iterator[StreamEven
     return iter(())
 
 
+def _tool_index(acc: StreamAccumulator, block_index: Any, call_id: Any) -> Any:
+    """The tool call a `tool_use` block adds to: a block repeating an earlier block's id continues that call (as some
+    proxies stream one call), any other starts its own."""
+    blocks = acc.metadata.setdefault(_TOOL_BLOCKS, {})
+    index = blocks.setdefault(("id", call_id), block_index) if call_id else block_index
+    blocks[block_index] = index
+    return index
+
+
 def _on_block_start(event: Any, acc: StreamAccumulator) -> Iterator[StreamEvent]:
     block = event["content_block"]
     kind = block.get("type")
     if kind == "tool_use":
-        yield ToolCallDelta(index=event["index"], id=block.get("id"), name=block.get("name"))
+        index = _tool_index(acc, event["index"], block.get("id"))
+        yield ToolCallDelta(index=index, id=block.get("id"), name=block.get("name"))
     elif kind == "text" and block.get("text"):
         yield TextDelta(block["text"])
 
@@ -331,7 +325,8 @@ def _on_block_delta(event: Any, acc: StreamAccumulator) -> Iterator[StreamEvent]
         if delta.get("text"):
             yield TextDelta(delta["text"])
     elif kind == "input_json_delta" and delta.get("partial_json"):
-        yield ToolCallDelta(index=event["index"], arguments=delta["partial_json"])
+        index = acc.metadata.get(_TOOL_BLOCKS, {}).get(event["index"], event["index"])
+        yield ToolCallDelta(index=index, arguments=delta["partial_json"])
 
 
 def _on_message_delta(event: Any, acc: StreamAccumulator) -> Iterator[StreamEvent]:
@@ -351,7 +346,7 @@ def _on_message_stop(event: Any, acc: StreamAccumulator) -> Iterator[StreamEvent
 
 EventHandler = Callable[[Any, StreamAccumulator], Iterator[StreamEvent]]
 #: Stream event type -> handler. `ping` and `content_block_stop` carry nothing we need; `error` events are raised as
-#: the SDK's `APIStatusError` (`anthropic_event`) and mapped in `_translate_error`.
+#: the SDK's `APIStatusError` by its `AsyncStream` and mapped in `_translate_error`.
 EVENT_HANDLERS: dict[str, EventHandler] = {
     "message_start": _on_message_start,
     "content_block_start": _on_block_start,
@@ -361,26 +356,19 @@ EVENT_HANDLERS: dict[str, EventHandler] = {
 }
 
 
-class ClaudeBackend(WireBackend):
+class ClaudeBackend(StainlessBackend):
     """Messages API through `anthropic.AsyncAnthropic`; one pooled client per backend, SDK retries off.
 
-    Args:
-        config: how to reach the API.
-        http_transport: "auto" (the SDK's aiohttp transport when aiohttp is installed, else httpx2), "aiohttp" or
-            "httpx"; see `llm.backends._transport`.
+    Takes the arguments of `llm.backends._stainless.StainlessBackend`.
     """
 
     display_name: ClassVar[str] = "Anthropic"
     sdk_module: ClassVar[str] = "anthropic"
     sdk_client: ClassVar[str] = "AsyncAnthropic"
-    wire_path: ClassVar[str] = "/v1/messages"
-    #: Never the `ANTHROPIC_BASE_URL` environment variable: only scout-llm's settings choose the endpoint.
-    default_base_url: ClassVar[str | None] = DEFAULT_BASE_URL
+    generate_path: ClassVar[str] = "/v1/messages"
+    default_base_url: ClassVar[str] = DEFAULT_BASE_URL
     key_variable: ClassVar[str | None] = "SCOUT_ANTHROPIC_API_KEY"
     temperature_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
-
-    def _event_rule(self) -> EventRule:
-        return anthropic_event
 
     def _request_params(self, request: LLMRequest, model: str, stream: bool) -> dict[str, Any]:
         effective = self._get_effective_config(request)
@@ -395,6 +383,9 @@ class ClaudeBackend(WireBackend):
                 params["tool_choice"] = to_anthropic_tool_choice(request.tool_choice)
         if stream:
             params["stream"] = True
+        headers = request_headers(effective)
+        if headers:
+            params[HEADERS_KEY] = headers
         return params
 
     async def _open_stream(self, params: dict[str, Any]) -> Any:
@@ -426,6 +417,7 @@ class ClaudeBackend(WireBackend):
 
     def _check_stream_end(self, acc: StreamAccumulator) -> None:
         """A stream that ends without `message_stop` was cut off: the answer may be incomplete."""
+        acc.metadata.pop(_TOOL_BLOCKS, None)
         if not acc.metadata.pop(_STOPPED, False):
             raise LLMConnectionError("stream ended before message_stop", backend=self.name, model=acc.model)
 
@@ -454,6 +446,9 @@ def translate_anthropic_error(exc: Exception, *, backend: str, model: str) -> LL
     import anthropic
     import httpx2
 
+    too_large = response_too_large(exc)
+    if too_large is not None:
+        return LLMServerError(f"response too large: {too_large}", backend=backend, model=model)
     # What lies underneath decides first: aiohttp errors the transport does not map escape as they are.
     failure = None if isinstance(exc, anthropic.APIStatusError) else transport_failure(exc)
     timeouts = (anthropic.APITimeoutError, httpx2.TimeoutException)

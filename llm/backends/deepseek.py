@@ -1,5 +1,5 @@
 """DeepSeek adapter: DeepSeek speaks the OpenAI Chat Completions protocol, so this is the OpenAI adapter with another
-default URL, key variable and token parameter.
+default URL and key variable (and, being another endpoint than OpenAI's, `max_tokens` for the output limit).
 
 API reference: https://api-docs.deepseek.com/api/create-chat-completion
 """
@@ -22,7 +22,6 @@ class DeepSeekBackend(OpenAIBackend):
 
     display_name: ClassVar[str] = "DeepSeek"
     key_variable: ClassVar[str | None] = "SCOUT_DEEPSEEK_API_KEY"
-    max_tokens_param: ClassVar[str] = "max_tokens"
 
     def __init__(self, config: LLMConfig) -> None:
         if not config.base_url:

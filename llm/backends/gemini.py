@@ -26,6 +26,7 @@ from llm.backends._adapter import (
     StreamAccumulator,
     aclose_quietly,
     error_for_status,
+    normalise_finish_reason,
     require_sdk,
 )
 from llm.backends._transport import pool_limits
@@ -184,7 +185,9 @@ class GeminiBackend(SDKBackend):
         if system:
             config["system_instruction"] = system
         if request.tools:
-            config["tools"] = to_gemini_tools(request.tools)
+            # As REST JSON in the body: google-genai would send a typed tool's schema as snake_case
+            # `parameters_json_schema`, which Google accepts but translating proxies (LiteLLM's) drop.
+            config["http_options"] = {"extra_body": {"tools": to_gemini_tools(request.tools)}}
             if request.tool_choice is not None:
                 config["tool_config"] = to_gemini_tool_config(request.tool_choice)
         try:
@@ -247,7 +250,7 @@ class GeminiBackend(SDKBackend):
 
 def map_finish_reason(reason: str | None) -> FinishReason | None:
     """Gemini `finishReason` -> ours; unknown reasons (OTHER, LANGUAGE, ...) count as "stop"."""
-    return FINISH_REASONS.get(reason, "stop") if reason else None
+    return normalise_finish_reason(FINISH_REASONS, reason)
 
 
 def gemini_usage(meta: Any) -> dict[str, int]:
@@ -316,11 +319,12 @@ def _response_format(value: Any) -> dict[str, Any]:
 
 
 def to_gemini_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """OpenAI function tools -> one Gemini Tool holding every function declaration (JSON schemas passed unchanged)."""
-    fields = {"name": "name", "description": "description", "parameters": "parameters_json_schema"}
+    """OpenAI function tools -> one Gemini Tool holding every function declaration (JSON schemas passed unchanged),
+    in the REST API's camelCase (`functionDeclarations`, `parametersJsonSchema`)."""
+    fields = {"name": "name", "description": "description", "parameters": "parametersJsonSchema"}
     declarations = [{gemini: tool["function"][ours] for ours, gemini in fields.items() if tool["function"].get(ours)}
                     for tool in tools]
-    return [{"function_declarations": declarations}]
+    return [{"functionDeclarations": declarations}]
 
 
 def to_gemini_tool_config(choice: str | Mapping[str, Any]) -> dict[str, Any]:

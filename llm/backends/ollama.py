@@ -27,7 +27,14 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from llm.backends._adapter import CONNECT_TIMEOUT, SDKBackend, StreamAccumulator, error_for_status, require_sdk
+from llm.backends._adapter import (
+    CONNECT_TIMEOUT,
+    SDKBackend,
+    StreamAccumulator,
+    error_for_status,
+    normalise_finish_reason,
+    require_sdk,
+)
 from llm.base import (
     FinishReason,
     LLMConfig,
@@ -79,7 +86,7 @@ HARMLESS_SCHEMA_KEYS = frozenset({"title", "$schema"})
 
 def map_finish_reason(done_reason: str | None) -> FinishReason:
     """Ollama's `done_reason` -> ours. `load`/`unload` (no generation) and absent reasons count as `stop`."""
-    return FINISH_REASONS.get(done_reason or "", "stop")
+    return normalise_finish_reason(FINISH_REASONS, done_reason) or "stop"
 
 
 def to_ollama_messages(messages: list[dict[str, Any]], system_prompt: str | None = None) -> list[dict[str, Any]]:

@@ -2,22 +2,27 @@
 
 API reference: https://platform.openai.com/docs/api-reference/chat/create
 Also serves any OpenAI-compatible endpoint through `base_url` (DeepSeek is a thin subclass, see `deepseek.py`).
-Requests and answers are the API's JSON, carried by `llm.backends._wire` with the SDK's URL, headers and exceptions;
+Requests and answers are the API's JSON, sent through the SDK's generic call (`llm.backends._stainless`);
 `raw_response` is the SDK's `ChatCompletion`, built when first read.
+
+The output limit goes out as `max_completion_tokens` to OpenAI itself (newer models reject `max_tokens`) and as
+`max_tokens` to every other endpoint (OpenAI-compatible servers such as llama.cpp, vLLM or LiteLLM's proxy ignore
+`max_completion_tokens`); `LLMConfig.extra_params["max_tokens_param"]` overrides the choice per backend.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
+from urllib.parse import urlparse
 
-from llm.backends._adapter import StreamAccumulator, error_for_status
-from llm.backends._transport import transport_failure
-from llm.backends._wire import END, SKIP, AiohttpStream, EventRule, WireBackend
+from llm.backends._adapter import StreamAccumulator, error_for_status, normalise_finish_reason
+from llm.backends._stainless import HEADERS_KEY, StainlessBackend, request_headers
+from llm.backends._transport import HttpTransport, ResponseLimits, response_too_large, transport_failure
 from llm.base import (
     DeferredRaw,
     FinishReason,
+    LLMConfig,
     LLMRequest,
     LLMResponse,
     StreamEvent,
@@ -25,9 +30,21 @@ from llm.base import (
     ToolCallDelta,
     usage_dict,
 )
-from llm.errors import LLMBackendError, LLMConnectionError, LLMError, LLMServerError, LLMTimeoutError
+from llm.errors import (
+    LLMBackendError,
+    LLMConfigError,
+    LLMConnectionError,
+    LLMError,
+    LLMServerError,
+    LLMTimeoutError,
+)
 
-__all__ = ["OpenAIBackend"]
+__all__ = ["OpenAIBackend", "max_tokens_param"]
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+#: Hosts that are OpenAI's own API (Azure OpenAI included): they take `max_completion_tokens`.
+OPENAI_HOSTS = ("api.openai.com", ".openai.azure.com")
+MAX_TOKENS_PARAMS = ("max_tokens", "max_completion_tokens")
 
 FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
@@ -47,7 +64,19 @@ def to_openai_tool_choice(choice: str | dict[str, Any] | None) -> str | dict[str
 
 
 def map_finish_reason(reason: str | None) -> FinishReason | None:
-    return FINISH_REASONS.get(reason, "stop") if reason else None
+    return normalise_finish_reason(FINISH_REASONS, reason)
+
+
+def max_tokens_param(base_url: str | None, setting: Any = None) -> str:
+    """The body key of the output limit: `setting` when given, else `max_completion_tokens` for OpenAI's own API
+    (no base URL, or an OpenAI / Azure OpenAI host) and `max_tokens` for any other endpoint."""
+    if setting is not None:
+        if setting not in MAX_TOKENS_PARAMS:
+            raise LLMConfigError(f"max_tokens_param must be one of {list(MAX_TOKENS_PARAMS)}, got {setting!r}")
+        return str(setting)
+    host = (urlparse(base_url).hostname or "") if base_url else OPENAI_HOSTS[0]
+    own = host == OPENAI_HOSTS[0] or host.endswith(OPENAI_HOSTS[1])
+    return "max_completion_tokens" if own else "max_tokens"
 
 
 def openai_usage(usage: Mapping[str, Any] | None) -> dict[str, int] | None:
@@ -63,25 +92,6 @@ def _refused(acc: StreamAccumulator, text: str) -> None:
     acc.finish_reason = "content_filter"
 
 
-def openai_event(event: str | None, data: bytes, stream: AiohttpStream) -> Any:
-    """One server-sent event of a Chat Completions stream, read as the SDK reads it (`openai.AsyncStream`): `[DONE]`
-    ends it, a JSON object with an `error` raises `openai.APIError`."""
-    if data.startswith(b"[DONE]"):
-        return END
-    if not data:
-        return SKIP
-    chunk = json.loads(data)
-    if isinstance(chunk, dict) and chunk.get("error"):
-        import openai
-
-        error = chunk["error"]
-        message = error.get("message") if isinstance(error, dict) else None
-        if not isinstance(message, str) or not message:
-            message = "An error occurred during streaming"
-        raise openai.APIError(message, stream.http_response().request, body=error)
-    return chunk
-
-
 def chat_completion(data: Any) -> Any:
     """The SDK's `ChatCompletion` for an answer's JSON (what `raw_response` holds, built when first read)."""
     from openai.types.chat import ChatCompletion
@@ -89,26 +99,25 @@ def chat_completion(data: Any) -> Any:
     return ChatCompletion.construct(**data)
 
 
-class OpenAIBackend(WireBackend):
+class OpenAIBackend(StainlessBackend):
     """Chat Completions through `openai.AsyncOpenAI`; one pooled client per backend, SDK retries off.
 
-    Args:
-        config: how to reach the API.
-        http_transport: "auto" (the SDK's aiohttp transport when aiohttp is installed, else httpx2), "aiohttp" or
-            "httpx"; see `llm.backends._transport`.
+    Takes the arguments of `llm.backends._stainless.StainlessBackend`; `config.extra_params["max_tokens_param"]`
+    ("max_tokens" or "max_completion_tokens") overrides the output-limit key chosen from the base URL.
     """
 
     display_name: ClassVar[str] = "OpenAI"
     sdk_module: ClassVar[str] = "openai"
     sdk_client: ClassVar[str] = "AsyncOpenAI"
-    wire_path: ClassVar[str] = "/chat/completions"
+    generate_path: ClassVar[str] = "/chat/completions"
+    default_base_url: ClassVar[str] = DEFAULT_BASE_URL
     key_variable: ClassVar[str | None] = "SCOUT_OPENAI_API_KEY"
-    #: Newer OpenAI models reject `max_tokens`; most OpenAI-compatible servers only know `max_tokens`.
-    max_tokens_param: ClassVar[str] = "max_completion_tokens"
     stream_end_marker: ClassVar[str] = "finish_reason"
 
-    def _event_rule(self) -> EventRule:
-        return openai_event
+    def __init__(self, config: LLMConfig, *, http_transport: HttpTransport = "auto",
+                 limits: ResponseLimits | None = None) -> None:
+        super().__init__(config, http_transport=http_transport, limits=limits)
+        self.max_tokens_param = max_tokens_param(config.base_url, config.extra_params.get("max_tokens_param"))
 
     def _request_params(self, request: LLMRequest, model: str, stream: bool) -> dict[str, Any]:
         effective = self._get_effective_config(request)
@@ -128,6 +137,9 @@ class OpenAIBackend(WireBackend):
         if stream:
             params["stream"] = True
             params["stream_options"] = {"include_usage": True}
+        headers = request_headers(effective)
+        if headers:
+            params[HEADERS_KEY] = headers
         return params
 
     def _convert_response(self, raw: Any, model: str) -> LLMResponse:
@@ -192,6 +204,9 @@ def translate_openai_error(exc: Exception, *, backend: str, model: str) -> LLMEr
     import httpx2
     import openai
 
+    too_large = response_too_large(exc)
+    if too_large is not None:
+        return LLMServerError(f"response too large: {too_large}", backend=backend, model=model)
     # What lies underneath decides first: the aiohttp transport reports a dropped connection as a connect timeout.
     failure = None if isinstance(exc, openai.APIStatusError) else transport_failure(exc)
     if failure == "timeout" or (failure is None and isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException)):

@@ -39,7 +39,7 @@ async def test_llm_generate_sends_the_prompt_and_settings(manager: LLMManager, o
     assert answer == "echo: What is AI?"
     body = last_body(openai_fake)
     assert body["messages"] == prompt.to_messages()
-    assert body["temperature"] == 0.0 and body["max_completion_tokens"] == 64 and body["top_p"] == 0.5
+    assert body["temperature"] == 0.0 and body["max_tokens"] == 64 and body["top_p"] == 0.5
     assert body["model"] == "gpt-4.1-mini"
 
 
@@ -203,7 +203,7 @@ async def test_quick_llm_generate(global_openai: FakeOpenAI) -> None:
     assert await quick_llm_generate("Summarize AI", temperature=0.3, max_tokens=200) == "echo: Summarize AI"
     body = last_body(global_openai)
     assert body["messages"] == [{"role": "user", "content": "Summarize AI"}]
-    assert body["temperature"] == 0.3 and body["max_completion_tokens"] == 200
+    assert body["temperature"] == 0.3 and body["max_tokens"] == 200
     with pytest.raises(LLMError, match="Backend not available: claude"):
         await quick_llm_generate("x", backend_type="claude")
     with pytest.raises(LLMValidationError):
@@ -215,7 +215,7 @@ async def test_llm_summarize(global_openai: FakeOpenAI) -> None:
     global_openai.enqueue(completion_reply("  A short summary.  "))
     assert await llm_summarize("long text " * 20, max_length=30) == "A short summary."
     body = last_body(global_openai)
-    assert body["temperature"] == 0.3 and body["max_completion_tokens"] == 60
+    assert body["temperature"] == 0.3 and body["max_tokens"] == 60
     assert "approximately 30 words" in body["messages"][0]["content"]
 
 
@@ -223,7 +223,7 @@ async def test_llm_classify_picks_the_best_match(global_openai: FakeOpenAI) -> N
     global_openai.enqueue(completion_reply("Category: smart home"))
     assert await llm_classify("A thermostat app", ["home", "smart home", "finance"]) == "smart home"
     body = last_body(global_openai)
-    assert body["temperature"] == 0.1 and body["max_completion_tokens"] == 50
+    assert body["temperature"] == 0.1 and body["max_tokens"] == 50
     assert "home, smart home, finance" in body["messages"][0]["content"]
     assert await llm_classify("anything", []) == "unknown"
     assert len(chat_requests(global_openai.requests)) == 1

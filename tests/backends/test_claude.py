@@ -304,6 +304,35 @@ async def test_thinking_blocks_and_unknown_events_are_skipped(server: FakeClaude
     assert "_message_stop" not in response.metadata
 
 
+async def test_tool_blocks_repeating_one_id_are_one_call(server: FakeClaude, backend: ClaudeBackend) -> None:
+    """A proxy that streams one tool call as several `tool_use` blocks with the same id (LiteLLM's did, 9 of them)
+    gives one call with the arguments joined; a block with another id is another call."""
+    fragments = ['{"ci', 'ty": "Pa', 'ris"}']
+    events: list[dict[str, Any]] = []
+    for index, fragment in enumerate(fragments, start=1):
+        events += [
+            {"type": "content_block_start", "index": index,
+             "content_block": {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}},
+            {"type": "content_block_delta", "index": index,
+             "delta": {"type": "input_json_delta", "partial_json": fragment}},
+            {"type": "content_block_stop", "index": index},
+        ]
+    events += [
+        {"type": "content_block_start", "index": 4,
+         "content_block": {"type": "tool_use", "id": "toolu_2", "name": "get_time", "input": {}}},
+        {"type": "content_block_delta", "index": 4, "delta": {"type": "input_json_delta", "partial_json": "{}"}},
+        {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+         "usage": {"output_tokens": 9}},
+        {"type": "message_stop"},
+    ]
+    server.enqueue(StreamReply([*text_events("Checking."), *claude_sse(events)]))
+    response = await call(backend, hello(), True)
+    assert [(c.id, c.name, c.arguments) for c in response.tool_calls] == [
+        ("toolu_1", "get_weather", {"city": "Paris"}), ("toolu_2", "get_time", {})]
+    assert response.finish_reason == "tool_calls"
+    assert not [key for key in response.metadata if key.startswith("_")]
+
+
 # -- Anthropic's errors --------------------------------------------------------------------------------------------
 
 

@@ -130,8 +130,9 @@ async def test_full_request_body_in_gemini_format(server: FakeGemini, backend: G
         "systemInstruction": {"role": "user", "parts": [{"text": "You are terse.\n\nAnswer in French.\n\nBe kind."}]},
         "tools": [{"functionDeclarations": [
             {"name": "get_weather", "description": "Weather for a city",
-             "parameters_json_schema": WEATHER["function"]["parameters"]},  # the JSON schema passes unchanged
-            {"name": "get_time", "parameters_json_schema": {"type": "object", "properties": {}}}]}],
+             # the JSON schema passes unchanged, under the REST API's camelCase name (a proxy drops snake_case)
+             "parametersJsonSchema": WEATHER["function"]["parameters"]},
+            {"name": "get_time", "parametersJsonSchema": {"type": "object", "properties": {}}}]}],
         "generationConfig": {"temperature": 0.0, "maxOutputTokens": 50, "topP": 0.9, "topK": 40.0,
                              "stopSequences": ["END"], "seed": 7, "frequencyPenalty": 0.1, "presencePenalty": 0.2,
                              "responseMimeType": "application/json", "responseJsonSchema": SCHEMA["schema"]},

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from llm.backends.deepseek import DeepSeekBackend
-from llm.backends.openai import OpenAIBackend
+from llm.backends.openai import OpenAIBackend, max_tokens_param
 from llm.base import LLMBackendType, LLMConfig, LLMRequest, ResponseDone
-from llm.errors import LLMAuthenticationError, LLMBadRequestError, LLMNotFoundError
+from llm.errors import LLMAuthenticationError, LLMBadRequestError, LLMConfigError, LLMNotFoundError
 from tests.fakes.openai_fake import API_KEY, FakeOpenAI
 from tests.fakes.recordings import interaction_request, replay
 
@@ -65,7 +65,8 @@ async def test_request_body_in_chat_completions_format(server: FakeOpenAI, backe
     body = server.requests[-1].body
     assert body["messages"][0] == {"role": "system", "content": "be brief"}
     assert body["messages"][1:] == request.messages, "turns, parts and every system message kept in place"
-    assert body["temperature"] == 0 and body["max_completion_tokens"] == 64 and "max_tokens" not in body
+    # Not OpenAI's own host: the output limit goes out as `max_tokens`, which OpenAI-compatible servers honour.
+    assert body["temperature"] == 0 and body["max_tokens"] == 64 and "max_completion_tokens" not in body
     assert body["tools"] == [MULTIPLY] and body["tool_choice"] == {"type": "function", "function": {"name": "multiply"}}
     assert (body["top_p"], body["stop"], body["seed"]) == (0.5, ["END"], 7)
     assert "stream" not in body
@@ -149,3 +150,33 @@ async def test_deepseek_uses_max_tokens_and_its_key(server: FakeOpenAI) -> None:
     assert body["max_tokens"] == 5 and "max_completion_tokens" not in body
     assert response.backend_type == "deepseek" and response.model == "deepseek-chat"
     assert server.requests[-1].headers["authorization"] == f"Bearer {API_KEY}"
+
+
+@pytest.mark.parametrize(("base_url", "setting", "expected"), [
+    (None, None, "max_completion_tokens"),
+    ("https://api.openai.com/v1", None, "max_completion_tokens"),
+    ("https://my-team.openai.azure.com/openai/v1", None, "max_completion_tokens"),
+    ("http://127.0.0.1:8000/v1", None, "max_tokens"),
+    ("https://openrouter.ai/api/v1", None, "max_tokens"),
+    ("https://api.openai.com.evil.example/v1", None, "max_tokens"),
+    ("http://127.0.0.1:8000/v1", "max_completion_tokens", "max_completion_tokens"),
+    (None, "max_tokens", "max_tokens"),
+])
+def test_the_output_limit_key_depends_on_the_endpoint(base_url: str | None, setting: str | None,
+                                                       expected: str) -> None:
+    assert max_tokens_param(base_url, setting) == expected
+
+
+async def test_max_tokens_param_is_configurable_per_backend(server: FakeOpenAI) -> None:
+    config = LLMConfig(backend_type=LLMBackendType.OPENAI, model_name="gpt-4o-mini", api_key=API_KEY,
+                       base_url=server.base_url, extra_params={"max_tokens_param": "max_completion_tokens"})
+    backend = OpenAIBackend(config)
+    try:
+        await backend.generate(LLMRequest(messages=[{"role": "user", "content": "hi"}], max_tokens=7))
+    finally:
+        await backend.cleanup()
+    body = server.requests[-1].body
+    assert body["max_completion_tokens"] == 7 and "max_tokens" not in body
+    with pytest.raises(LLMConfigError, match="max_tokens_param"):
+        OpenAIBackend(LLMConfig(backend_type=LLMBackendType.OPENAI, model_name="m", api_key=API_KEY,
+                                extra_params={"max_tokens_param": "max_output_tokens"}))

@@ -1,23 +1,24 @@
-"""The OpenAI and Anthropic adapters' wire (llm/backends/_wire.py): the SDK builds the request, aiohttp carries it.
+"""The OpenAI and Anthropic adapters on the wire: the SDK's documented generic call on its public HTTP clients.
 
-What must hold: the fast path is the default with aiohttp and the SDK's generic call with httpx2; it sends exactly
-what the SDK's typed call sends; `raw_response` is still the SDK's typed object; complete streams give their
-connection back to the pool; bad input never reaches the network; an answer of the wrong shape is a typed error; an
-SDK whose internals moved falls back to the generic call; and the event-stream decoder frames events as the SDKs do.
+What must hold: the request is exactly what the SDK's typed call sends (on aiohttp and on httpx2); headers set through
+the SDK's per-request options reach the wire; the key and base URL come from our settings, never from the SDK's
+environment variables; `llm/` names no private SDK attribute or module; `raw_response` is still the SDK's typed object;
+complete streams give their connection back to the pool; bad input never reaches the network; an answer of the wrong
+shape is a typed error; the environment's proxy carries every call.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import re
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import anthropic
 import openai
 import pytest
 
-from llm.backends._wire import AiohttpWire, SDKWire, SSEParser
 from llm.base import DeferredRaw, LLMBackend, LLMRequest
 from llm.errors import LLMServerError, LLMValidationError
 from tests.fakes.claude_fake import VENDOR as CLAUDE
@@ -27,8 +28,10 @@ from tests.fakes.vendor import Vendor
 from tests.test_performance import PeerTracking
 
 SDK_VENDORS = pytest.mark.parametrize("vendor", [OPENAI, CLAUDE], ids=["openai", "claude"])
-#: Headers that legitimately differ between two requests of one client: per-request ids and what the transport sets.
-PER_REQUEST = {"idempotency-key", "content-length", "accept-encoding", "host", "connection"}
+TRANSPORTS = pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+#: Headers that legitimately differ between two requests of one client: what the transport sets.
+PER_REQUEST = {"content-length", "host", "connection"}
+LLM_DIR = Path(__file__).resolve().parents[2] / "llm"
 
 
 def hello(**extra: Any) -> LLMRequest:
@@ -50,31 +53,18 @@ async def generate_and_stream(backend: LLMBackend) -> tuple[str, str]:
 
 
 async def typed_call(vendor: Vendor, client: Any) -> None:
-    """The SDK's own typed call for the request `hello()` makes."""
+    """The SDK's own typed call for the request `hello()` makes (the fake is not OpenAI: `max_tokens`)."""
     messages = [{"role": "user", "content": "hello"}]
     if vendor is OPENAI:
-        await client.chat.completions.create(model=vendor.model, messages=messages, temperature=0.3,
-                                             max_completion_tokens=20)
+        await client.chat.completions.create(model=vendor.model, messages=messages, temperature=0.3, max_tokens=20)
     else:
         await client.messages.create(model=vendor.model, messages=messages, max_tokens=20,
                                      extra_body={"temperature": 0.3})
 
 
 @SDK_VENDORS
-@pytest.mark.parametrize(("transport", "wire"), [("aiohttp", AiohttpWire), ("httpx", SDKWire)])
-async def test_the_transport_decides_the_wire(vendor: Vendor, transport: str, wire: type) -> None:
-    async with vendor.fake_cls() as server:
-        backend = backend_for(vendor, server, http_transport=transport)
-        await backend.initialize()
-        assert type(backend._wire) is wire  # type: ignore[attr-defined]
-        content, streamed = await generate_and_stream(backend)
-    assert content and streamed
-    assert server.count(vendor.generate_path) == 2
-
-
-@SDK_VENDORS
-@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
-async def test_the_wire_sends_what_the_sdk_typed_call_sends(vendor: Vendor, transport: str) -> None:
+@TRANSPORTS
+async def test_the_generic_call_sends_what_the_sdk_typed_call_sends(vendor: Vendor, transport: str) -> None:
     async with vendor.fake_cls() as server:
         backend = backend_for(vendor, server, http_transport=transport)
         try:
@@ -87,6 +77,106 @@ async def test_the_wire_sends_what_the_sdk_typed_call_sends(vendor: Vendor, tran
     assert {k: v for k, v in ours.headers.items() if k not in PER_REQUEST} == \
         {k: v for k, v in sdks.headers.items() if k not in PER_REQUEST}
     assert ours.headers["x-stainless-retry-count"] == "0"
+
+
+@SDK_VENDORS
+@TRANSPORTS
+@pytest.mark.parametrize("stream", [False, True], ids=["generate", "stream"])
+async def test_extra_headers_reach_the_wire_through_the_sdk_request_options(vendor: Vendor, transport: str,
+                                                                           stream: bool) -> None:
+    async with vendor.fake_cls() as server:
+        config = vendor.config(server, extra_params={"extra_headers": {"X-Trace-Id": "trace-42"}})
+        backend = vendor.backend_cls(config, http_transport=transport)  # type: ignore[call-arg]
+        try:
+            if stream:
+                assert [text async for text in backend.stream_generate(hello())]
+            else:
+                assert (await backend.generate(hello())).content
+        finally:
+            await backend.cleanup()
+    (request,) = server.requests
+    assert request.headers["x-trace-id"] == "trace-42"
+    assert "x-trace-id" not in str(request.body) and "extra_headers" not in str(request.body)
+
+
+@SDK_VENDORS
+async def test_extra_headers_of_the_wrong_shape_are_refused_before_the_network(vendor: Vendor) -> None:
+    async with vendor.fake_cls() as server:
+        backend = vendor.backend_cls(vendor.config(server, extra_params={"extra_headers": {"X-N": 5}}))
+        try:
+            with pytest.raises(LLMValidationError) as caught:
+                await backend.generate(hello())
+        finally:
+            await backend.cleanup()
+    assert caught.value.field == "extra_params.extra_headers"
+    assert server.count() == 0
+
+
+@pytest.mark.parametrize(("vendor", "variable", "default"), [
+    (OPENAI, "OPENAI_BASE_URL", "https://api.openai.com/v1/"),
+    (CLAUDE, "ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
+], ids=["openai", "claude"])
+async def test_the_sdk_never_takes_the_base_url_or_key_from_its_own_variables(
+    vendor: Vendor, variable: str, default: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(variable, "http://attacker.invalid/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-the-environment")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-from-the-environment")
+    async with vendor.fake_cls() as server:
+        unset = vendor.backend_cls(replace_config(vendor, server, base_url=None))
+        configured = backend_for(vendor, server)
+        try:
+            await unset.initialize()
+            assert str(unset._client.base_url).rstrip("/") == default.rstrip("/")
+            assert unset._client.api_key == vendor.api_key
+            assert (await configured.generate(hello())).content
+        finally:
+            await unset.cleanup()
+            await configured.cleanup()
+    assert "from-the-environment" not in str(server.requests[0].headers)
+
+
+def replace_config(vendor: Vendor, server: FakeServer, **changes: Any) -> Any:
+    return replace(vendor.config(server), **changes)
+
+
+#: What reaching into an SDK or its transport looks like: a private attribute of an SDK object, a private module or
+#: attribute of an SDK or HTTP library, and the internals the old wire used by name.
+PRIVATE_ACCESS = [
+    # (a bare `client` is left out: `llm.sync` names its own SyncClient so; the SDK client is `self._client` here)
+    re.compile(r"\b(?:sdk|http_client|transport|owner|session|stream|response|openai|anthropic|httpx2?|aiohttp"
+               r"|genai|ollama|llama_cpp)\._[a-z]"),
+    re.compile(r"\._client\._|(?<!backends)\._transport\b|\._pool\b|[\"']\._[a-z]"),
+    re.compile(r"(?:from|import)\s+(?:openai|anthropic|httpx2?|aiohttp|google|ollama|llama_cpp)[\w.]*\._"),
+    re.compile(r"_transport_for_url|FinalRequestOptions|_make_status_error|\._prepare_options|(?<!self)\._build_request"
+               r"|\._prepare_request|_vendor\b|_base_client|\._process_response"),
+]
+
+
+def private_sdk_access(source: str) -> list[str]:
+    return [match.group(0) for pattern in PRIVATE_ACCESS for match in pattern.finditer(source)]
+
+
+def test_llm_names_no_private_sdk_attribute_or_module() -> None:
+    found = {str(path.relative_to(LLM_DIR)): hits for path in sorted(LLM_DIR.rglob("*.py"))
+             if (hits := private_sdk_access(path.read_text()))}
+    assert found == {}
+
+
+@pytest.mark.parametrize("line", [
+    "owner = self.client._client._transport_for_url(url)",
+    "options_cls = import_module('openai._models').FinalRequestOptions",
+    "raise client._make_status_error_from_response(response)",
+    "from openai._base_client import FinalRequestOptions",
+    "session = http_client._transport.client",
+    "from anthropic._vendor.httpx_aiohttp import AiohttpTransport",
+    "x = sdk._exceptions.APIError",
+    "session = self._client._client",
+    "module = import_module(name + '._models')",
+    "request = client._build_request(options, retries_taken=0)",
+])
+def test_the_private_access_check_catches_what_the_old_wire_did(line: str) -> None:
+    assert private_sdk_access(line)
 
 
 @pytest.mark.parametrize(("vendor", "typed", "content_of"), [
@@ -109,11 +199,12 @@ async def test_raw_response_is_the_sdk_typed_answer_built_when_read(vendor: Vend
 
 
 @SDK_VENDORS
-async def test_complete_streams_give_their_connection_back(vendor: Vendor) -> None:
+@TRANSPORTS
+async def test_complete_streams_give_their_connection_back(vendor: Vendor, transport: str) -> None:
     server = vendor.fake_cls()
     tracking = PeerTracking(server)
     async with server:
-        backend = backend_for(vendor, server)
+        backend = backend_for(vendor, server, http_transport=transport)
         try:
             for _ in range(3):
                 assert [text async for text in backend.stream_generate(hello())]
@@ -172,56 +263,17 @@ async def test_an_answer_of_the_wrong_shape_is_a_server_error(vendor: Vendor, bo
     assert server.count(vendor.generate_path) == 1
 
 
-@pytest.mark.parametrize(("vendor", "sdk"), [(OPENAI, openai), (CLAUDE, anthropic)], ids=["openai", "claude"])
-async def test_an_sdk_whose_internals_moved_falls_back_to_the_generic_call(
-    vendor: Vendor, sdk: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.delattr(sdk._models, "FinalRequestOptions")  # the SDK's own modules keep their references
+@SDK_VENDORS
+async def test_an_event_stream_answering_a_call_for_json_is_refused_unread(vendor: Vendor) -> None:
     async with vendor.fake_cls() as server:
-        with caplog.at_level(logging.WARNING, logger="llm.backends._wire"):
-            content, streamed = await generate_and_stream(backend_for(vendor, server))
-    assert content and streamed
-    assert server.count(vendor.generate_path) == 2
-    warnings = [r.getMessage() for r in caplog.records if r.name == "llm.backends._wire"]
-    assert len(warnings) == 1 and "client.post" in warnings[0]  # said once, not on every call
-
-
-# -- the event-stream decoder ------------------------------------------------------------------------------------------
-
-
-STREAM = (b": comment\n"
-          b"event: message_start\ndata: {\"a\": 1}\n\n"
-          b"data: first line\ndata: second line\n\n"
-          b"event: ping\n\n"
-          b"data:no-space\nid: 7\nretry: 100\n\n"
-          b"data: {\"unicode\": \"\xc3\xa9\xe2\x82\xac\"}\n\n")
-EVENTS = [("message_start", b'{"a": 1}'), (None, b"first line\nsecond line"), ("ping", b""), (None, b"no-space"),
-          (None, b'{"unicode": "\xc3\xa9\xe2\x82\xac"}')]
-
-
-def decode(chunks: list[bytes]) -> list[tuple[str | None, bytes]]:
-    parser = SSEParser()
-    events = [event for chunk in chunks for event in parser.feed(chunk)]
-    return events + parser.finish()
-
-
-@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"], ids=["lf", "crlf", "cr"])
-def test_sse_events_are_framed_whatever_the_line_ending(newline: bytes) -> None:
-    assert decode([STREAM.replace(b"\n", newline)]) == EVENTS
-
-
-@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"], ids=["lf", "crlf", "cr"])
-def test_sse_events_survive_any_split_of_the_body(newline: bytes) -> None:
-    body = STREAM.replace(b"\n", newline)
-    for cut in range(1, len(body)):
-        assert decode([body[:cut], body[cut:]]) == EVENTS, cut
-    assert decode([body[i:i + 1] for i in range(len(body))]) == EVENTS
-
-
-def test_an_unfinished_event_at_the_end_is_dropped() -> None:
-    assert decode([b"data: done\n\ndata: cut off"]) == [(None, b"done")]
-    assert decode([b"data: done\n\ndata: cut off\n"]) == [(None, b"done")]
-    assert decode([b"data: done\r\r"]) == [(None, b"done")]  # "\r" ends the blank line even at the very end
+        server.enqueue(Reply(body="data: {}\n\n" * 10, content_type="text/event-stream"))
+        backend = backend_for(vendor, server)
+        try:
+            with pytest.raises(LLMServerError, match="event stream answered"):
+                await backend.generate(hello())
+        finally:
+            await backend.cleanup()
+    assert server.count(vendor.generate_path) == 1
 
 
 @pytest.mark.parametrize(("then", "connections"), [("hang", 2), ("end", 1)], ids=["mid-answer", "body-complete"])
@@ -247,7 +299,7 @@ async def test_a_stream_closed_early_drops_its_connection_unless_the_body_was_co
 
 
 @SDK_VENDORS
-@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+@TRANSPORTS
 async def test_the_environment_proxy_carries_every_call(vendor: Vendor, transport: str,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """With HTTP_PROXY set, calls go to the proxy (here the fake itself, which answers absolute-form requests), as

@@ -47,7 +47,7 @@ async def test_ask_json_prints_the_whole_response(openai_server: FakeOpenAI, tmp
     assert payload["usage"]["total_tokens"] == 9
     body = openai_server.requests[-1].body
     assert body["messages"][0] == {"role": "system", "content": "be brief"}
-    assert body["max_completion_tokens"] == 9
+    assert body["max_tokens"] == 9
 
 
 async def test_no_backend_configured_says_how_to_fix_it(tmp_path: Path) -> None:
