@@ -26,12 +26,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from llm._redis_scripts import BUCKETS
-
-if TYPE_CHECKING:
-    from llm._redis_state import RedisStore
 
 __all__ = [
     "Admission",
@@ -41,7 +38,6 @@ __all__ = [
     "StateStore",
     "WindowUsage",
     "breaker_record",
-    "open_state_store",
 ]
 
 BreakerState = Literal["closed", "open", "half_open"]
@@ -340,15 +336,3 @@ def breaker_record(open_for: float, closed: bool, probe: bool, ok: int, failed: 
     state: BreakerState = "closed" if closed else "open" if open_for > 0 else "half_open"
     return BreakerRecord(state, max(0.0, open_for) if not closed else 0.0, probe, ok, failed, consecutive, opened,
                          shared)
-
-
-def open_state_store(url: str | None, **options: Any) -> LocalStore | RedisStore:
-    """The store for a configured `SCOUT_LLM_REDIS_URL`: a `RedisStore` for a URL, else a `LocalStore`.
-
-    `options` go to `RedisStore` (prefix, timeout, reconnect_interval).
-    """
-    if not url:
-        return LocalStore()
-    from llm._redis_state import RedisStore
-
-    return RedisStore(url, **options)

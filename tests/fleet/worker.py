@@ -13,8 +13,8 @@ import sys
 import time
 from typing import Any
 
-from llm._shared_state import Admission, StateStore, open_state_store
-from llm.ratelimit import LLMLocalRateLimitError, RateLimit, RateLimiter
+from llm._shared_state import Admission, StateStore
+from llm.ratelimit import LLMLocalRateLimitError, RateLimit, RateLimiter, open_state_store
 
 
 class Stamped:
