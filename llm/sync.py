@@ -261,20 +261,20 @@ async def _close(stream: AsyncGenerator[Any, None]) -> None:
     await stream.aclose()
 
 
-def _drain(client: SyncClient, stream: AsyncGenerator[T, None]) -> Iterator[T]:
+def _drain(owner: SyncClient, stream: AsyncGenerator[T, None]) -> Iterator[T]:
     """A blocking iterator over an async generator that runs on the client's loop, one item per step; closing the
-    iterator closes the generator there. Nothing runs before the first `next()`. It holds the client, so that
+    iterator closes the generator there. Nothing runs before the first `next()`. It holds its owner, the client, so that
     `for text in SyncClient().stream(...)` keeps the client's loop alive."""
     try:
-        client.run(client._configure_once())
-        while not isinstance(item := client.run(_next(stream)), _End):
+        owner.run(owner._configure_once())
+        while not isinstance(item := owner.run(_next(stream)), _End):
             yield item
     finally:
-        if client._loop.in_own_thread():  # dropped by a coroutine on the loop itself: close without waiting
+        if owner._loop.in_own_thread():  # dropped by a coroutine on the loop itself: close without waiting
             asyncio.get_running_loop().create_task(_close(stream))
-        elif not client.closed:
+        elif not owner.closed:
             with contextlib.suppress(Exception):  # a failing close must not hide what ended the iteration
-                client.run(_close(stream))  # a no-op when the stream ended or failed
+                owner.run(_close(stream))  # a no-op when the stream ended or failed
 
 
 def to_request(
