@@ -11,6 +11,9 @@ What runs, and how:
   `make test` are what CI runs, and the examples run in tests/cli/test_examples.py. Any other bash line fails the
   test, so that nothing goes unrun unnoticed.
 - ```text blocks are output (transcripts, the error tree) and are not run.
+
+The README's facts are checked against the code where they can drift: the configuration table is the list
+`llm.config.variables()` returns, the error classes and policy settings it names exist, its `make` targets exist.
 """
 
 from __future__ import annotations
@@ -19,10 +22,13 @@ import json
 import re
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pytest
 
+from llm.config import variables
+from llm.manager import ManagerPolicy
 from tests.cli.runner import ROOT, clean_env, run
 from tests.fakes.claude_fake import API_KEY as CLAUDE_KEY
 from tests.fakes.claude_fake import FakeClaude
@@ -47,13 +53,28 @@ def bash_lines() -> list[str]:
 CLI_LINES = [line for line in bash_lines() if CLI.search(line)]
 
 
+@dataclass
+class Fakes:
+    env: dict[str, str]
+    openai: FakeOpenAI
+    claude: FakeClaude
+
+    def requests(self) -> int:
+        return len(self.openai.requests) + len(self.claude.requests)
+
+
 @pytest.fixture
-async def environment(tmp_path: Path) -> AsyncIterator[dict[str, str]]:
+async def fakes(tmp_path: Path) -> AsyncIterator[Fakes]:
     async with FakeOpenAI() as openai_server, FakeClaude() as claude_server:
         env = clean_env(SCOUT_OPENAI_API_KEY=OPENAI_KEY, SCOUT_OPENAI_BASE_URL=openai_server.base_url,
                         SCOUT_ANTHROPIC_API_KEY=CLAUDE_KEY, SCOUT_ANTHROPIC_BASE_URL=claude_server.url,
                         SCOUT_ANTHROPIC_MODEL="claude-haiku-4-5", SCOUT_LOCAL_ENABLED="false")
-        yield {**env, "PATH": f"{cli_shim(tmp_path)}:{env['PATH']}"}
+        yield Fakes({**env, "PATH": f"{cli_shim(tmp_path)}:{env['PATH']}"}, openai_server, claude_server)
+
+
+@pytest.fixture
+def environment(fakes: Fakes) -> dict[str, str]:
+    return fakes.env
 
 
 def cli_shim(tmp_path: Path) -> Path:
@@ -109,12 +130,68 @@ async def test_python_snippet_runs_as_a_file(snippet: str, environment: dict[str
 
 
 @pytest.mark.parametrize("command", CLI_LINES, ids=[f"cli-{i}" for i in range(len(CLI_LINES))])
-async def test_cli_line_runs(command: str, environment: dict[str, str], tmp_path: Path) -> None:
+async def test_cli_line_runs(command: str, fakes: Fakes, tmp_path: Path) -> None:
     (tmp_path / "pains.json").write_text(json.dumps(["Invoices typed by hand"]))
     expected = EXPECTED_EXIT.search(command)
     result = await run(["-c", "import subprocess, sys; sys.exit(subprocess.call(['bash', '-c', sys.argv[1]]))",
-                        command], environment, tmp_path)
+                        command], fakes.env, tmp_path)
     assert result.code == (int(expected.group(1)) if expected else 0), f"{command}\n--- stderr:\n{result.stderr}"
     if not expected:
         assert result.stdout.strip()
+    else:  # a refused command says why in one line and sends nothing
+        assert len(result.stderr.strip().splitlines()) == 1 and not result.stdout.strip(), result.stderr
+        assert fakes.requests() == 0
     assert OPENAI_KEY not in result.stdout + result.stderr and CLAUDE_KEY not in result.stdout + result.stderr
+
+
+# -- the README's facts against the code ------------------------------------------------------------------------------
+
+
+def marked(name: str) -> str:
+    """The text between `<!-- README: <name>` and `<!-- README: end of the <name> -->`."""
+    return README.split(f"<!-- README: {name}", 1)[1].split(f"<!-- README: end of the {name} -->", 1)[0]
+
+
+def table_rows(text: str) -> list[list[str]]:
+    rows = [line.strip().strip("|").split("|") for line in text.splitlines() if line.startswith("| `")]
+    return [[cell.strip() for cell in row] for row in rows]
+
+
+def test_the_configuration_table_is_the_list_the_settings_read() -> None:
+    """One row per setting, in the settings' order: its SCOUT_* variable, the vendor variables it falls back to, and
+    the default (in backticks when the setting has one, a description otherwise)."""
+    settings: dict[str, list[str]] = {}
+    defaults: dict[str, str] = {}
+    for row in variables():
+        settings.setdefault(row.setting, []).append(row.name)
+        defaults[row.setting] = row.default
+    expected = [(f"`{names[0]}`", ", ".join(f"`{name}`" for name in names[1:]), defaults[setting])
+                for setting, names in settings.items()]
+    table = [(row[0], row[1], row[2]) for row in table_rows(marked("configuration table"))]
+    assert [(name, fallbacks) for name, fallbacks, _ in table] == [(n, f) for n, f, _ in expected]
+    for (name, _, shown), (_, _, default) in zip(table, expected, strict=True):
+        assert shown == f"`{default}`" if default else not shown.startswith("`"), (name, shown, default)
+
+
+def test_every_error_class_the_readme_names_is_exported() -> None:
+    import llm.prompts
+
+    named = set(re.findall(r"\b(?:LLM|Prompt)\w*Error\b", README))
+    missing = {name for name in named if not hasattr(llm, name) and not hasattr(llm.prompts, name)}
+    assert not missing, f"the README names error classes that do not exist: {missing}"
+    assert {name for name in llm.__all__ if name.endswith("Error")} <= named, "an exported error is undocumented"
+
+
+def test_every_policy_setting_the_readme_names_is_a_manager_policy_field() -> None:
+    policy = {field.name for field in fields(ManagerPolicy)}
+    named = set(re.findall(r"`((?:breaker|quota|health_check|retry_after|backoff)_\w+)`", README))
+    for call in re.findall(r"`LLMManager\(([^)]*)\)`", README):
+        named |= set(re.findall(r"(\w+)=", call))
+    assert named and not named - policy, f"not ManagerPolicy fields: {named - policy}"
+
+
+def test_every_make_target_the_readme_names_exists() -> None:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    targets = set(re.findall(r"(?m)^([\w-]+):", makefile))
+    named = set(re.findall(r"(?m)(?:`|^)make ([a-z][\w-]*)", README))
+    assert named and not named - targets, f"make targets the Makefile lacks: {named - targets}"
