@@ -21,12 +21,14 @@ from __future__ import annotations
 import json
 import re
 import sys
+import textwrap
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pytest
 
+import llm.errors
 from llm.config import variables
 from llm.manager import ManagerPolicy
 from tests.cli.runner import ROOT, clean_env, run
@@ -157,20 +159,31 @@ def table_rows(text: str) -> list[list[str]]:
     return [[cell.strip() for cell in row] for row in rows]
 
 
+def expected_config_rows() -> dict[str, tuple[str, str, str]]:
+    """`variables()` as the table writes it, one row per setting: `SCOUT_*` name -> (fallbacks, default, expected)."""
+    rows: dict[str, tuple[str, str, str]] = {}
+    names: dict[str, list[str]] = {}
+    for variable in variables():
+        names.setdefault(variable.setting, []).append(variable.name)
+        first, *fallbacks = names[variable.setting]
+        default = f"`{variable.default}`" if variable.default else ""
+        rows[f"`{first}`"] = (", ".join(f"`{name}`" for name in fallbacks), default, variable.expected)
+    return rows
+
+
 def test_the_configuration_table_is_the_list_the_settings_read() -> None:
-    """One row per setting, in the settings' order: its SCOUT_* variable, the vendor variables it falls back to, and
-    the default (in backticks when the setting has one, a description otherwise)."""
-    settings: dict[str, list[str]] = {}
-    defaults: dict[str, str] = {}
-    for row in variables():
-        settings.setdefault(row.setting, []).append(row.name)
-        defaults[row.setting] = row.default
-    expected = [(f"`{names[0]}`", ", ".join(f"`{name}`" for name in names[1:]), defaults[setting])
-                for setting, names in settings.items()]
-    table = [(row[0], row[1], row[2]) for row in table_rows(marked("configuration table"))]
-    assert [(name, fallbacks) for name, fallbacks, _ in table] == [(n, f) for n, f, _ in expected]
-    for (name, _, shown), (_, _, default) in zip(table, expected, strict=True):
-        assert shown == f"`{default}`" if default else not shown.startswith("`"), (name, shown, default)
+    """One row per setting: its SCOUT_* variable, the vendor variables it falls back to, and the default (in backticks
+    when the setting has one, a description otherwise). A failure prints the rows to add, ready to paste."""
+    expected = expected_config_rows()
+    table = {row[0]: row for row in table_rows(marked("configuration table"))}
+    missing = [f"| {name} | {fallbacks} | {default or '—'} | {what} |"
+               for name, (fallbacks, default, what) in expected.items() if name not in table]
+    assert not missing, "rows the README's configuration table lacks:\n" + "\n".join(missing)
+    assert not table.keys() - expected.keys(), f"variables the settings do not read: {table.keys() - expected.keys()}"
+    for name, (fallbacks, default, _) in expected.items():
+        shown = table[name]
+        assert shown[1] == fallbacks, (name, shown[1], fallbacks)
+        assert shown[2] == default if default else not shown[2].startswith("`"), (name, shown[2], default)
 
 
 def test_every_error_class_the_readme_names_is_exported() -> None:
@@ -180,6 +193,18 @@ def test_every_error_class_the_readme_names_is_exported() -> None:
     missing = {name for name in named if not hasattr(llm, name) and not hasattr(llm.prompts, name)}
     assert not missing, f"the README names error classes that do not exist: {missing}"
     assert {name for name in llm.__all__ if name.endswith("Error")} <= named, "an exported error is undocumented"
+
+
+def error_tree(text: str) -> str:
+    """The block of `text` from the line `LLMError` to the first blank line or fence, dedented."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "LLMError")
+    end = next(i for i in range(start, len(lines)) if not lines[i].strip() or lines[i].startswith("```"))
+    return textwrap.dedent("\n".join(lines[start:end]))
+
+
+def test_the_readme_draws_the_error_tree_of_llm_errors() -> None:
+    assert error_tree(README) == error_tree(llm.errors.__doc__ or ""), "copy the tree from llm/errors.py's docstring"
 
 
 def test_every_policy_setting_the_readme_names_is_a_manager_policy_field() -> None:
