@@ -15,17 +15,9 @@ The budget is checked before a call starts: a call that would start after the bu
 anything. Calls already in flight when the budget runs out finish (their cost is counted), so the spend can exceed the
 budget by the calls that were running concurrently.
 
-Integration (done by the lead; this module changes nothing by itself):
-* `LLMBudgetExceededError` moves to `llm/errors.py` (under `LLMError`, drawn in the tree) and `llm/__init__.py`.
-* `llm/config.py`: a setting `budget_usd: float | None` read from `SCOUT_LLM_BUDGET_USD` (unset: no budget; checked
-  finite and >= 0); `ManagerPolicy` may take `budget_usd` too.
-* `llm/manager.py`: `LLMManager.__init__`: `self.ledger = UsageLedger(budget)`; `_new_call` (after validation,
-  before building the `Call`): `self.ledger.check_budget()`; `generate` / the stream relay on success:
-  `self.ledger.record_response(response, deferred)` where `deferred` is what `defer_cost` returned in
-  `Call.finish`; on every failed call (`except LLMError`) and on success: `self.ledger.record_attempts(call.attempts)`;
-  `def usage_summary(self) -> dict[str, Any]: return self.ledger.summary()`.
-* `llm/cli.py`: `response_dict` gains `"cost_usd": response.cost_usd`; with `-v`, after the command:
-  `sys.stderr.write(cost_line(manager.usage_summary()) + "\n")`.
+Where it is used: `LLMManager` keeps one (`manager.ledger`, budget from `ManagerPolicy.budget_usd` or
+`SCOUT_LLM_BUDGET_USD`), checks the budget before each call, records each call when it ends, and returns `summary()`
+from `manager.usage_summary()`; the CLI prints `cost_line(...)` with `-v`.
 """
 
 from __future__ import annotations
@@ -37,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from llm.errors import LLMError
+from llm.errors import LLMBudgetExceededError
 from llm.pricing import DeferredCost
 
 __all__ = ["LLMBudgetExceededError", "ModelTotals", "UsageLedger", "cost_line", "parse_budget"]
@@ -50,16 +42,6 @@ SUMMED_KEYS: Final = (
 )
 #: Deferred costs kept unpriced at most; beyond, they are priced in one go (bounds the memory of a ledger never read).
 MAX_PENDING: Final = 4096
-
-
-class LLMBudgetExceededError(LLMError):
-    """The spend budget (`SCOUT_LLM_BUDGET_USD`) is used up; the call was not sent. `budget_usd` and `spent_usd` say
-    by how much."""
-
-    def __init__(self, message: str, *, budget_usd: float, spent_usd: float) -> None:
-        super().__init__(message)
-        self.budget_usd = budget_usd
-        self.spent_usd = spent_usd
 
 
 def parse_budget(value: Any) -> float | None:
@@ -162,10 +144,10 @@ class UsageLedger:
 
     def record_attempts(self, attempts: Iterable[Any]) -> None:
         """The failed attempts of a call's trail (`Attempt` objects or their dicts); skipped backends (circuit open,
-        nothing sent) and the successful attempt are not errors."""
+        nothing sent), cancelled attempts and the successful attempt are not errors."""
         for attempt in attempts:
             outcome = str(_field(attempt, "outcome") or "")
-            if outcome == "ok" or outcome.startswith("skipped"):
+            if outcome in ("ok", "cancelled") or outcome.startswith("skipped"):
                 continue
             self.record_error(str(_field(attempt, "backend")), str(_field(attempt, "model")))
 
