@@ -81,18 +81,50 @@ def sdk_telemetry() -> tuple[LLMTelemetry, Callable[[], None]]:
     return telemetry, shutdown
 
 
-class _Stub:
-    """Stands for every OpenTelemetry SDK object: accepts any call and does nothing (isolates our own code's cost)."""
+class _StubSpan:
+    """An SDK span that does nothing, with plain methods (a `__getattr__` stub would bill its own lookups to us)."""
 
-    def __getattr__(self, name: str) -> Any:
-        return self
+    def is_recording(self) -> bool:
+        return True
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self
+    def set_attribute(self, key: str, value: Any) -> None:
+        return None
+
+    def set_attributes(self, attributes: Any) -> None:
+        return None
+
+    def add_event(self, name: str, attributes: Any = None, timestamp: Any = None) -> None:
+        return None
+
+    def set_status(self, status: Any) -> None:
+        return None
+
+    def end(self) -> None:
+        return None
+
+
+class _StubInstrument:
+    def record(self, value: Any, attributes: Any = None) -> None:
+        return None
 
 
 def stub_telemetry() -> LLMTelemetry:
-    return LLMTelemetry(tracer_provider=_Stub(), meter_provider=_Stub())
+    """Telemetry on, with the SDK's tracer and instruments replaced by no-op objects: isolates our own code's cost."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+
+    telemetry = LLMTelemetry(tracer_provider=TracerProvider(), meter_provider=MeterProvider())
+    assert telemetry.enabled
+    inst = telemetry._instruments
+    assert inst is not None
+    span, instrument = _StubSpan(), _StubInstrument()
+
+    class Tracer:
+        def start_span(self, name: str, kind: Any = None, attributes: Any = None) -> _StubSpan:
+            return span
+
+    inst.tracer, inst.duration, inst.tokens, inst.ttfc = Tracer(), instrument, instrument, instrument
+    return telemetry
 
 
 def sdk_floor(telemetry: LLMTelemetry) -> Callable[[], None]:
