@@ -40,6 +40,7 @@ logger = logging.getLogger("llm.ledger")
 SUMMED_KEYS: Final = (
     "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "cache_creation_tokens", "reasoning_tokens",
 )
+_SUMMED: Final = frozenset(SUMMED_KEYS)
 #: Deferred costs kept unpriced at most; beyond, they are priced in one go (bounds the memory of a ledger never read).
 MAX_PENDING: Final = 4096
 
@@ -117,12 +118,13 @@ class UsageLedger:
                cost: DeferredCost | float | None) -> None:
         """One successful call: its usage and its cost (a `DeferredCost` is priced later, when needed)."""
         with self._lock:
-            entry = self._entry(backend, model)
+            entry = self._totals.get((backend, model)) or self._entry(backend, model)
             entry.calls += 1
-            for key in SUMMED_KEYS:
-                value = usage.get(key) if usage else None
-                if isinstance(value, int) and not isinstance(value, bool):
-                    entry.tokens[key] = entry.tokens.get(key, 0) + value
+            if usage:
+                tokens = entry.tokens
+                for key, value in usage.items():  # a few keys: cheaper than looking each summed key up
+                    if key in _SUMMED and type(value) is int:
+                        tokens[key] = tokens.get(key, 0) + value
             if isinstance(cost, DeferredCost):
                 entry.pending.append(cost)
                 if len(entry.pending) >= MAX_PENDING:
