@@ -25,12 +25,13 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from llm.errors import LLMBudgetExceededError
-from llm.pricing import DeferredCost
+from llm.pricing import DeferredCost, cost_usd
 
 __all__ = ["LLMBudgetExceededError", "ModelTotals", "UsageLedger", "cost_line", "parse_budget"]
 
@@ -41,8 +42,11 @@ SUMMED_KEYS: Final = (
     "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "cache_creation_tokens", "reasoning_tokens",
 )
 _SUMMED: Final = frozenset(SUMMED_KEYS)
-#: Deferred costs kept unpriced at most; beyond, they are priced in one go (bounds the memory of a ledger never read).
+#: Deferred costs kept as they are at most; beyond, they are folded into counts of identical usage, unpriced.
 MAX_PENDING: Final = 4096
+#: Distinct unpriced usages kept at most per backend and model (bounds the memory of a ledger never read); beyond,
+#: they are priced (genai-prices takes about 0.1 ms a price: as much CPU as a manager call, so never per call).
+MAX_UNPRICED: Final = 65536
 
 
 def parse_budget(value: Any) -> float | None:
@@ -72,12 +76,35 @@ class ModelTotals:
     cost_usd: float = 0.0
     unknown_cost_calls: int = 0
     pending: list[DeferredCost] = field(default_factory=list, repr=False)
+    unpriced: Counter[tuple[Any, ...]] = field(default_factory=Counter, repr=False)
 
-    def settle(self) -> None:
-        """Price the deferred costs."""
+    def fold(self) -> None:
+        """Fold the pending costs into counts of identical (model, endpoint, usage) without pricing them: the memory
+        stays bounded by the distinct usages, and no call pays for pricing unless the totals are read."""
         pending, self.pending = self.pending, []
         for deferred in pending:
-            self.add_cost(deferred.value)
+            if deferred.priced:
+                self.add_cost(deferred.value)
+            else:
+                self.unpriced[deferred.key()] += 1
+        if len(self.unpriced) >= MAX_UNPRICED:
+            self._price_unpriced()
+
+    def settle(self) -> None:
+        """Price the deferred costs (each distinct usage once)."""
+        if self.pending:
+            self.fold()
+        if self.unpriced:
+            self._price_unpriced()
+
+    def _price_unpriced(self) -> None:
+        unpriced, self.unpriced = self.unpriced, Counter()
+        for (backend, model, base_url, provider, usage), count in unpriced.items():
+            cost = cost_usd(backend, model, dict(usage), base_url, provider=provider)
+            if cost is None:
+                self.unknown_cost_calls += count
+            else:
+                self.cost_usd += cost * count
 
     def add_cost(self, cost: float | None) -> None:
         if cost is None:
@@ -128,7 +155,7 @@ class UsageLedger:
             if isinstance(cost, DeferredCost):
                 entry.pending.append(cost)
                 if len(entry.pending) >= MAX_PENDING:
-                    entry.settle()
+                    entry.fold()
             else:
                 entry.add_cost(cost)
 

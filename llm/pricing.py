@@ -158,6 +158,16 @@ class DeferredCost:
         self._value: object = DeferredCost._PENDING
 
     @property
+    def priced(self) -> bool:
+        """Whether `value` has been computed."""
+        return self._value is not DeferredCost._PENDING
+
+    def key(self) -> tuple[Any, ...]:
+        """What the price depends on (equal keys, equal prices): backend, model, base URL, provider, usage items."""
+        usage = tuple(self.usage.items()) if self.usage else ()
+        return (self.backend, self.model, self.base_url, self.provider, usage)
+
+    @property
     def value(self) -> float | None:
         if self._value is DeferredCost._PENDING:
             self._value = cost_usd(self.backend, self.model, self.usage, self.base_url, provider=self.provider)
