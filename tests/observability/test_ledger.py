@@ -65,6 +65,7 @@ def test_deferred_costs_priced_only_when_totals_are_read(monkeypatch: pytest.Mon
         return 0.125
 
     monkeypatch.setattr("llm.pricing.cost_usd", fake_cost)
+    monkeypatch.setattr("llm.ledger.cost_usd", fake_cost)
     ledger = UsageLedger()
     for _ in range(3):
         ledger.record("openai", "gpt-4o", usage(1, 1), DeferredCost("openai", "gpt-4o", usage(1, 1)))
