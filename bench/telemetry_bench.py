@@ -10,7 +10,9 @@ Each case runs the per-call work of its seam `--calls` times, `--rounds` times, 
   drops, a MeterProvider with an in-memory reader), target <= 50 us;
 * cost: `defer_cost` (what a call pays), the first read of `cost_usd` (genai-prices' computation), the import of
   genai-prices (once per process);
-* ledger: `record_response` + `record_attempts` of a successful call.
+* ledger: `record_response` + `record_attempts` of a successful call;
+* the whole wiring a manager call pays with telemetry off and no budget: budget check, no-op span, `defer_cost`,
+  `record_response` (a ledger never read folds its pending costs instead of pricing them).
 """
 
 from __future__ import annotations
@@ -182,6 +184,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         ledger.record_response(answer, 0.001)
         ledger.record_attempts(ATTEMPTS)
     rows.append(("ledger: record a successful call", per_call_us(record, calls, rounds), "-"))
+
+    wired = UsageLedger()
+
+    def off_call() -> None:  # what the manager adds to a call with telemetry off and no budget (llm/manager.py)
+        wired.check_budget()
+        with off.start_call(REQUEST, "gpt-4o", "openai") as span:
+            span.attempt("openai", "gpt-4o", "ok", 0.2)
+            wired.record_response(answer, defer_cost(answer, "openai"))
+            span.finish(answer)
+    rows.append(("manager wiring, telemetry off, no budget (budget check, span, cost, ledger)",
+                 per_call_us(off_call, calls, rounds), "<= 5 us"))
 
     print(f"Python {sys.version.split()[0]}, {calls} calls x {rounds} rounds (median per call)\n")
     print("| case | added per call (us) | target |\n|---|---|---|")

@@ -27,17 +27,11 @@ tracer and meter providers are still the API's own no-op/proxy ones), the decisi
 `start_call` returns a shared no-op span (well under a microsecond). Configure OpenTelemetry at start-up, before the
 first LLM call, or call `refresh()` after configuring it. `import llm` never imports opentelemetry.
 
-Integration (done by the lead; this module changes nothing by itself):
-* `llm/manager.py`, `LLMManager.__init__(..., telemetry: LLMTelemetry | None = None)`:
-  `self.telemetry = telemetry or LLMTelemetry()`.
-* `LLMManager.generate`: `span = self.telemetry.start_call(request, model_of(first.backend, request), first.name,
-  base_url=first.backend.config.base_url, activate=True)`, then `with span:` around `call.run(...)` /
-  `call.finish(...)`, and `span.finish(response)` before returning (`first` = the chain's first slot, from `_new_call`).
-* `LLMManager.stream` / `stream_generate`: the same `span` with `stream=True` (not `activate`: the block spans yields),
-  `with span:` around the relay loop, `span.first_chunk()` after the first event, `span.finish(done.response)` on the
-  `ResponseDone`. A consumer that stops early (GeneratorExit) ends the span without an error.
-* `llm/_call.py`: `Call.span = NOOP_SPAN` (set by the manager), and at the end of `Call._trail`:
-  `self.span.attempt(slot.name, model, outcome, elapsed, status)`.
+Where it is used: `LLMManager(telemetry=...)` (default `LLMTelemetry()`, the global providers) starts one span per
+`generate` / `stream` / `stream_generate` call after validation and the budget check (activated for `generate`; a
+stream's span is not, as its block spans yields), and hands it to the `Call` (`llm/_call.py`), which reports each
+attempt as its trail records it, the first chunk of a stream, and the answer (`Call.finish`). An exception leaving
+the call fails the span; a consumer that stops a stream early (GeneratorExit) ends it without an error.
 """
 
 from __future__ import annotations
