@@ -388,8 +388,8 @@ async def run(command: Command, args: argparse.Namespace, out: TextIO) -> int:
         return await command.run(args, out)
     finally:
         manager = get_llm_manager()
-        if args.verbose:
-            cost_note(manager.usage_summary())
+        if args.verbose:  # the ledger's own summary: reads no settings (a bad one already failed the command)
+            cost_note(manager.ledger.summary())
         await manager.cleanup()
 
 
