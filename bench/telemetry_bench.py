@@ -10,7 +10,9 @@ Each case runs the per-call work of its seam `--calls` times, `--rounds` times, 
   drops, a MeterProvider with an in-memory reader), target <= 50 us;
 * cost: `defer_cost` (what a call pays), the first read of `cost_usd` (genai-prices' computation), the import of
   genai-prices (once per process);
-* ledger: `record_response` + `record_attempts` of a successful call.
+* ledger: `record_response` + `record_attempts` of a successful call;
+* the whole wiring a manager call pays with telemetry off and no budget: budget check, no-op span, `defer_cost`,
+  `record_response` (a ledger never read folds its pending costs instead of pricing them).
 """
 
 from __future__ import annotations
@@ -81,18 +83,50 @@ def sdk_telemetry() -> tuple[LLMTelemetry, Callable[[], None]]:
     return telemetry, shutdown
 
 
-class _Stub:
-    """Stands for every OpenTelemetry SDK object: accepts any call and does nothing (isolates our own code's cost)."""
+class _StubSpan:
+    """An SDK span that does nothing, with plain methods (a `__getattr__` stub would bill its own lookups to us)."""
 
-    def __getattr__(self, name: str) -> Any:
-        return self
+    def is_recording(self) -> bool:
+        return True
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self
+    def set_attribute(self, key: str, value: Any) -> None:
+        return None
+
+    def set_attributes(self, attributes: Any) -> None:
+        return None
+
+    def add_event(self, name: str, attributes: Any = None, timestamp: Any = None) -> None:
+        return None
+
+    def set_status(self, status: Any) -> None:
+        return None
+
+    def end(self) -> None:
+        return None
+
+
+class _StubInstrument:
+    def record(self, value: Any, attributes: Any = None) -> None:
+        return None
 
 
 def stub_telemetry() -> LLMTelemetry:
-    return LLMTelemetry(tracer_provider=_Stub(), meter_provider=_Stub())
+    """Telemetry on, with the SDK's tracer and instruments replaced by no-op objects: isolates our own code's cost."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+
+    telemetry = LLMTelemetry(tracer_provider=TracerProvider(), meter_provider=MeterProvider())
+    assert telemetry.enabled
+    inst = telemetry._instruments
+    assert inst is not None
+    span, instrument = _StubSpan(), _StubInstrument()
+
+    class Tracer:
+        def start_span(self, name: str, kind: Any = None, attributes: Any = None) -> _StubSpan:
+            return span
+
+    inst.tracer, inst.duration, inst.tokens, inst.ttfc = Tracer(), instrument, instrument, instrument
+    return telemetry
 
 
 def sdk_floor(telemetry: LLMTelemetry) -> Callable[[], None]:
@@ -150,6 +184,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         ledger.record_response(answer, 0.001)
         ledger.record_attempts(ATTEMPTS)
     rows.append(("ledger: record a successful call", per_call_us(record, calls, rounds), "-"))
+
+    wired = UsageLedger()
+
+    def off_call() -> None:  # what the manager adds to a call with telemetry off and no budget (llm/manager.py)
+        wired.check_budget()
+        with off.start_call(REQUEST, "gpt-4o", "openai") as span:
+            span.attempt("openai", "gpt-4o", "ok", 0.2)
+            wired.record_response(answer, defer_cost(answer, "openai"))
+            span.finish(answer)
+    rows.append(("manager wiring, telemetry off, no budget (budget check, span, cost, ledger)",
+                 per_call_us(off_call, calls, rounds), "<= 5 us"))
 
     print(f"Python {sys.version.split()[0]}, {calls} calls x {rounds} rounds (median per call)\n")
     print("| case | added per call (us) | target |\n|---|---|---|")

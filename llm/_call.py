@@ -19,7 +19,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from llm._health import BackendSlot, maybe_await
@@ -44,6 +44,9 @@ from llm.errors import (
     LLMStreamError,
     LLMTimeoutError,
 )
+from llm.ledger import UsageLedger
+from llm.pricing import defer_cost
+from llm.telemetry import NOOP_SPAN, CallSpan
 
 __all__ = ["Attempt", "Call", "OpenedStream", "backend_events", "generate_op", "open_stream_op"]
 
@@ -190,7 +193,15 @@ async def open_stream_op(slot: BackendSlot, request: LLMRequest, release: Callab
 
 
 class Call:
-    """One `generate` or `stream` call over an ordered chain of backends."""
+    """One `generate` or `stream` call over an ordered chain of backends.
+
+    The manager sets what observes the call: `span` (its telemetry span, told of each attempt and of the answer),
+    `ledger` (told of the answer and its deferred cost) and `price_providers` (genai-prices provider id per backend).
+    """
+
+    span: CallSpan = NOOP_SPAN
+    ledger: UsageLedger | None = None
+    price_providers: Mapping[str, str] | None = None
 
     def __init__(self, slots: Sequence[BackendSlot], request: LLMRequest, policy: ManagerPolicy,
                  deadline: Deadline) -> None:
@@ -281,7 +292,7 @@ class Call:
         ticket = slot.breaker.admit()
         if ticket is None:
             wait = slot.breaker.retry_in()
-            self.attempts.append(Attempt(slot.name, model, "skipped: circuit open", 0.0))
+            self._skipped(slot, model, "skipped: circuit open")
             raise LLMCircuitOpenError(f"circuit open after repeated failures; retry in {wait:.1f}s",
                                       backend=slot.name, model=model, retry_after=wait)
         try:
@@ -327,7 +338,7 @@ class Call:
                     await semaphore.acquire()
             except TimeoutError:
                 self.deadline_hit = True
-                self.attempts.append(Attempt(slot.name, model, "skipped: no free concurrency slot", 0.0))
+                self._skipped(slot, model, "skipped: no free concurrency slot")
                 raise LLMTimeoutError("no free concurrency slot before the call's deadline", backend=slot.name,
                                       model=model, retryable=False) from None
         else:
@@ -348,7 +359,13 @@ class Call:
         self._trail(slot, model, type(exc).__name__, start, getattr(exc, "status_code", None))
 
     def _trail(self, slot: BackendSlot, model: str, outcome: str, start: float, status: int | None = None) -> None:
-        self.attempts.append(Attempt(slot.name, model, outcome, time.monotonic() - start, status))
+        elapsed = time.monotonic() - start
+        self.attempts.append(Attempt(slot.name, model, outcome, elapsed, status))
+        self.span.attempt(slot.name, model, outcome, elapsed, status)
+
+    def _skipped(self, slot: BackendSlot, model: str, why: str) -> None:
+        self.attempts.append(Attempt(slot.name, model, why, 0.0))
+        self.span.attempt(slot.name, model, why, 0.0)
 
     # -- the retry rule --------------------------------------------------------------------------------------------
 
@@ -376,11 +393,21 @@ class Call:
     # -- the outcome ------------------------------------------------------------------------------------------------
 
     def finish(self, response: LLMResponse, slot: BackendSlot) -> LLMResponse:
-        """Name the backend that served and attach the attempt trail."""
+        """Name the backend that served, attach the attempt trail and the (deferred) cost, and tell the ledger and the
+        span."""
         response.backend_type = slot.name
         if response.metadata is None:
             response.metadata = {}
         response.metadata["attempts"] = [attempt.as_dict() for attempt in self.attempts]
+        providers = self.price_providers
+        cost = defer_cost(response, slot.name, slot.backend.config.base_url,
+                          providers.get(slot.name) if providers else None)
+        ledger = self.ledger
+        if ledger is not None:
+            ledger.record_response(response, cost)
+            if len(self.attempts) > 1:
+                ledger.record_attempts(self.attempts)
+        self.span.finish(response)
         return response
 
     def final_error(self) -> BaseException:
@@ -428,6 +455,7 @@ class Call:
         next_event = opened.events.__anext__
         parts: list[str] = []
         event = opened.first
+        self.span.first_chunk()
         try:
             while not isinstance(event, ResponseDone):
                 if isinstance(event, TextDelta) and type(event.text) is str:

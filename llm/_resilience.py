@@ -80,6 +80,8 @@ class ManagerPolicy:
         health_check_timeout: bound of one `health_check()`.
         max_concurrency: in-flight calls allowed per backend (streams hold their slot to the end); None: no limit.
         fallback_order: backend names, in failover order after the first; None: `SCOUT_LLM_FALLBACK_ORDER`.
+        budget_usd: spend budget in USD (a call that would start once it is spent raises `LLMBudgetExceededError`);
+            None: `SCOUT_LLM_BUDGET_USD` (unset: no budget).
     """
 
     timeout: float | None = None
@@ -103,6 +105,7 @@ class ManagerPolicy:
     health_check_timeout: float = 10.0
     max_concurrency: int | None = None
     fallback_order: tuple[str, ...] | None = None
+    budget_usd: float | None = None
 
     def __post_init__(self) -> None:
         for name in POSITIVE_SECONDS:
@@ -119,6 +122,8 @@ class ManagerPolicy:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if not (_is_number(self.breaker_failure_rate) and 0 < self.breaker_failure_rate <= 1):
             raise ValueError(f"breaker_failure_rate must be in (0, 1], got {self.breaker_failure_rate!r}")
+        if self.budget_usd is not None and not (_is_number(self.budget_usd) and 0 <= self.budget_usd < math.inf):
+            raise ValueError(f"budget_usd must be a finite number of USD >= 0, got {self.budget_usd!r}")
         if not (_is_number(self.jitter) and 0 <= self.jitter < 1):
             raise ValueError(f"jitter must be in [0, 1), got {self.jitter!r}")
         if self.fallback_order is not None:

@@ -25,6 +25,7 @@ from llm.errors import (
     LLMAuthenticationError,
     LLMBackendError,
     LLMBadRequestError,
+    LLMBudgetExceededError,
     LLMCircuitOpenError,
     LLMConfigError,
     LLMConnectionError,
@@ -40,6 +41,7 @@ from llm.errors import (
     LLMTimeoutError,
     LLMValidationError,
 )
+from llm.pricing import CostField
 
 __all__ = [
     "APIKey",
@@ -49,6 +51,7 @@ __all__ = [
     "LLMBackendError",
     "LLMBackendType",
     "LLMBadRequestError",
+    "LLMBudgetExceededError",
     "LLMCircuitOpenError",
     "LLMConfig",
     "LLMConfigError",
@@ -220,7 +223,12 @@ class ToolCall:
 
 @dataclass
 class LLMResponse:
-    """One answer. A response that exists succeeded: failures raise an `LLMError` instead."""
+    """One answer. A response that exists succeeded: failures raise an `LLMError` instead.
+
+    `cost_usd` is what the call cost in USD, priced by genai-prices from `usage` and the model that answered (see
+    `llm.pricing`); None when the price is unknown (a local model, an unlisted model, usage not reported). The
+    manager sets it; it is computed on first read.
+    """
 
     content: str
     model: str
@@ -233,6 +241,7 @@ class LLMResponse:
     raw_response: Any | None = field(default=None, repr=False)
     tool_calls: list[ToolCall] = field(default_factory=list)
     finish_reason: FinishReason | None = None
+    cost_usd: float | None = None
 
     def to_assistant_message(self) -> dict[str, Any]:
         """This answer as an assistant message, ready to append to the history of a follow-up request."""
@@ -270,6 +279,7 @@ class _RawResponseField:
 
 # After the dataclass is made, so that its field (default None, compared and copied like any other) reads through it.
 setattr(LLMResponse, "raw_response", _RawResponseField())  # noqa: B010
+setattr(LLMResponse, "cost_usd", CostField())  # noqa: B010  (the manager attaches a `DeferredCost`)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

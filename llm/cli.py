@@ -17,6 +17,8 @@ SDK); 130 interrupted (Ctrl-C).
 
 Notes go to stderr, one line each, without `-v`: a configured backend that could not be used and how to fix it, the
 embedded model standing in for a missing key, an answer that came from another backend than the first one tried.
+With `-v`, a command that called a model ends with one line saying what the calls cost (`cost: 0.000160 USD for 1
+call (28 tokens)`, and which calls have no known price). `ask --json` includes `usage` and `cost_usd` (null: unknown).
 
 Other packages add commands through the entry-point group `scout_llm.commands`: each entry point names a `Command`
 (the agents package contributes `gap-finder` this way; see agents/cli.py). So `llm` never imports them.
@@ -226,6 +228,7 @@ def response_dict(response: Any) -> dict[str, Any]:
         "model": response.model,
         "backend": response.backend_type,
         "usage": response.usage,
+        "cost_usd": response.cost_usd,
         "finish_reason": response.finish_reason,
         "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in response.tool_calls],
         "response_time": round(response.response_time, 4),
@@ -384,7 +387,19 @@ async def run(command: Command, args: argparse.Namespace, out: TextIO) -> int:
     try:
         return await command.run(args, out)
     finally:
-        await get_llm_manager().cleanup()
+        manager = get_llm_manager()
+        if args.verbose:  # the ledger's own summary: reads no settings (a bad one already failed the command)
+            cost_note(manager.ledger.summary())
+        await manager.cleanup()
+
+
+def cost_note(summary: dict[str, Any], stream: TextIO | None = None) -> None:
+    """With `-v`: one line on stderr saying what the command's LLM calls cost (nothing when it made none)."""
+    from llm.ledger import cost_line
+
+    total = summary["total"]
+    if total["calls"] or total["errors"]:
+        note(cost_line(summary), stream)
 
 
 def error_exit_code(exc: BaseException) -> int:

@@ -143,6 +143,8 @@ class LLMSettings(_Section):
     timeout: float = setting(60.0, "SCOUT_LLM_TIMEOUT", expected="seconds, a number > 0 and <= 3600", gt=0, le=3600)
     retry_attempts: int = setting(3, "SCOUT_LLM_RETRY_ATTEMPTS", expected="a whole number from 1 to 10", ge=1, le=10)
     retry_delay: float = setting(1.0, "SCOUT_LLM_RETRY_DELAY", expected="seconds, a number from 0 to 60", ge=0, le=60)
+    budget_usd: float | None = setting(None, "SCOUT_LLM_BUDGET_USD", expected="USD, a number >= 0 (unset: no budget)",
+                                       ge=0)
     openai_model: str = setting(DEFAULT_MODELS["openai"], "SCOUT_OPENAI_MODEL", expected="a model name")
     anthropic_model: str = setting(DEFAULT_MODELS["claude"], "SCOUT_ANTHROPIC_MODEL", expected="a model name")
     gemini_model: str = setting(DEFAULT_MODELS["gemini"], "SCOUT_GEMINI_MODEL", expected="a model name")

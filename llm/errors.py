@@ -3,6 +3,7 @@
     LLMError
     ├── LLMConfigError              settings or environment are wrong (missing key, missing SDK)
     ├── LLMValidationError          the request is invalid; also a ValueError; raised before any network call
+    ├── LLMBudgetExceededError      the spend budget (SCOUT_LLM_BUDGET_USD) is used up; nothing was sent
     ├── LLMBackendError             a backend call failed; carries backend, model, status_code, request_id, ...
     │   ├── LLMAuthenticationError      401 / 403
     │   ├── LLMNotFoundError            404: unknown model or endpoint
@@ -36,6 +37,7 @@ __all__ = [
     "LLMAuthenticationError",
     "LLMBackendError",
     "LLMBadRequestError",
+    "LLMBudgetExceededError",
     "LLMCircuitOpenError",
     "LLMConfigError",
     "LLMConnectionError",
@@ -82,6 +84,16 @@ class LLMValidationError(LLMError, ValueError):
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class LLMBudgetExceededError(LLMError):
+    """The spend budget (`SCOUT_LLM_BUDGET_USD`) is used up; the call was not sent. `budget_usd` and `spent_usd` say
+    by how much."""
+
+    def __init__(self, message: str, *, budget_usd: float, spent_usd: float) -> None:
+        super().__init__(message)
+        self.budget_usd = budget_usd
+        self.spent_usd = spent_usd
 
 
 class LLMBackendError(LLMError):

@@ -15,17 +15,9 @@ The budget is checked before a call starts: a call that would start after the bu
 anything. Calls already in flight when the budget runs out finish (their cost is counted), so the spend can exceed the
 budget by the calls that were running concurrently.
 
-Integration (done by the lead; this module changes nothing by itself):
-* `LLMBudgetExceededError` moves to `llm/errors.py` (under `LLMError`, drawn in the tree) and `llm/__init__.py`.
-* `llm/config.py`: a setting `budget_usd: float | None` read from `SCOUT_LLM_BUDGET_USD` (unset: no budget; checked
-  finite and >= 0); `ManagerPolicy` may take `budget_usd` too.
-* `llm/manager.py`: `LLMManager.__init__`: `self.ledger = UsageLedger(budget)`; `_new_call` (after validation,
-  before building the `Call`): `self.ledger.check_budget()`; `generate` / the stream relay on success:
-  `self.ledger.record_response(response, deferred)` where `deferred` is what `defer_cost` returned in
-  `Call.finish`; on every failed call (`except LLMError`) and on success: `self.ledger.record_attempts(call.attempts)`;
-  `def usage_summary(self) -> dict[str, Any]: return self.ledger.summary()`.
-* `llm/cli.py`: `response_dict` gains `"cost_usd": response.cost_usd`; with `-v`, after the command:
-  `sys.stderr.write(cost_line(manager.usage_summary()) + "\n")`.
+Where it is used: `LLMManager` keeps one (`manager.ledger`, budget from `ManagerPolicy.budget_usd` or
+`SCOUT_LLM_BUDGET_USD`), checks the budget before each call, records each call when it ends, and returns `summary()`
+from `manager.usage_summary()`; the CLI prints `cost_line(...)` with `-v`.
 """
 
 from __future__ import annotations
@@ -33,12 +25,13 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from llm.errors import LLMError
-from llm.pricing import DeferredCost
+from llm.errors import LLMBudgetExceededError
+from llm.pricing import DeferredCost, cost_usd
 
 __all__ = ["LLMBudgetExceededError", "ModelTotals", "UsageLedger", "cost_line", "parse_budget"]
 
@@ -48,18 +41,12 @@ logger = logging.getLogger("llm.ledger")
 SUMMED_KEYS: Final = (
     "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "cache_creation_tokens", "reasoning_tokens",
 )
-#: Deferred costs kept unpriced at most; beyond, they are priced in one go (bounds the memory of a ledger never read).
+_SUMMED: Final = frozenset(SUMMED_KEYS)
+#: Deferred costs kept as they are at most; beyond, they are folded into counts of identical usage, unpriced.
 MAX_PENDING: Final = 4096
-
-
-class LLMBudgetExceededError(LLMError):
-    """The spend budget (`SCOUT_LLM_BUDGET_USD`) is used up; the call was not sent. `budget_usd` and `spent_usd` say
-    by how much."""
-
-    def __init__(self, message: str, *, budget_usd: float, spent_usd: float) -> None:
-        super().__init__(message)
-        self.budget_usd = budget_usd
-        self.spent_usd = spent_usd
+#: Distinct unpriced usages kept at most per backend and model (bounds the memory of a ledger never read); beyond,
+#: they are priced (genai-prices takes about 0.1 ms a price: as much CPU as a manager call, so never per call).
+MAX_UNPRICED: Final = 65536
 
 
 def parse_budget(value: Any) -> float | None:
@@ -89,12 +76,35 @@ class ModelTotals:
     cost_usd: float = 0.0
     unknown_cost_calls: int = 0
     pending: list[DeferredCost] = field(default_factory=list, repr=False)
+    unpriced: Counter[tuple[Any, ...]] = field(default_factory=Counter, repr=False)
 
-    def settle(self) -> None:
-        """Price the deferred costs."""
+    def fold(self) -> None:
+        """Fold the pending costs into counts of identical (model, endpoint, usage) without pricing them: the memory
+        stays bounded by the distinct usages, and no call pays for pricing unless the totals are read."""
         pending, self.pending = self.pending, []
         for deferred in pending:
-            self.add_cost(deferred.value)
+            if deferred.priced:
+                self.add_cost(deferred.value)
+            else:
+                self.unpriced[deferred.key()] += 1
+        if len(self.unpriced) >= MAX_UNPRICED:
+            self._price_unpriced()
+
+    def settle(self) -> None:
+        """Price the deferred costs (each distinct usage once)."""
+        if self.pending:
+            self.fold()
+        if self.unpriced:
+            self._price_unpriced()
+
+    def _price_unpriced(self) -> None:
+        unpriced, self.unpriced = self.unpriced, Counter()
+        for (backend, model, base_url, provider, usage), count in unpriced.items():
+            cost = cost_usd(backend, model, dict(usage), base_url, provider=provider)
+            if cost is None:
+                self.unknown_cost_calls += count
+            else:
+                self.cost_usd += cost * count
 
     def add_cost(self, cost: float | None) -> None:
         if cost is None:
@@ -135,16 +145,17 @@ class UsageLedger:
                cost: DeferredCost | float | None) -> None:
         """One successful call: its usage and its cost (a `DeferredCost` is priced later, when needed)."""
         with self._lock:
-            entry = self._entry(backend, model)
+            entry = self._totals.get((backend, model)) or self._entry(backend, model)
             entry.calls += 1
-            for key in SUMMED_KEYS:
-                value = usage.get(key) if usage else None
-                if isinstance(value, int) and not isinstance(value, bool):
-                    entry.tokens[key] = entry.tokens.get(key, 0) + value
+            if usage:
+                tokens = entry.tokens
+                for key, value in usage.items():  # a few keys: cheaper than looking each summed key up
+                    if key in _SUMMED and type(value) is int:
+                        tokens[key] = tokens.get(key, 0) + value
             if isinstance(cost, DeferredCost):
                 entry.pending.append(cost)
                 if len(entry.pending) >= MAX_PENDING:
-                    entry.settle()
+                    entry.fold()
             else:
                 entry.add_cost(cost)
 
@@ -162,10 +173,10 @@ class UsageLedger:
 
     def record_attempts(self, attempts: Iterable[Any]) -> None:
         """The failed attempts of a call's trail (`Attempt` objects or their dicts); skipped backends (circuit open,
-        nothing sent) and the successful attempt are not errors."""
+        nothing sent), cancelled attempts and the successful attempt are not errors."""
         for attempt in attempts:
             outcome = str(_field(attempt, "outcome") or "")
-            if outcome == "ok" or outcome.startswith("skipped"):
+            if outcome in ("ok", "cancelled") or outcome.startswith("skipped"):
                 continue
             self.record_error(str(_field(attempt, "backend")), str(_field(attempt, "model")))
 

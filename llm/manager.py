@@ -25,6 +25,11 @@ What a call promises (every number is a `ManagerPolicy` setting, passed as keywo
   Retry-After honoured up to `quota_cooldown_max`), which no probe lifts early. Background `health_check()` probes
   (a models listing, never a billed call) that never overlap. An open backend is skipped; when all are open the call
   fails at once with an `LLMCircuitOpenError` whose `retry_after` says when to try again.
+* What it cost: `response.cost_usd` (genai-prices, from the usage and the model that answered; None when unknown),
+  running totals in `usage_summary()`, and an optional spend budget (`budget_usd` / `SCOUT_LLM_BUDGET_USD`): a call
+  that would start once it is spent raises `LLMBudgetExceededError` and sends nothing.
+* OpenTelemetry (`llm.telemetry`): one span `chat {model}` per call with an event per attempt when there were
+  several, and the GenAI client metrics, when an OpenTelemetry SDK is configured; otherwise nothing is recorded.
 
 The manager binds nothing to an event loop at construction. Its background task lives in the loop that first uses it;
 when that loop shuts down (the end of `asyncio.run`), the SDK clients bound to it are closed, and the next use in a new
@@ -37,20 +42,22 @@ import asyncio
 import dataclasses
 import logging
 import math
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from enum import Enum
 from types import TracebackType
 from typing import Any
 
 from llm._bootstrap import key_variables, register_configured_backends
-from llm._call import Call, generate_op
+from llm._call import Call, generate_op, model_of
 from llm._health import BackendHealth, BackendSlot, describe_error, maybe_await, quiet_cleanup
 from llm._resilience import Deadline, ManagerPolicy
 from llm.backend import LLMBackend
 from llm.base import LLMBackendType, LLMRequest, LLMResponse, StreamEvent, TextDelta
 from llm.config import ScoutConfig, get_config
 from llm.errors import LLMCircuitOpenError, LLMConfigError, LLMDeadlineExceededError, LLMError, LLMValidationError
+from llm.ledger import UsageLedger
 from llm.names import canonical_backend, describe_known, is_known, split_model_ref
+from llm.telemetry import NOOP_SPAN, CallSpan, LLMTelemetry
 from llm.validation import validate_request
 
 __all__ = [
@@ -78,12 +85,19 @@ class LLMManager:
     Args:
         config: the settings to read defaults from (`SCOUT_LLM_TIMEOUT`, `SCOUT_LLM_FALLBACK_ORDER`); read lazily
             from `get_config()` when None. Construction has no side effect.
-        **policy_overrides: fields of `ManagerPolicy` (e.g. `timeout=5, breaker_min_calls=3`).
+        telemetry: the OpenTelemetry recorder (default: the global providers, used when an SDK is configured).
+        price_providers: a genai-prices provider id per backend name, for a backend whose `base_url` genai-prices
+            does not recognise (a gateway or proxy in front of a known vendor): `{"openai": "openai"}`.
+        **policy_overrides: fields of `ManagerPolicy` (e.g. `timeout=5, breaker_min_calls=3, budget_usd=2.5`).
     """
 
-    def __init__(self, config: ScoutConfig | None = None, **policy_overrides: Any) -> None:
+    def __init__(self, config: ScoutConfig | None = None, *, telemetry: LLMTelemetry | None = None,
+                 price_providers: Mapping[str, str] | None = None, **policy_overrides: Any) -> None:
         self._config = config
         self.policy = ManagerPolicy(**policy_overrides)
+        self.telemetry = telemetry if telemetry is not None else LLMTelemetry()
+        self.ledger = UsageLedger(self.policy.budget_usd)
+        self.price_providers = {backend_name(name): provider for name, provider in (price_providers or {}).items()}
         self._slots: dict[str, BackendSlot] = {}
         self._unavailable: dict[str, str] = {}
         self._default: str | None = None
@@ -209,8 +223,13 @@ class LLMManager:
             was tried; LLMAllBackendsFailedError; LLMCircuitOpenError; LLMDeadlineExceededError.
         """
         call = await self._new_call(request, backend_type, fallback)
-        response, slot = await call.run(generate_op, self._attempt_limit)
-        return call.finish(response, slot)
+        with self._span(call, stream=False):
+            try:
+                response, slot = await call.run(generate_op, self._attempt_limit)
+            except Exception:
+                self.ledger.record_attempts(call.attempts)
+                raise
+            return call.finish(response, slot)
 
     async def stream(
         self, request: LLMRequest, backend_type: str | LLMBackendType | None = None, *, fallback: bool = True
@@ -221,8 +240,12 @@ class LLMManager:
         call = await self._new_call(request, backend_type, fallback)
         events = call.stream(self._first_chunk_limit)
         try:
-            async for event in events:
-                yield event
+            with self._span(call, stream=True):
+                async for event in events:
+                    yield event
+        except Exception:
+            self.ledger.record_attempts(call.attempts)
+            raise
         finally:
             await events.aclose()
 
@@ -233,9 +256,13 @@ class LLMManager:
         call = await self._new_call(request, backend_type, fallback)
         events = call.stream(self._first_chunk_limit)  # not through `stream`: one generator less per chunk
         try:
-            async for event in events:
-                if isinstance(event, TextDelta) and event.text:
-                    yield event.text
+            with self._span(call, stream=True):
+                async for event in events:
+                    if isinstance(event, TextDelta) and event.text:
+                        yield event.text
+        except Exception:
+            self.ledger.record_attempts(call.attempts)
+            raise
         finally:
             await events.aclose()
 
@@ -249,7 +276,39 @@ class LLMManager:
         timeout = self.policy.timeout or self.config.llm.timeout
         if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):  # NaN disables bounds
             raise LLMConfigError(f"timeout: the call deadline must be a finite number of seconds > 0, got {timeout!r}")
-        return Call(slots, request, self.policy, Deadline(timeout))
+        ledger = self.ledger
+        ledger.budget_usd = self._budget()
+        ledger.check_budget()  # nothing to do without a budget
+        call = Call(slots, request, self.policy, Deadline(timeout))
+        call.ledger = ledger
+        if self.price_providers:
+            call.price_providers = self.price_providers
+        return call
+
+    def _budget(self) -> float | None:
+        budget = self.policy.budget_usd
+        return budget if budget is not None else self.config.llm.budget_usd
+
+    def _span(self, call: Call, stream: bool) -> CallSpan:
+        """The call's telemetry span (the shared no-op one when telemetry is off), also handed to the call for its
+        attempts. Activated for `generate` only: a stream's block spans yields to the caller."""
+        if not self.telemetry.enabled:
+            return NOOP_SPAN
+        first = call.slots[0]
+        span = call.span = self.telemetry.start_call(call.request, model_of(first.backend, call.request), first.name,
+                                                     base_url=first.backend.config.base_url, stream=stream,
+                                                     activate=not stream)
+        return span
+
+    def usage_summary(self) -> dict[str, Any]:
+        """What the calls of this manager used and cost, per backend and model, and the budget.
+
+        `{"by_backend": {"openai": {"gpt-4.1-mini": {"calls", "errors", "prompt_tokens", ..., "cost_usd",
+        "unknown_cost_calls"}}}, "total": {...}, "budget_usd", "spent_usd", "remaining_usd"}`. `cost_usd` is the
+        known spend: a call whose price is unknown counts in `unknown_cost_calls`, not as zero.
+        """
+        self.ledger.budget_usd = self._budget()
+        return self.ledger.summary()
 
     @staticmethod
     def _with_model(choice: str, request: LLMRequest) -> tuple[str, LLMRequest]:

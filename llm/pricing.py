@@ -22,18 +22,17 @@ not report, or genai-prices not installed. genai-prices is imported on the first
 Pricing one call takes genai-prices about 0.1 ms, as much CPU as the rest of a manager call, so a response's cost is
 computed when first read: `defer_cost()` attaches a `DeferredCost`, `CostField` computes and keeps it on first access.
 
-Integration (done by the lead; this module changes nothing by itself):
-* `llm/base.py`, `LLMResponse`: a field `cost_usd: float | None = None`, and after the class, as for
-  `raw_response`, `setattr(LLMResponse, "cost_usd", CostField())  # noqa: B010`.
-* `llm/_call.py`, `Call.finish(response, slot)`: `defer_cost(response, slot.name, slot.backend.config.base_url)`
-  (after `response.backend_type = slot.name`). Streams get it too: `Call.stream` ends with `self.finish(...)`.
+Where it is used: `LLMResponse.cost_usd` (`llm/base.py`) is a `CostField`; the manager's `Call.finish` (`llm/_call.py`)
+attaches a `defer_cost(...)` for the backend that served, streams included (their final response).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    import logging
 
 __all__ = [
     "BACKEND_PRICE_PROVIDERS",
@@ -45,7 +44,12 @@ __all__ = [
     "price_source",
 ]
 
-logger = logging.getLogger("llm.pricing")
+
+
+def _logger() -> logging.Logger:
+    import logging  # where used: `llm.base` imports this module, and `import llm` does not load logging
+
+    return logging.getLogger("llm.pricing")
 
 #: genai-prices provider id per backend when it talks to its vendor's own endpoint; None: no price (local compute).
 BACKEND_PRICE_PROVIDERS: Final[Mapping[str, str | None]] = {
@@ -73,7 +77,7 @@ def load_prices() -> bool:
         from genai_prices import Usage, calc_price
     except ImportError:
         _state["missing"] = True
-        logger.warning("genai-prices is not installed: every cost is unknown (pip install genai-prices)")
+        _logger().warning("genai-prices is not installed: every cost is unknown (pip install genai-prices)")
         return False
     _state["calc"], _state["usage"] = calc_price, Usage
     return True
@@ -136,7 +140,7 @@ def cost_usd(backend: str, model: str, usage: Mapping[str, Any] | None, base_url
             result = _state["calc"](usage_object, model, provider_api_url=where)
         return float(result.total_price)
     except (LookupError, ValueError, ArithmeticError) as exc:  # not listed, or usage it cannot price
-        logger.debug("no price for %s model %r (%s): %s", backend, model, where, exc)
+        _logger().debug("no price for %s model %r (%s): %s", backend, model, where, exc)
         return None
 
 
@@ -152,6 +156,16 @@ class DeferredCost:
         self.backend, self.model, self.usage = backend, model, usage
         self.base_url, self.provider = base_url, provider
         self._value: object = DeferredCost._PENDING
+
+    @property
+    def priced(self) -> bool:
+        """Whether `value` has been computed."""
+        return self._value is not DeferredCost._PENDING
+
+    def key(self) -> tuple[Any, ...]:
+        """What the price depends on (equal keys, equal prices): backend, model, base URL, provider, usage items."""
+        usage = tuple(self.usage.items()) if self.usage else ()
+        return (self.backend, self.model, self.base_url, self.provider, usage)
 
     @property
     def value(self) -> float | None:

@@ -27,17 +27,11 @@ tracer and meter providers are still the API's own no-op/proxy ones), the decisi
 `start_call` returns a shared no-op span (well under a microsecond). Configure OpenTelemetry at start-up, before the
 first LLM call, or call `refresh()` after configuring it. `import llm` never imports opentelemetry.
 
-Integration (done by the lead; this module changes nothing by itself):
-* `llm/manager.py`, `LLMManager.__init__(..., telemetry: LLMTelemetry | None = None)`:
-  `self.telemetry = telemetry or LLMTelemetry()`.
-* `LLMManager.generate`: `span = self.telemetry.start_call(request, model_of(first.backend, request), first.name,
-  base_url=first.backend.config.base_url, activate=True)`, then `with span:` around `call.run(...)` /
-  `call.finish(...)`, and `span.finish(response)` before returning (`first` = the chain's first slot, from `_new_call`).
-* `LLMManager.stream` / `stream_generate`: the same `span` with `stream=True` (not `activate`: the block spans yields),
-  `with span:` around the relay loop, `span.first_chunk()` after the first event, `span.finish(done.response)` on the
-  `ResponseDone`. A consumer that stops early (GeneratorExit) ends the span without an error.
-* `llm/_call.py`: `Call.span = NOOP_SPAN` (set by the manager), and at the end of `Call._trail`:
-  `self.span.attempt(slot.name, model, outcome, elapsed, status)`.
+Where it is used: `LLMManager(telemetry=...)` (default `LLMTelemetry()`, the global providers) starts one span per
+`generate` / `stream` / `stream_generate` call after validation and the budget check (activated for `generate`; a
+stream's span is not, as its block spans yields), and hands it to the `Call` (`llm/_call.py`), which reports each
+attempt as its trail records it, the first chunk of a stream, and the answer (`Call.finish`). An exception leaving
+the call fails the span; a consumer that stops a stream early (GeneratorExit) ends it without an error.
 """
 
 from __future__ import annotations
@@ -84,6 +78,10 @@ USAGE_ATTRIBUTES: Final = (
     ("cache_creation_tokens", "gen_ai.usage.cache_creation.input_tokens"),
     ("reasoning_tokens", "gen_ai.usage.reasoning.output_tokens"),
 )
+
+
+_USAGE_NAMES: Final = dict(USAGE_ATTRIBUTES)
+_NUMBER: Final = (int, float)
 
 
 @lru_cache(maxsize=64)
@@ -169,29 +167,55 @@ class _Instruments:
                 explicit_bucket_boundaries_advisory=DURATION_BUCKETS)
 
 
+@lru_cache(maxsize=256)
+def _call_attributes(backend: str, base_url: str | None, model: str) -> tuple[str, Mapping[str, Any]]:
+    """The span name and the attributes every call to one backend, endpoint and model shares (also the metric
+    attributes until the answer names its model): built once, never changed."""
+    attrs: dict[str, Any] = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": provider_name(backend, base_url),
+                             "gen_ai.request.model": model}
+    host, port = _server(base_url)
+    if host:
+        attrs["server.address"], attrs["server.port"] = host, port
+    return f"chat {model}", attrs
+
+
+#: The metric attribute sets of an answered call: (duration, input tokens, output tokens).
+MetricSets = tuple[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]]
+
+
+@lru_cache(maxsize=256)
+def _answered_sets(base: tuple[str, str | None, str], served: str, response_model: str | None) -> MetricSets:
+    """The metric attributes of a call to `base` (backend, base URL, model) answered by backend `served` with
+    `response_model`: built once per combination and shared by every record (the SDK does not change them)."""
+    attrs = dict(_call_attributes(*base)[1])
+    if served and served != base[0]:  # a fallback served: its provider, not the first backend's server
+        attrs["gen_ai.provider.name"] = provider_name(served)
+        attrs.pop("server.address", None)
+        attrs.pop("server.port", None)
+    if response_model:
+        attrs["gen_ai.response.model"] = response_model
+    return attrs, {**attrs, "gen_ai.token.type": "input"}, {**attrs, "gen_ai.token.type": "output"}
+
+
 class _ActiveSpan(CallSpan):
-    __slots__ = ("_activation", "_attempts", "_attrs", "_backend", "_done", "_inst", "_span", "_started")
+    __slots__ = ("_activation", "_attempts", "_attrs", "_base", "_done", "_inst", "_span", "_started")
 
     def __init__(self, inst: _Instruments, request: Any, model: str, backend: str, base_url: str | None,
                  stream: bool, activate: bool) -> None:
         self._inst = inst
-        self._backend = backend
-        self._attempts: list[tuple[str, str, str, float, int | None, int]] = []
+        self._base = (backend, base_url, model)
+        self._attempts: list[tuple[str, str, str, float, int | None, int]] | None = None
         self._started = time.monotonic()
         self._done = False
-        host, port = _server(base_url)
-        attrs: dict[str, Any] = {"gen_ai.operation.name": "chat",
-                                 "gen_ai.provider.name": provider_name(backend, base_url),
-                                 "gen_ai.request.model": model}
-        if host:
-            attrs["server.address"], attrs["server.port"] = host, port
-        self._attrs = dict(attrs)  # the metric attributes: low cardinality only
-        attrs["gen_ai.request.stream"] = stream
-        _request_attributes(attrs, request)
-        if inst.capture_content:
-            _input_content(attrs, request)
-        span = None if inst.tracer is None else inst.tracer.start_span(
-            f"chat {model}", kind=inst.client_kind, attributes=attrs)
+        name, self._attrs = _call_attributes(backend, base_url, model)  # the metric attributes: low cardinality
+        span = None
+        if inst.tracer is not None:
+            attrs = dict(self._attrs)
+            attrs["gen_ai.request.stream"] = stream
+            _request_attributes(attrs, request)
+            if inst.capture_content:
+                _input_content(attrs, request)
+            span = inst.tracer.start_span(name, kind=inst.client_kind, attributes=attrs)
         # Activated even when sampled out, so that child spans see the sampling decision.
         self._activation = inst.use_span(span) if activate and span is not None else None
         # A span the sampler dropped records nothing: skip building its attributes and events.
@@ -215,13 +239,15 @@ class _ActiveSpan(CallSpan):
 
     def attempt(self, backend: str, model: str, outcome: str, elapsed: float, status_code: int | None = None) -> None:
         if self._span is not None:
+            if self._attempts is None:
+                self._attempts = []
             self._attempts.append((backend, model, outcome, elapsed, status_code, time.time_ns()))
 
     def _attempt_events(self, span: Any) -> None:
         """An event per attempt, unless the call was answered by its first attempt (the span is that attempt): the
         common case pays for no event."""
         attempts = self._attempts
-        if not attempts or (len(attempts) == 1 and attempts[0][2] == "ok"):
+        if attempts is None or (len(attempts) == 1 and attempts[0][2] == "ok"):
             return
         for backend, model, outcome, elapsed, status_code, when in attempts:
             attrs: dict[str, Any] = {"scout_llm.backend": backend, "gen_ai.provider.name": provider_name(backend),
@@ -243,26 +269,27 @@ class _ActiveSpan(CallSpan):
     def finish(self, response: Any) -> None:
         if self._done:
             return
-        attrs = self._attrs
         backend = str(getattr(response, "backend_type", "") or "")
+        model = getattr(response, "model", None)
         usage = getattr(response, "usage", None) or {}
-        served = _response_attributes(response, usage, backend)
-        if backend and backend != self._backend:  # a fallback served: its provider, not the first backend's server
-            served["gen_ai.provider.name"] = attrs["gen_ai.provider.name"] = provider_name(backend)
-            attrs.pop("server.address", None)
-            attrs.pop("server.port", None)
-        if "gen_ai.response.model" in served:
-            attrs["gen_ai.response.model"] = served["gen_ai.response.model"]
-        if self._span is not None:
-            self._span.set_attributes(served)
+        duration_attrs, input_attrs, output_attrs = _answered_sets(self._base, backend,
+                                                                   model if isinstance(model, str) else None)
+        self._attrs = duration_attrs
+        span = self._span
+        if span is not None:
+            served = _response_attributes(response, usage, backend)
+            if backend and backend != self._base[0]:
+                served["gen_ai.provider.name"] = duration_attrs["gen_ai.provider.name"]
             if self._inst.capture_content:
-                self._span.set_attribute("gen_ai.output.messages", _output_content(response))
+                served["gen_ai.output.messages"] = _output_content(response)
+            span.set_attributes(served)
         tokens = self._inst.tokens
         if tokens is not None:
-            for key, kind in (("prompt_tokens", "input"), ("completion_tokens", "output")):
-                value = usage.get(key)
-                if isinstance(value, int):
-                    tokens.record(value, {**attrs, "gen_ai.token.type": kind})
+            prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+            if isinstance(prompt, int):
+                tokens.record(prompt, input_attrs)
+            if isinstance(completion, int):
+                tokens.record(completion, output_attrs)
         self._end(None)
 
     def fail(self, exc: BaseException) -> None:
@@ -294,11 +321,11 @@ def _request_attributes(attrs: dict[str, Any], request: Any) -> None:
     if isinstance(max_tokens, int):
         attrs["gen_ai.request.max_tokens"] = max_tokens
     temperature = getattr(request, "temperature", None)
-    if isinstance(temperature, int | float):
+    if isinstance(temperature, _NUMBER):
         attrs["gen_ai.request.temperature"] = float(temperature)
-    extra = getattr(request, "extra_params", None) or {}
-    top_p = extra.get("top_p")
-    if isinstance(top_p, int | float):
+    extra = getattr(request, "extra_params", None)
+    top_p = extra.get("top_p") if extra else None
+    if isinstance(top_p, _NUMBER):
         attrs["gen_ai.request.top_p"] = float(top_p)
 
 
@@ -315,9 +342,9 @@ def _response_attributes(response: Any, usage: Mapping[str, Any], backend: str) 
     finish = getattr(response, "finish_reason", None)
     if finish:
         attrs["gen_ai.response.finish_reasons"] = (str(finish),)
-    for key, name in USAGE_ATTRIBUTES:
-        value = usage.get(key)
-        if isinstance(value, int):
+    for key, value in usage.items():  # a few keys: cheaper than looking up each attribute's
+        name = _USAGE_NAMES.get(key)
+        if name is not None and isinstance(value, int):
             attrs[name] = value
     return attrs
 

@@ -9,7 +9,9 @@
 
 A count the vendor did not report stays absent: never a made-up zero (a reported zero is kept). A number that is not a
 count (negative, fractional, NaN, absurd) is treated as not reported. Each function takes the vendor's JSON object or
-the SDK's typed object (attribute access, snake_case for google-genai) and returns None when there is no usage at all.
+the SDK's typed object (attribute access, snake_case for google-genai) and returns None when there is no usage at all;
+a usage that is not an object at all (`"usage": "lots"`) raises `TypeError`, which the adapters report as a malformed
+answer (`LLMServerError`).
 
 Vendor references:
     OpenAI     https://platform.openai.com/docs/api-reference/chat/object#chat/object-usage
@@ -18,10 +20,10 @@ Vendor references:
     Gemini     https://ai.google.dev/api/generate-content#UsageMetadata (proto3 JSON: a zero count is omitted)
     Ollama     https://github.com/ollama/ollama/blob/main/docs/api.md#generate-a-chat-completion
 
-Integration (the adapters, `llm/backends/*.py`): each adapter's own usage helper becomes one call here --
-`openai_usage(data.get("usage"))` (OpenAI, DeepSeek, local), `anthropic_usage(usage, acc.usage)` (Claude, also for
-`message_delta`), `gemini_usage(chunk.usage_metadata)`, `ollama_usage(chunk)`; `StreamAccumulator.to_response` keeps
-`usage_dict(0, 0)` only as the ScoutAgent-compatible fallback when the vendor sent no usage at all.
+Used by the adapters (`llm/backends/*.py`), for whole answers and streams alike: `openai_usage(data.get("usage"))`
+(OpenAI, DeepSeek, local), `anthropic_usage(usage, acc.usage)` (Claude, also for `message_delta`),
+`gemini_usage(chunk.usage_metadata)`, `ollama_usage(chunk)`. No usage at all stays unknown: `StreamAccumulator`
+gives `usage == {}` and `metadata["usage_unknown"] = True`.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ def _read(obj: Any, *names: str) -> Any:
     """The first of `names` present on a JSON object (dict) or an SDK object (attribute); None when none is."""
     if obj is None:
         return None
+    if isinstance(obj, str | bytes | int | float | list | tuple):  # a malformed answer: the adapter says so
+        raise TypeError(f"usage is a {type(obj).__name__}, not an object")
     if isinstance(obj, Mapping):
         for name in names:
             value = obj.get(name)

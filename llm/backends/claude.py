@@ -31,7 +31,6 @@ from llm.base import (
     TextDelta,
     ToolCallDelta,
     parse_tool_arguments,
-    usage_dict,
 )
 from llm.errors import (
     LLMBackendError,
@@ -41,6 +40,7 @@ from llm.errors import (
     LLMTimeoutError,
     LLMValidationError,
 )
+from llm.usage import anthropic_usage
 
 __all__ = ["ClaudeBackend", "map_finish_reason", "to_anthropic_messages", "to_anthropic_tool_choice",
            "to_anthropic_tools"]
@@ -90,19 +90,6 @@ QUOTA_PHRASES = ("credit balance is too low",)
 def map_finish_reason(reason: str | None) -> FinishReason | None:
     """Anthropic's `stop_reason` -> stop / length / tool_calls / content_filter (None while unknown)."""
     return normalise_finish_reason(FINISH_REASONS, reason)
-
-
-def anthropic_usage(usage: Mapping[str, Any], previous: Mapping[str, int] | None = None) -> dict[str, int]:
-    """Usage from a `usage` object (a message's or a `message_delta`'s); prompt tokens include cache writes and reads.
-
-    A `message_delta` may leave `input_tokens` out: the prompt count of `message_start` (`previous`) then stands.
-    """
-    if usage.get("input_tokens") is None and previous is not None:
-        prompt = previous["prompt_tokens"]
-    else:
-        prompt = sum(usage.get(name) or 0
-                     for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
-    return usage_dict(prompt, usage.get("output_tokens"))
 
 
 def anthropic_message(data: Any) -> Any:
@@ -404,7 +391,7 @@ class ClaudeBackend(StainlessBackend):
                 events.append(ToolCallDelta(index, block.get("id"), block.get("name"), arguments))
         stop_reason = data.get("stop_reason")
         acc.finish_reason = map_finish_reason(stop_reason)
-        acc.usage = anthropic_usage(data.get("usage") or {})
+        acc.usage = anthropic_usage(data.get("usage"))
         acc.metadata.update(id=data.get("id"), stop_reason=stop_reason, stop_sequence=data.get("stop_sequence"),
                             request_id=headers.get("request-id"))
         return self._convert_response_events(acc, events, DeferredRaw(anthropic_message, data))

@@ -39,8 +39,8 @@ from llm.base import (
     TextDelta,
     ToolCallDelta,
     parse_tool_arguments,
-    usage_dict,
 )
+from llm.usage import gemini_usage
 
 __all__ = ["GeminiBackend", "map_finish_reason", "to_gemini_contents", "to_gemini_tool_config", "to_gemini_tools",
            "translate_gemini_error"]
@@ -251,12 +251,6 @@ class GeminiBackend(SDKBackend):
 def map_finish_reason(reason: str | None) -> FinishReason | None:
     """Gemini `finishReason` -> ours; unknown reasons (OTHER, LANGUAGE, ...) count as "stop"."""
     return normalise_finish_reason(FINISH_REASONS, reason)
-
-
-def gemini_usage(meta: Any) -> dict[str, int]:
-    """`usageMetadata` -> usage; thinking tokens are billed as output, so they count as completion tokens."""
-    completion = (meta.candidates_token_count or 0) + (meta.thoughts_token_count or 0)
-    return usage_dict(meta.prompt_token_count, completion, meta.total_token_count)
 
 
 def _enum_name(value: Any) -> str:

@@ -53,6 +53,7 @@ from llm.errors import (
     LLMTimeoutError,
     LLMValidationError,
 )
+from llm.usage import openai_usage
 
 if TYPE_CHECKING:
     from llm.config import ScoutConfig
@@ -325,7 +326,7 @@ class LocalBackend(SDKBackend):
     def _convert_chunk(self, chunk: dict[str, Any], acc: StreamAccumulator) -> Iterable[StreamEvent]:
         """One llama chunk (OpenAI chat-chunk shape as a dict) -> events; the last, choice-less chunk holds usage."""
         if chunk.get("usage"):
-            acc.usage = dict(chunk["usage"])
+            acc.usage = openai_usage(chunk["usage"])
         events: list[StreamEvent] = []
         for choice in chunk.get("choices") or []:
             text = (choice.get("delta") or {}).get("content")

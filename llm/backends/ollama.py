@@ -43,7 +43,6 @@ from llm.base import (
     StreamEvent,
     TextDelta,
     ToolCallDelta,
-    usage_dict,
 )
 from llm.errors import (
     LLMBackendError,
@@ -53,6 +52,7 @@ from llm.errors import (
     LLMTimeoutError,
     LLMValidationError,
 )
+from llm.usage import ollama_usage
 
 __all__ = ["DEFAULT_OLLAMA_URL", "OllamaBackend"]
 
@@ -308,7 +308,7 @@ class OllamaBackend(SDKBackend):
             events.append(ToolCallDelta(first + offset, f"call_{first + offset}", call.function.name, arguments))
         if chunk.done:
             acc.finish_reason = map_finish_reason(chunk.done_reason)
-            acc.usage = usage_dict(chunk.prompt_eval_count, chunk.eval_count)
+            acc.usage = ollama_usage(chunk)
             acc.metadata["done_reason"] = chunk.done_reason
             acc.metadata.update({name: getattr(chunk, name) for name in METADATA_FIELDS})
         return events

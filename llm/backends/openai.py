@@ -12,7 +12,7 @@ The output limit goes out as `max_completion_tokens` to OpenAI itself (newer mod
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any, ClassVar
 from urllib.parse import urlparse
 
@@ -28,7 +28,6 @@ from llm.base import (
     StreamEvent,
     TextDelta,
     ToolCallDelta,
-    usage_dict,
 )
 from llm.errors import (
     LLMBackendError,
@@ -38,6 +37,7 @@ from llm.errors import (
     LLMServerError,
     LLMTimeoutError,
 )
+from llm.usage import openai_usage
 
 __all__ = ["OpenAIBackend", "max_tokens_param"]
 
@@ -77,12 +77,6 @@ def max_tokens_param(base_url: str | None, setting: Any = None) -> str:
     host = (urlparse(base_url).hostname or "") if base_url else OPENAI_HOSTS[0]
     own = host == OPENAI_HOSTS[0] or host.endswith(OPENAI_HOSTS[1])
     return "max_completion_tokens" if own else "max_tokens"
-
-
-def openai_usage(usage: Mapping[str, Any] | None) -> dict[str, int] | None:
-    if usage is None:
-        return None
-    return usage_dict(usage.get("prompt_tokens"), usage.get("completion_tokens"), usage.get("total_tokens"))
 
 
 def _refused(acc: StreamAccumulator, text: str) -> None:

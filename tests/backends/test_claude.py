@@ -20,6 +20,7 @@ from llm.backends.claude import DEFAULT_BASE_URL, ClaudeBackend, map_finish_reas
 from llm.base import LLMConfig, LLMRequest, LLMResponse, ResponseDone, TextDelta, ToolCallDelta
 from tests.fakes.claude_fake import (
     API_KEY,
+    CLAUDE_DETAILS,
     MIDSTREAM_ERROR_FRAME,
     VENDOR,
     FakeClaude,
@@ -285,7 +286,8 @@ async def test_prompt_tokens_include_cache_reads_and_writes(server: FakeClaude, 
     server.enqueue(Reply(body={"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
                                "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn", "usage": usage}))
     response = await backend.generate(hello())
-    assert response.usage == {"prompt_tokens": 125, "completion_tokens": 7, "total_tokens": 132}
+    assert response.usage == {"prompt_tokens": 125, "completion_tokens": 7, "total_tokens": 132, "cached_tokens": 20,
+                              "cache_creation_tokens": 100}
 
 
 async def test_thinking_blocks_and_unknown_events_are_skipped(server: FakeClaude, backend: ClaudeBackend) -> None:
@@ -300,7 +302,7 @@ async def test_thinking_blocks_and_unknown_events_are_skipped(server: FakeClaude
     server.enqueue(StreamReply([*text_events("Hi"), *claude_sse(events)]))
     response = await call(backend, hello(), True)
     assert response.content == "Hi"
-    assert response.usage == {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}
+    assert response.usage == {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15, **CLAUDE_DETAILS}
     assert "_message_stop" not in response.metadata
 
 
@@ -393,7 +395,7 @@ async def test_sdk_snapshot_429_reaches_the_caller_after_one_request_then_the_st
 
     response = await call(backend, hello(), True)
     assert response.content == "[12345,67890]"
-    assert response.usage == {"prompt_tokens": 135, "completion_tokens": 10, "total_tokens": 145}
+    assert response.usage == {"prompt_tokens": 135, "completion_tokens": 10, "total_tokens": 145, **CLAUDE_DETAILS}
     assert response.model == "claude-sonnet-4-5-20250929"
     assert server.count(MESSAGES_PATH) == 2
 

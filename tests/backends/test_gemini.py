@@ -245,7 +245,7 @@ async def test_model_used_thoughts_and_json_mode(server: FakeGemini, backend: Ge
         "temperature": 0.7, "maxOutputTokens": 50, "responseMimeType": "application/json", "stopSequences": ["a", "b"]}
     assert (response.model, response.content, response.metadata["response_id"]) == ("gemini-2.5-flash-001", "Four.",
                                                                                      "resp-1")
-    assert response.usage == {"prompt_tokens": 4, "completion_tokens": 7, "total_tokens": 11}
+    assert response.usage == {"prompt_tokens": 4, "completion_tokens": 7, "total_tokens": 11, "reasoning_tokens": 5}
 
 
 def test_finish_reason_table() -> None:

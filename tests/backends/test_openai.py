@@ -15,7 +15,7 @@ from llm.backends.deepseek import DeepSeekBackend
 from llm.backends.openai import OpenAIBackend, max_tokens_param
 from llm.base import LLMBackendType, LLMConfig, LLMRequest, ResponseDone
 from llm.errors import LLMAuthenticationError, LLMBadRequestError, LLMConfigError, LLMNotFoundError
-from tests.fakes.openai_fake import API_KEY, FakeOpenAI
+from tests.fakes.openai_fake import API_KEY, OPENAI_DETAILS, FakeOpenAI
 from tests.fakes.recordings import interaction_request, replay
 
 TOOL_BASIC = "openai/llm__test_tool_use_basic.yaml"
@@ -97,7 +97,7 @@ async def test_recorded_tool_round_trip(server: FakeOpenAI, backend: OpenAIBacke
                {"role": "tool", "tool_call_id": first.tool_calls[0].id, "content": "2869461"}]
     final = await collect(backend, LLMRequest(messages=history, tools=[MULTIPLY]))
     assert final.content.endswith(").") and "2869461" in final.content.replace(",", "")
-    assert final.usage == {"prompt_tokens": 87, "completion_tokens": 26, "total_tokens": 113}
+    assert final.usage == {"prompt_tokens": 87, "completion_tokens": 26, "total_tokens": 113, **OPENAI_DETAILS}
     sent = server.requests[-1].body["messages"]
     recorded = interaction_request(TOOL_BASIC, 1)["messages"]
     assert sent[-1] == recorded[-1], "the tool result goes back as the real client sent it"

@@ -26,6 +26,8 @@ from tests.fakes.vendor import Expected, Vendor
 
 API_KEY = "sk-ant-test-claude"
 API_VERSION = "2023-06-01"
+#: The cache counts the recorded answers report (`cache_read_input_tokens`, `cache_creation_input_tokens`).
+CLAUDE_DETAILS: dict[str, int] = {"cached_tokens": 0, "cache_creation_tokens": 0}
 INPUT_TOKENS = 12
 #: What the API reports as the model used for an alias it was asked for (it answers with the dated snapshot).
 MODEL_IDS = {
@@ -331,6 +333,10 @@ QUOTA_BODY = {"type": "error", "request_id": "req_fakequota",
 TOOLS_TEXT = "I'll retrieve the secrets for both passwords you provided."
 
 
+def recorded_usage(prompt: int, completion: int, total: int | None = None) -> dict[str, int]:
+    return usage_dict(prompt, completion, total) | CLAUDE_DETAILS
+
+
 def _vendor() -> Vendor:
     from llm.backends.claude import ClaudeBackend
 
@@ -346,17 +352,17 @@ def _vendor() -> Vendor:
         error_reply=error_reply,
         quota_reply=Reply(status=429, body=QUOTA_BODY, headers={"request-id": "req_fakequota"}),
         text_sync=(replay("anthropic/mirascope__test_call_anthropic_claude_sonnet_4_0_sync.yaml"),
-                   Expected("4200 + 42 = 4242", usage_dict(17, 15), "stop", "claude-sonnet-4-20250514")),
+                   Expected("4200 + 42 = 4242", recorded_usage(17, 15), "stop", "claude-sonnet-4-20250514")),
         text_stream=(replay_file("anthropic/extracted__llm_anthropic__test_stream_events_text__0.sse",
                                  "text/event-stream"),
-                     Expected("Hello", usage_dict(10, 4), "stop", "claude-haiku-4-5-20251001")),
+                     Expected("Hello", recorded_usage(10, 4), "stop", "claude-haiku-4-5-20251001")),
         tools_sync=(replay("anthropic/mirascope__test_call_with_tools_anthropic_claude_sonnet_4_0_sync.yaml", 0),
-                    Expected(TOOLS_TEXT, usage_dict(416, 109), "tool_calls", "claude-sonnet-4-20250514",
+                    Expected(TOOLS_TEXT, recorded_usage(416, 109), "tool_calls", "claude-sonnet-4-20250514",
                              [("secret_retrieval_tool", {"password": "mellon"}),
                               ("secret_retrieval_tool", {"password": "radiance"})])),
         tools_stream=(replay_file("anthropic/extracted__mirascope__claude_sonnet_4_0_tools_stream__0.sse",
                                   "text/event-stream", chunk_size=97),
-                      Expected(TOOLS_TEXT, usage_dict(416, 109), "tool_calls", "claude-sonnet-4-20250514",
+                      Expected(TOOLS_TEXT, recorded_usage(416, 109), "tool_calls", "claude-sonnet-4-20250514",
                                [("secret_retrieval_tool", {"password": "mellon"}),
                                 ("secret_retrieval_tool", {"password": "radiance"})])),
         midstream_error=(StreamReply([*text_events("Hello", " wor"), MIDSTREAM_ERROR_FRAME]), "Hello wor"),

@@ -246,6 +246,11 @@ MIDSTREAM_ERROR = {"error": {"code": 500, "message": "An internal error has occu
                              "https://developers.generativeai.google/guide/troubleshooting", "status": "INTERNAL"}}
 
 
+def thoughts(count: int) -> dict[str, int]:
+    """The `thoughtsTokenCount` of a recorded answer, as usage reports it."""
+    return {"reasoning_tokens": count}
+
+
 def _vendor() -> Vendor:
     from llm.backends.gemini import GeminiBackend
 
@@ -265,16 +270,18 @@ def _vendor() -> Vendor:
         text_sync=(replay("gemini/mirascope__test_call_google_gemini_2_5_flash_sync.yaml"),
                    Expected("To calculate 4200 + 42:\n\n*   **Hundreds, thousands:** 4200\n*   **Tens, ones:** 42\n\n"
                             "Adding them together:\n4200\n+  42\n-----\n4242\n\nSo, 4200 + 42 = **4242**.",
-                            usage_dict(13, 77 + 25, 115), "stop", "gemini-2.5-flash")),
+                            usage_dict(13, 77 + 25, 115) | thoughts(25), "stop", "gemini-2.5-flash")),
         text_stream=(replay("gemini/mirascope__test_call_google_gemini_2_5_flash_stream.yaml"),
                      Expected("To find the sum of 4200 + 42, we can align the numbers by their place values:\n\n"
                               "  4200\n+   42\n------\n  4242\n\nSo, 4200 + 42 = **4242**.",
-                              usage_dict(13, 63 + 75, 151), "stop", "gemini-2.5-flash")),
+                              usage_dict(13, 63 + 75, 151) | thoughts(75), "stop", "gemini-2.5-flash")),
         tools_sync=(replay("gemini/mirascope__test_call_with_tools_google_gemini_2_5_flash_sync.yaml", 0),
-                    Expected("", usage_dict(70, 40 + 76, 186), "tool_calls", "gemini-2.5-flash", tool_calls)),
+                    Expected("", usage_dict(70, 40 + 76, 186) | thoughts(76), "tool_calls", "gemini-2.5-flash",
+                             tool_calls)),
         tools_stream=(replay("gemini/mirascope__test_call_with_tools_google_gemini_2_5_flash_stream.yaml", 0,
                              chunk_size=97),
-                      Expected("", usage_dict(70, 40 + 61, 171), "tool_calls", "gemini-2.5-flash", tool_calls)),
+                      Expected("", usage_dict(70, 40 + 61, 171) | thoughts(61), "tool_calls", "gemini-2.5-flash",
+                               tool_calls)),
         midstream_error=(StreamReply([*text_chunks("Hello", " wor"), *sse_frames([MIDSTREAM_ERROR])]), "Hello wor"),
         malformed_chunk=StreamReply([*text_chunks("Hello"), "data: {not json\r\n\r\n"]),
         dropped_stream=StreamReply(text_chunks("Hello", " there"), then="drop"),

@@ -21,6 +21,8 @@ from tests.fakes.vendor import Expected, Vendor
 
 API_KEY = "sk-test-openai"
 ROLES = {"system", "developer", "user", "assistant", "tool"}
+#: The usage details the recorded answers report (`prompt_tokens_details`, `completion_tokens_details`).
+OPENAI_DETAILS: dict[str, int] = {"cached_tokens": 0, "reasoning_tokens": 0}
 
 
 def openai_error(status: int, message: str, type_: str, code: str | None = None, param: str | None = None,
@@ -179,6 +181,10 @@ def _text_chunks(*pieces: str) -> list[str]:
                 "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]} for piece in pieces)
 
 
+def recorded_usage(prompt: int, completion: int, total: int | None = None) -> dict[str, int]:
+    return usage_dict(prompt, completion, total) | OPENAI_DETAILS
+
+
 def _vendor() -> Vendor:
     from llm.backends.openai import OpenAIBackend
 
@@ -194,15 +200,15 @@ def _vendor() -> Vendor:
         error_reply=error_reply,
         quota_reply=replay_file("openai/vercel_ai__openai-error.1.json", "application/json", status=429),
         text_sync=(replay("openai/mirascope__test_call_openai_gpt_4o_completions_sync.yaml"),
-                   Expected("\\(4200 + 42 = 4242\\).", usage_dict(16, 12, 28), "stop", "gpt-4o-2024-08-06")),
+                   Expected("\\(4200 + 42 = 4242\\).", recorded_usage(16, 12, 28), "stop", "gpt-4o-2024-08-06")),
         text_stream=(replay_file("openai/extracted__mirascope__gpt_4o_completions_stream__0.sse", "text/event-stream"),
-                     Expected("4200 + 42 equals 4242.", usage_dict(16, 10, 26), "stop", "gpt-4o-2024-08-06")),
+                     Expected("4200 + 42 equals 4242.", recorded_usage(16, 10, 26), "stop", "gpt-4o-2024-08-06")),
         tools_sync=(replay("openai/llm__test_tool_use_chain_of_two_calls.yaml", 0),
-                    Expected("", usage_dict(92, 17, 109), "tool_calls", "gpt-4o-mini-2024-07-18",
+                    Expected("", recorded_usage(92, 17, 109), "tool_calls", "gpt-4o-mini-2024-07-18",
                              [("lookup_population", {"country": "Crumpet"})])),
         tools_stream=(replay_file("openai/extracted__llm__test_tool_use_basic__0_streamed_tool_call.sse",
                                   "text/event-stream", chunk_size=97),
-                      Expected("", usage_dict(54, 20, 74), "tool_calls", "gpt-4o-mini-2024-07-18",
+                      Expected("", recorded_usage(54, 20, 74), "tool_calls", "gpt-4o-mini-2024-07-18",
                                [("multiply", {"a": 1231, "b": 2331})])),
         midstream_error=(StreamReply([*_text_chunks("Hello", " wor"),
                                       *sse([{"error": {"message": "The server had an error while processing "

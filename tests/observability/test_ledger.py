@@ -65,13 +65,14 @@ def test_deferred_costs_priced_only_when_totals_are_read(monkeypatch: pytest.Mon
         return 0.125
 
     monkeypatch.setattr("llm.pricing.cost_usd", fake_cost)
+    monkeypatch.setattr("llm.ledger.cost_usd", fake_cost)
     ledger = UsageLedger()
     for _ in range(3):
         ledger.record("openai", "gpt-4o", usage(1, 1), DeferredCost("openai", "gpt-4o", usage(1, 1)))
     ledger.check_budget()  # no budget: nothing to price
     assert priced == []
-    assert ledger.spent_usd == 0.375 and len(priced) == 3
-    assert ledger.summary()["total"]["cost_usd"] == 0.375 and len(priced) == 3  # each priced once
+    assert ledger.spent_usd == 0.375 and len(priced) == 1  # three calls of the same usage: one price
+    assert ledger.summary()["total"]["cost_usd"] == 0.375 and len(priced) == 1  # priced once, kept
 
 
 def test_budget_raises_once_spent_and_not_before() -> None:
@@ -125,3 +126,22 @@ def test_cost_line_says_the_spend_and_what_is_not_priced() -> None:
         "cost: 0.000160 USD for 2 calls (38 tokens), 1 failed attempt; 1 call with unknown price (ollama llama3); "
         "budget 5 USD, 4.999840 left")
     assert cost_line(UsageLedger().summary()) == "cost: 0.000000 USD for 0 calls"
+
+
+def test_a_ledger_never_read_folds_its_pending_costs_without_pricing(monkeypatch: pytest.MonkeyPatch) -> None:
+    priced: list[int] = []
+
+    def fake_cost(backend: str, model: str, usage: Any, base_url: Any = None, *, provider: Any = None) -> float:
+        priced.append(usage["prompt_tokens"])
+        return 0.125 * usage["prompt_tokens"]
+
+    monkeypatch.setattr("llm.pricing.cost_usd", fake_cost)
+    monkeypatch.setattr("llm.ledger.cost_usd", fake_cost)
+    monkeypatch.setattr("llm.ledger.MAX_PENDING", 4)
+    ledger = UsageLedger()
+    for prompt in [1, 2, 1, 2, 1, 2, 1, 2, 1, 2, 3]:  # past the pending cap twice: folded, not priced
+        ledger.record("openai", "gpt-4o", usage(prompt, 1), DeferredCost("openai", "gpt-4o", usage(prompt, 1)))
+    assert priced == []
+    summary = ledger.summary()
+    assert sorted(priced) == [1, 2, 3]  # one price per distinct usage
+    assert summary["total"]["cost_usd"] == 0.125 * (5 * 1 + 5 * 2 + 3) and summary["total"]["calls"] == 11
