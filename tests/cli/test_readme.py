@@ -18,6 +18,7 @@ The README's facts are checked against the code where they can drift: the config
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import sys
@@ -30,7 +31,7 @@ import pytest
 
 import llm.errors
 from llm.config import variables
-from llm.manager import ManagerPolicy
+from llm.manager import LLMManager, ManagerPolicy
 from tests.cli.runner import ROOT, clean_env, run
 from tests.fakes.claude_fake import API_KEY as CLAUDE_KEY
 from tests.fakes.claude_fake import FakeClaude
@@ -208,7 +209,7 @@ def test_the_readme_draws_the_error_tree_of_llm_errors() -> None:
 
 
 def test_every_policy_setting_the_readme_names_is_a_manager_policy_field() -> None:
-    policy = {field.name for field in fields(ManagerPolicy)}
+    policy = {field.name for field in fields(ManagerPolicy)} | set(inspect.signature(LLMManager).parameters)
     named = set(re.findall(r"`((?:breaker|quota|health_check|retry_after|backoff)_\w+)`", README))
     for call in re.findall(r"`LLMManager\(([^)]*)\)`", README):
         named |= set(re.findall(r"(\w+)=", call))
