@@ -32,6 +32,7 @@ from llm.errors import (
     LLMContextLengthError,
     LLMDeadlineExceededError,
     LLMError,
+    LLMLocalRateLimitError,
     LLMNotFoundError,
     LLMQuotaExceededError,
     LLMRateLimitError,
@@ -57,6 +58,7 @@ __all__ = [
     "LLMContextLengthError",
     "LLMDeadlineExceededError",
     "LLMError",
+    "LLMLocalRateLimitError",
     "LLMNotFoundError",
     "LLMQuotaExceededError",
     "LLMRateLimitError",
@@ -147,6 +149,8 @@ class LLMConfig:
     retry_attempts: int = 3
     retry_delay: float = 1.0
     extra_params: dict[str, Any] = field(default_factory=dict)
+    rpm: int | None = None  # client-side requests per minute (issue 16); None: the manager's settings
+    tpm: int | None = None  # client-side tokens per minute
 
     def __post_init__(self) -> None:
         if isinstance(self.backend_type, str) and not isinstance(self.backend_type, LLMBackendType):

@@ -46,11 +46,13 @@ from llm._bootstrap import key_variables, register_configured_backends
 from llm._call import Call, generate_op
 from llm._health import BackendHealth, BackendSlot, describe_error, maybe_await, quiet_cleanup
 from llm._resilience import Deadline, ManagerPolicy
+from llm._shared_breaker import SharedBreaker
 from llm.backend import LLMBackend
 from llm.base import LLMBackendType, LLMRequest, LLMResponse, StreamEvent, TextDelta
 from llm.config import ScoutConfig, get_config
 from llm.errors import LLMCircuitOpenError, LLMConfigError, LLMDeadlineExceededError, LLMError, LLMValidationError
 from llm.names import canonical_backend, describe_known, is_known, split_model_ref
+from llm.ratelimit import RateLimit, RateLimiter, open_state_store
 from llm.validation import validate_request
 
 __all__ = [
@@ -94,6 +96,7 @@ class LLMManager:
         self._rebind_needed = False
         self._released = False
         self._closing = False
+        self._limiter: RateLimiter | None = None  # built at registration when limits or shared state are configured
 
     def __repr__(self) -> str:
         return f"LLMManager(backends={list(self._slots)}, default={self._default!r})"
@@ -142,7 +145,8 @@ class LLMManager:
             logger.error("Could not register %s: initialize() returned False", name)
             return False
         previous = self._slots.get(name)
-        self._slots[name] = BackendSlot(name, backend, self.policy)
+        self._slots[name] = slot = BackendSlot(name, backend, self.policy)
+        self._attach_limits(slot)
         self._unavailable.pop(name, None)
         if previous is not None and previous.backend is not backend:
             await quiet_cleanup(previous.backend)
@@ -249,7 +253,7 @@ class LLMManager:
         timeout = self.policy.timeout or self.config.llm.timeout
         if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):  # NaN disables bounds
             raise LLMConfigError(f"timeout: the call deadline must be a finite number of seconds > 0, got {timeout!r}")
-        return Call(slots, request, self.policy, Deadline(timeout))
+        return Call(slots, request, self.policy, Deadline(timeout), self._limiter)
 
     @staticmethod
     def _with_model(choice: str, request: LLMRequest) -> tuple[str, LLMRequest]:
@@ -289,6 +293,41 @@ class LLMManager:
                                                       else self.config.llm.fallback_order))
         ranked = [name for name in order if name in self._slots] + [n for n in self._slots if n not in order]
         return [first, *(name for name in ranked if name != first)]
+
+    # -- fleet: rate limits and shared state ---------------------------------------------------------------------------
+
+    @property
+    def rate_limiter(self) -> RateLimiter | None:
+        """The client-side rate limiter; None when no backend has a limit and no Redis URL is set (nothing to pay)."""
+        return self._limiter
+
+    def _attach_limits(self, slot: BackendSlot) -> None:
+        """Give a newly registered backend its rate limit and, with a Redis URL, its fleet-shared breaker.
+
+        Limits: the backend config's `rpm`/`tpm`, else `ManagerPolicy.rate_limits`, else `SCOUT_<BACKEND>_RPM/TPM`.
+        """
+        settings = self.config.llm
+        config = slot.backend.config
+        configured = (self.policy.rate_limits or {}).get(slot.name) or settings.rate_limit_for(slot.name)
+        rpm = config.rpm if config.rpm is not None else configured[0]
+        tpm = config.tpm if config.tpm is not None else configured[1]
+        url = self.policy.redis_url or settings.redis_url
+        if self._limiter is None and (rpm or tpm or url):
+            try:
+                self._limiter = RateLimiter(store=open_state_store(
+                    url, prefix=settings.redis_prefix, timeout=settings.redis_timeout) if url else None)
+            except ValueError as exc:
+                raise LLMConfigError(f"rate limits of {slot.name}: {exc}") from None
+        if self._limiter is None:
+            return
+        try:
+            self._limiter.set_limit(slot.name, RateLimit(rpm=rpm, tpm=tpm))
+        except ValueError as exc:
+            raise LLMConfigError(f"rate limits of {slot.name}: {exc}") from None
+        slot.limiter = self._limiter
+        if url:
+            lease = self.policy.attempt_timeout or float(config.timeout)
+            slot.shared = SharedBreaker(slot.name, slot.breaker, self._limiter.store, lease)
 
     def _attempt_limit(self, slot: BackendSlot) -> float:
         return self.policy.attempt_timeout or float(slot.backend.config.timeout)
@@ -340,6 +379,11 @@ class LLMManager:
             slots, self._slots, self._default = list(self._slots.values()), {}, None
             for slot in slots:
                 await quiet_cleanup(slot.backend)
+                if slot.shared is not None:
+                    await slot.shared.drain()
+            limiter, self._limiter = self._limiter, None
+            if limiter is not None:
+                await limiter.aclose()
         finally:
             self._closing = self._rebind_needed = self._released = False
 

@@ -50,7 +50,7 @@ from typing import Any
 
 from llm._shared_state import Admission, Entry, LocalStore, StateStore
 from llm.base import LLMRequest
-from llm.errors import LLMRateLimitError
+from llm.errors import LLMLocalRateLimitError
 
 __all__ = [
     "LLMLocalRateLimitError",
@@ -82,16 +82,6 @@ def open_state_store(url: str | None, **options: Any) -> StateStore:
 NON_TEXT_PART_TOKENS = 1000
 #: The longest pause a Retry-After may impose (longer ones are capped: a quota error opens the breaker instead).
 DEFAULT_MAX_PAUSE = 300.0
-
-
-class LLMLocalRateLimitError(LLMRateLimitError):
-    """The client-side limiter had no capacity within the call's deadline, so no request was sent.
-
-    `retry_after` says when capacity frees up. Not retryable in the same call (it already waited all it could) and not
-    a backend failure: it never counts against the breaker.
-    """
-
-    default_retryable = False
 
 
 @dataclass(frozen=True, slots=True)
