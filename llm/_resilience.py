@@ -82,8 +82,8 @@ class ManagerPolicy:
         health_check_timeout: bound of one `health_check()`.
         max_concurrency: in-flight calls allowed per backend (streams hold their slot to the end); None: no limit.
         fallback_order: backend names, in failover order after the first; None: `SCOUT_LLM_FALLBACK_ORDER`.
-        rate_limits: backend name -> `(rpm, tpm)` client-side limits (None or 0: no such limit); a backend's
-            `LLMConfig.rpm/tpm` wins, then this, then `SCOUT_<BACKEND>_RPM/TPM`.
+        rate_limits: backend name -> `(rpm, tpm)` client-side limits per minute (None or 0: no such limit); a
+            backend listed here ignores its `SCOUT_<BACKEND>_RPM/TPM`.
         redis_url: where a fleet shares limiter windows, pauses and breaker state; None: `SCOUT_LLM_REDIS_URL`.
     """
 

@@ -149,8 +149,6 @@ class LLMConfig:
     retry_attempts: int = 3
     retry_delay: float = 1.0
     extra_params: dict[str, Any] = field(default_factory=dict)
-    rpm: int | None = None  # client-side requests per minute (issue 16); None: the manager's settings
-    tpm: int | None = None  # client-side tokens per minute
 
     def __post_init__(self) -> None:
         if isinstance(self.backend_type, str) and not isinstance(self.backend_type, LLMBackendType):

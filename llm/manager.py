@@ -304,13 +304,11 @@ class LLMManager:
     def _attach_limits(self, slot: BackendSlot) -> None:
         """Give a newly registered backend its rate limit and, with a Redis URL, its fleet-shared breaker.
 
-        Limits: the backend config's `rpm`/`tpm`, else `ManagerPolicy.rate_limits`, else `SCOUT_<BACKEND>_RPM/TPM`.
+        Limits: `ManagerPolicy.rate_limits[name]`, else `SCOUT_<BACKEND>_RPM/TPM`. (`LLMConfig` keeps the
+        contract's fields, so limits are not set there.)
         """
         settings = self.config.llm
-        config = slot.backend.config
-        configured = (self.policy.rate_limits or {}).get(slot.name) or settings.rate_limit_for(slot.name)
-        rpm = config.rpm if config.rpm is not None else configured[0]
-        tpm = config.tpm if config.tpm is not None else configured[1]
+        rpm, tpm = (self.policy.rate_limits or {}).get(slot.name) or settings.rate_limit_for(slot.name)
         url = self.policy.redis_url or settings.redis_url
         if self._limiter is None and (rpm or tpm or url):
             try:
@@ -326,7 +324,7 @@ class LLMManager:
             raise LLMConfigError(f"rate limits of {slot.name}: {exc}") from None
         slot.limiter = self._limiter
         if url:
-            lease = self.policy.attempt_timeout or float(config.timeout)
+            lease = self.policy.attempt_timeout or float(slot.backend.config.timeout)
             slot.shared = SharedBreaker(slot.name, slot.breaker, self._limiter.store, lease)
 
     def _attempt_limit(self, slot: BackendSlot) -> float:
