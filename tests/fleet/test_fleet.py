@@ -26,9 +26,10 @@ class Worker:
         return [event for event in self.events if event["kind"] == kind]
 
 
-def run_fleet(jobs: list[dict[str, Any]], *, during: Any = None, timeout: float = 20.0) -> list[Worker]:
+def run_fleet(jobs: list[dict[str, Any]], *, during: Any = None, timeout: float = 20.0,
+              module: str = "tests.fleet.worker") -> list[Worker]:
     """Start one worker per job, start them together once all are ready, run `during()` meanwhile, collect."""
-    workers = [Worker(subprocess.Popen([sys.executable, "-m", "tests.fleet.worker", json.dumps(job)], cwd=ROOT,
+    workers = [Worker(subprocess.Popen([sys.executable, "-m", module, json.dumps(job)], cwd=ROOT,
                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                        text=True)) for job in jobs]
     try:
