@@ -53,21 +53,21 @@ def jobs(server: FakeOpenAI, valkey: ValkeyServer, prefix: str, *variants: dict[
 
 def test_worker_processes_never_send_more_than_one_shared_limit(valkey: ValkeyServer, prefix: str) -> None:
     with vendor() as server:
-        job = {"rpm": 4, "window": 1.0, "count": 4, "steps": ["calls"]}
+        job = {"rpm": 3, "window": 0.6, "count": 3, "steps": ["calls"]}
         workers = run_fleet(jobs(server, valkey, prefix, *[job] * 3), module=WORKER)
         sent = chat_times(server)
-    assert [len(worker.of("ok")) for worker in workers] == [4, 4, 4] and len(sent) == 12
+    assert [len(worker.of("ok")) for worker in workers] == [3, 3, 3] and len(sent) == 9
     assert all(event["shared"] for worker in workers for event in worker.of("ok"))
-    # Admission times are the server's; arrival at the vendor adds a little jitter, hence the 0.8 s span.
-    assert most_in(sent, 0.8) <= 4, sent
-    assert sent[-1] - sent[0] >= 2 * 1.0 - 0.1  # 12 requests at 4 per second: three windows at least
+    # Admissions are timed by the server; arrival at the vendor adds a little jitter, hence the shorter span.
+    assert most_in(sent, 0.45) <= 3, sent
+    assert sent[-1] - sent[0] >= 2 * 0.6 - 0.1  # 9 requests at 3 per window: three windows at least
 
 
 def test_a_breaker_opened_by_one_process_refuses_calls_in_the_others(valkey: ValkeyServer, prefix: str) -> None:
     with vendor() as server:
         server.enqueue(*[error_reply(500, {}) for _ in range(2)])
         workers = run_fleet(jobs(server, valkey, prefix, {"count": 2, "steps": ["calls"]},
-                                 *[{"count": 3, "wait": 1.0, "steps": ["wait", "calls", "health"]}] * 2),
+                                 {"count": 3, "wait": 1.0, "steps": ["wait", "calls", "health"]}),
                             module=WORKER)
         sent = len(chat_times(server))
     opener, *others = workers
@@ -102,17 +102,17 @@ def test_a_retry_after_seen_by_one_process_pauses_the_others(valkey: ValkeyServe
 
 def test_redis_killed_mid_run_calls_go_on_then_share_again(own_valkey: ValkeyServer, prefix: str) -> None:
     def kill_then_restart() -> None:
-        time.sleep(1.0)
+        time.sleep(0.8)
         own_valkey.terminate()  # SIGKILL
-        time.sleep(1.0)
+        time.sleep(0.8)
         own_valkey.start()
 
     with vendor() as server:
-        job = {"duration": 4.0, "gap": 0.03, "redis_timeout": 0.3, "reconnect": 0.2, "steps": ["calls"]}
-        workers = run_fleet(jobs(server, own_valkey, prefix, *[job] * 3), during=kill_then_restart,
+        job = {"duration": 3.2, "gap": 0.03, "redis_timeout": 0.3, "reconnect": 0.2, "steps": ["calls"]}
+        workers = run_fleet(jobs(server, own_valkey, prefix, *[job] * 2), during=kill_then_restart,
                             module=WORKER)
     for worker in workers:
-        assert not worker.of("error") and len(worker.of("ok")) > 30
+        assert not worker.of("error") and len(worker.of("ok")) > 20
         assert max(event["took"] for event in worker.of("ok")) < 0.8  # never waited long on the dead server
         flags = [event["shared"] for event in worker.of("ok")]
         phases = [flag for i, flag in enumerate(flags) if i == 0 or flag != flags[i - 1]]
