@@ -25,6 +25,9 @@ What a call promises (every number is a `ManagerPolicy` setting, passed as keywo
   Retry-After honoured up to `quota_cooldown_max`), which no probe lifts early. Background `health_check()` probes
   (a models listing, never a billed call) that never overlap. An open backend is skipped; when all are open the call
   fails at once with an `LLMCircuitOpenError` whose `retry_after` says when to try again.
+* Client-side rate limits per backend (`SCOUT_<BACKEND>_RPM/TPM` or `rate_limits`, `llm.ratelimit`): an attempt waits
+  for room within the deadline, or fails at once with `LLMLocalRateLimitError` (no request sent) and fails over. With
+  `SCOUT_LLM_REDIS_URL`, limits, Retry-After pauses and breaker state are shared by every process using that URL.
 
 The manager binds nothing to an event loop at construction. Its background task lives in the loop that first uses it;
 when that loop shuts down (the end of `asyncio.run`), the SDK clients bound to it are closed, and the next use in a new
