@@ -100,7 +100,9 @@ async def run(args: argparse.Namespace, redis_url: str, vendor_url: str) -> dict
         "in-process": {"rate_limits": {"openai": (HIGH.rpm, HIGH.tpm)}},
         "redis": {"rate_limits": {"openai": (HIGH.rpm, HIGH.tpm)}, "redis_url": redis_url},
     }
-    await throughput(await manager_call(vendor_url, {}), 500)  # warm up
+    warm_up = await manager_call(vendor_url, {})
+    await throughput(warm_up, 500)
+    await warm_up.manager.cleanup()  # type: ignore[attr-defined]
     rates: dict[str, list[float]] = {}
     cpu: dict[str, list[float]] = {}
     for round_number in range(args.rounds):
