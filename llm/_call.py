@@ -332,7 +332,9 @@ class Call:
         Raises:
             LLMLocalRateLimitError: no capacity before the deadline. LLMCircuitOpenError: the breaker refuses.
         """
-        permit = await self._permit(slot, request, model) if self.limiter is not None else None
+        # (no wait for capacity when the local breaker would refuse anyway)
+        limited = self.limiter is not None and slot.breaker.would_admit()
+        permit = await self._permit(slot, request, model) if limited else None
         ticket = slot.breaker.admit()
         wait = slot.breaker.retry_in()
         if ticket is not None and slot.shared is not None:

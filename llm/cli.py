@@ -256,21 +256,21 @@ def health_rows(manager: Any) -> list[list[str]]:
             _shorten(health.last_error or ""),
         ])
     for name, why in manager.unavailable_backends.items():
-        rows.append([name, "-", "", "NO", "-", "-", "-", _shorten(f"not available: {why}")])
+        rows.append([name, "-", "", "NO", "-", "", "-", _shorten(f"not available: {why}")])
     return rows
 
 
 def describe_limit(status: Any) -> str:
-    """A `LimiterStatus` in a table cell: `rpm 18/500 left, paused 12s, shared`; `-` when not limited."""
+    """A `LimiterStatus` in a table cell: `rpm 18/500 left, paused 12s, shared`; empty when not limited."""
     if status is None:
-        return "-"
+        return ""
     parts = [f"{kind} {left}/{limit} left" for kind, left, limit in (
         ("rpm", status.requests_left, status.rpm), ("tpm", status.tokens_left, status.tpm)) if limit]
     if status.paused_until is not None and status.paused_until > time.time():
         parts.append(f"paused {status.paused_until - time.time():.0f}s")
     if status.shared:
         parts.append("shared")
-    return ", ".join(parts) or "-"
+    return ", ".join(parts)
 
 
 def format_table(rows: list[list[str]]) -> str:
