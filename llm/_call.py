@@ -28,6 +28,7 @@ from llm._redact import scrub_exception
 from llm._resilience import (
     Deadline,
     ManagerPolicy,
+    Ticket,
     blocks_failover,
     is_retryable,
     retry_wait,
@@ -40,12 +41,15 @@ from llm.errors import (
     LLMCircuitOpenError,
     LLMDeadlineExceededError,
     LLMError,
+    LLMLocalRateLimitError,
+    LLMQuotaExceededError,
     LLMRateLimitError,
     LLMStreamError,
     LLMTimeoutError,
 )
 from llm.ledger import UsageLedger
 from llm.pricing import defer_cost
+from llm.ratelimit import Permit, RateLimiter, estimate_tokens
 from llm.telemetry import NOOP_SPAN, CallSpan
 
 __all__ = ["Attempt", "Call", "OpenedStream", "backend_events", "generate_op", "open_stream_op"]
@@ -141,6 +145,7 @@ class OpenedStream:
     first: StreamEvent
     started: float
     release: Callable[[], None]
+    permit: Permit | None = None  # the rate limiter's admission, settled at `ResponseDone`
 
     async def close(self) -> None:
         try:
@@ -204,8 +209,9 @@ class Call:
     price_providers: Mapping[str, str] | None = None
 
     def __init__(self, slots: Sequence[BackendSlot], request: LLMRequest, policy: ManagerPolicy,
-                 deadline: Deadline) -> None:
+                 deadline: Deadline, limiter: RateLimiter | None = None) -> None:
         self.slots = list(slots)
+        self.limiter = limiter
         self.request = request
         self.policy = policy
         self.deadline = deadline
@@ -289,16 +295,13 @@ class Call:
 
     async def _attempt(self, slot: BackendSlot, request: LLMRequest, op: Operation[T], limit: float) -> T:
         model = model_of(slot.backend, request)
-        ticket = slot.breaker.admit()
-        if ticket is None:
-            wait = slot.breaker.retry_in()
-            self._skipped(slot, model, "skipped: circuit open")
-            raise LLMCircuitOpenError(f"circuit open after repeated failures; retry in {wait:.1f}s",
-                                      backend=slot.name, model=model, retry_after=wait)
+        ticket, permit = await self._admit(slot, request, model)
         try:
             release = await self._acquire_slot(slot, model)
         except BaseException:
             slot.breaker.release(ticket)
+            if permit is not None:
+                await permit.release(sent=False)
             raise
         bound = min(limit, self.deadline.remaining())
         slot.requests += 1
@@ -310,6 +313,8 @@ class Call:
         except asyncio.CancelledError:
             slot.breaker.release(ticket)
             self._trail(slot, model, "cancelled", start)
+            if permit is not None:
+                await permit.release()
             raise
         except TimeoutError as exc:  # our bound expired (an SDK's own timeout arrives as LLMTimeoutError)
             error = self._timeout_error(slot, model, bound, limit)
@@ -317,11 +322,66 @@ class Call:
             raise error from exc
         except Exception as exc:
             self._failed(slot, ticket, model, start, exc)
+            if permit is not None:
+                await self._limiter_failed(slot, permit, exc)
             raise
+        if permit is not None:
+            if isinstance(result, OpenedStream):
+                result.permit = permit  # settled by the usage of its final event
+            else:
+                await permit.settle(_total_tokens(result))
         elapsed = time.monotonic() - start
         slot.succeeded(ticket, elapsed if self.timed else None)
         self._trail(slot, model, "ok", start)
         return result
+
+    async def _admit(self, slot: BackendSlot, request: LLMRequest, model: str) -> tuple[Ticket, Permit | None]:
+        """The rate limiter's permit (when limits are set), then the breaker's ticket (checked against the fleet's
+        record when state is shared). The limiter goes first: waiting for capacity holds no half-open probe, no
+        concurrency slot and no connection.
+
+        Raises:
+            LLMLocalRateLimitError: no capacity before the deadline. LLMCircuitOpenError: the breaker refuses.
+        """
+        # (no wait for capacity when the local breaker would refuse anyway)
+        limited = self.limiter is not None and slot.breaker.would_admit()
+        permit = await self._permit(slot, request, model) if limited else None
+        ticket = slot.breaker.admit()
+        wait = slot.breaker.retry_in()
+        if ticket is not None and slot.shared is not None:
+            local, (ticket, wait) = ticket, await slot.shared.admit(ticket)
+            if ticket is None:
+                slot.breaker.release(local)
+        if ticket is None:
+            if permit is not None:
+                await permit.release(sent=False)
+            self._skipped(slot, model, "skipped: circuit open")
+            raise LLMCircuitOpenError(f"circuit open after repeated failures; retry in {wait:.1f}s",
+                                      backend=slot.name, model=model, retry_after=wait)
+        return ticket, permit
+
+    async def _permit(self, slot: BackendSlot, request: LLMRequest, model: str) -> Permit:
+        """Wait for the limiter's room for this attempt, within the call's deadline (less the time an attempt needs).
+
+        Raises:
+            LLMLocalRateLimitError: no room before the deadline; raised at once, no request sent.
+        """
+        assert self.limiter is not None
+        estimate = estimate_tokens(request, slot.backend.config.max_tokens)
+        try:
+            return await self.limiter.acquire(slot.name, estimate, max(0.0, self.deadline.remaining() - self.min_time))
+        except LLMLocalRateLimitError as exc:
+            exc.model = model
+            self._skipped(slot, model, "skipped: client-side rate limit")
+            raise
+
+    async def _limiter_failed(self, slot: BackendSlot, permit: Permit, exc: BaseException) -> None:
+        """A failed attempt gives its tokens back; a vendor 429 with Retry-After pauses the backend (for the fleet)."""
+        await permit.release()
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(exc, LLMRateLimitError) and not isinstance(exc, LLMQuotaExceededError) and retry_after:
+            assert self.limiter is not None
+            await self.limiter.pause(slot.name, retry_after)
 
     async def _acquire_slot(self, slot: BackendSlot, model: str) -> Callable[[], None]:
         """Wait for one of the backend's concurrency slots (when it has a limit), within the call's deadline.
@@ -483,6 +543,8 @@ class Call:
                 self._stream_failed(slot, model, opened, error)
                 raise error
             slot.sample_latency(time.monotonic() - opened.started)
+            if opened.permit is not None:
+                await opened.permit.settle(_total_tokens(event.response))
             yield ResponseDone(self.finish(event.response, slot))
         finally:
             idle.close()
@@ -508,6 +570,12 @@ class Call:
         slot.failed(None, error)
         self._trail(slot, model, f"{type(error).__name__} after the first event", opened.started,
                     error.status_code)
+
+
+def _total_tokens(response: Any) -> int | None:
+    usage = getattr(response, "usage", None)
+    total = usage.get("total_tokens") if isinstance(usage, dict) else None
+    return total if isinstance(total, int) else None
 
 
 def _as_llm_error(name: str, exc: BaseException) -> LLMError:

@@ -10,10 +10,14 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llm._resilience import CircuitBreaker, ManagerPolicy, Ticket, breaker_verdict
 from llm.backend import LLMBackend, describe_error
+
+if TYPE_CHECKING:
+    from llm._shared_breaker import SharedBreaker
+    from llm.ratelimit import LimiterStatus, RateLimiter
 
 __all__ = ["LATENCY_WINDOW", "BackendHealth", "BackendSlot", "describe_error", "maybe_await", "quiet_cleanup"]
 
@@ -43,6 +47,10 @@ class BackendHealth:
         open_until: wall-clock time at which an open breaker lets a probe through; None when closed.
         times_opened: how often the breaker opened.
         requests: attempts sent to the backend.
+        rate_limit: the client-side limiter's last reading (limits, capacity left, paused until); None when the
+            backend has no limiter or it has not been used yet.
+        shared_state: whether limiter and breaker state are shared with other processes right now (a Redis URL is
+            set and Redis answers).
     """
 
     backend_type: str
@@ -59,6 +67,8 @@ class BackendHealth:
     times_opened: int = 0
     requests: int = 0
     failure_rate: float | None = None
+    rate_limit: LimiterStatus | None = None
+    shared_state: bool = False
 
 
 async def maybe_await(value: Any) -> Any:
@@ -94,6 +104,8 @@ class BackendSlot:
         self.last_probe_latency: float | None = None
         self.probing = False
         self._semaphore: asyncio.Semaphore | None = None
+        self.limiter: RateLimiter | None = None  # set by the manager when limits or shared state are configured
+        self.shared: SharedBreaker | None = None  # set by the manager when shared state is configured
         self._semaphore_loop: asyncio.AbstractEventLoop | None = None
 
     def limit(self) -> asyncio.Semaphore | None:
@@ -109,6 +121,8 @@ class BackendSlot:
 
     def succeeded(self, ticket: Ticket, elapsed: float | None) -> None:
         self.breaker.record_success(ticket)
+        if self.shared is not None:
+            self.shared.outcome(ticket, None, 0.0, self.breaker.times_opened)
         if elapsed is not None:
             self.latencies.append(elapsed)
         self.last_check = time.time()
@@ -121,12 +135,15 @@ class BackendSlot:
         self.last_error = describe_error(exc, self.backend.config.secret())
         self.last_check = time.time()
         verdict = breaker_verdict(exc)
+        opened_before = self.breaker.times_opened
         if verdict == "quota":
             self.breaker.trip(ticket, self.quota_lockout(exc))
         elif verdict == "counted":
             self.breaker.record_failure(ticket)
         elif ticket is not None:
             self.breaker.release(ticket)
+        if self.shared is not None:
+            self.shared.outcome(ticket, verdict, self.quota_lockout(exc), opened_before)
 
     def quota_lockout(self, exc: BaseException) -> float:
         """How long a quota error locks the backend out: at least `quota_cooldown`, longer when the vendor's
@@ -165,8 +182,11 @@ class BackendSlot:
 
     def snapshot(self) -> BackendHealth:
         breaker = self.breaker
-        state = breaker.state
+        state: str = breaker.state
         open_until = None if state == "closed" else time.time() + breaker.retry_in()
+        shared = self.shared.last if self.shared is not None else None
+        if shared is not None and shared.shared and state == "closed" and shared.state != "closed":
+            state, open_until = shared.state, time.time() + shared.open_for  # opened by another process
         return BackendHealth(
             backend_type=self.name,
             is_healthy=state == "closed" and self.last_probe_ok is not False,
@@ -182,4 +202,6 @@ class BackendSlot:
             times_opened=breaker.times_opened,
             requests=self.requests,
             failure_rate=breaker.failure_ratio(),
+            rate_limit=self.limiter.snapshot(self.name) if self.limiter is not None else None,
+            shared_state=self.limiter is not None and self.limiter.shared,
         )

@@ -18,7 +18,7 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -28,6 +28,7 @@ from llm.errors import (
     LLMCircuitOpenError,
     LLMConnectionError,
     LLMError,
+    LLMLocalRateLimitError,
     LLMQuotaExceededError,
     LLMRateLimitError,
     LLMServerError,
@@ -35,6 +36,7 @@ from llm.errors import (
     LLMTimeoutError,
     LLMValidationError,
 )
+from llm.names import canonical_backend
 
 __all__ = [
     "BreakerState",
@@ -82,6 +84,9 @@ class ManagerPolicy:
         fallback_order: backend names, in failover order after the first; None: `SCOUT_LLM_FALLBACK_ORDER`.
         budget_usd: spend budget in USD (a call that would start once it is spent raises `LLMBudgetExceededError`);
             None: `SCOUT_LLM_BUDGET_USD` (unset: no budget).
+        rate_limits: backend name -> `(rpm, tpm)` client-side limits per minute (None or 0: no such limit); a
+            backend listed here ignores its `SCOUT_<BACKEND>_RPM/TPM`.
+        redis_url: where a fleet shares limiter windows, pauses and breaker state; None: `SCOUT_LLM_REDIS_URL`.
     """
 
     timeout: float | None = None
@@ -106,8 +111,27 @@ class ManagerPolicy:
     max_concurrency: int | None = None
     fallback_order: tuple[str, ...] | None = None
     budget_usd: float | None = None
+    rate_limits: Mapping[str, tuple[int | None, int | None]] | None = None
+    redis_url: str | None = None
 
     def __post_init__(self) -> None:
+        self._check_numbers()
+        if not (_is_number(self.breaker_failure_rate) and 0 < self.breaker_failure_rate <= 1):
+            raise ValueError(f"breaker_failure_rate must be in (0, 1], got {self.breaker_failure_rate!r}")
+        if self.budget_usd is not None and not (_is_number(self.budget_usd) and 0 <= self.budget_usd < math.inf):
+            raise ValueError(f"budget_usd must be a finite number of USD >= 0, got {self.budget_usd!r}")
+        if not (_is_number(self.jitter) and 0 <= self.jitter < 1):
+            raise ValueError(f"jitter must be in [0, 1), got {self.jitter!r}")
+        if self.rate_limits is not None:
+            object.__setattr__(self, "rate_limits", _checked_limits(self.rate_limits))
+        if self.redis_url is not None and not str(self.redis_url).startswith(("redis://", "rediss://")):
+            raise ValueError("redis_url must be a redis:// or rediss:// URL")
+        if self.fallback_order is not None:
+            object.__setattr__(self, "fallback_order", tuple(name.strip().lower() for name in self.fallback_order))
+
+
+    def _check_numbers(self) -> None:
+        """Durations are finite seconds (> 0, or >= 0 where zero means "none"), counts integers >= 1."""
         for name in POSITIVE_SECONDS:
             value = getattr(self, name)
             if value is not None and not (_is_number(value) and math.isfinite(value) and value > 0):
@@ -120,20 +144,23 @@ class ManagerPolicy:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if not (_is_number(self.breaker_failure_rate) and 0 < self.breaker_failure_rate <= 1):
-            raise ValueError(f"breaker_failure_rate must be in (0, 1], got {self.breaker_failure_rate!r}")
-        if self.budget_usd is not None and not (_is_number(self.budget_usd) and 0 <= self.budget_usd < math.inf):
-            raise ValueError(f"budget_usd must be a finite number of USD >= 0, got {self.budget_usd!r}")
-        if not (_is_number(self.jitter) and 0 <= self.jitter < 1):
-            raise ValueError(f"jitter must be in [0, 1), got {self.jitter!r}")
-        if self.fallback_order is not None:
-            object.__setattr__(self, "fallback_order", tuple(name.strip().lower() for name in self.fallback_order))
 
 
 #: ManagerPolicy fields that are durations which must be > 0 (None, where allowed, means "from the configuration").
 POSITIVE_SECONDS = ("timeout", "attempt_timeout", "first_chunk_timeout", "backoff_max", "retry_after_max",
                     "idle_timeout", "breaker_window", "breaker_cooldown", "breaker_cooldown_max", "quota_cooldown",
                     "quota_cooldown_max", "health_check_timeout")
+
+
+def _checked_limits(limits: Mapping[str, tuple[int | None, int | None]]) -> dict[str, tuple[int | None, int | None]]:
+    checked = {}
+    for name, pair in limits.items():
+        if not (isinstance(pair, tuple) and len(pair) == 2 and all(
+                value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
+                for value in pair)):
+            raise ValueError(f"rate_limits[{name!r}] must be (rpm, tpm), each a whole number >= 0 or None")
+        checked[canonical_backend(name)] = pair
+    return checked
 
 
 def _is_number(value: object) -> bool:
@@ -177,7 +204,7 @@ def breaker_verdict(exc: BaseException) -> Verdict:
     """How a failed attempt weighs on the backend's circuit breaker."""
     if isinstance(exc, LLMQuotaExceededError):
         return "quota"
-    if isinstance(exc, LLMCircuitOpenError):
+    if isinstance(exc, LLMCircuitOpenError | LLMLocalRateLimitError):  # no request was sent
         return "ignored"
     if isinstance(exc, BREAKER_COUNTED) or (isinstance(exc, OSError) and not isinstance(exc, LLMError)):
         return "counted"

@@ -8,7 +8,8 @@ machines share no clock):
   URL and backend name; falls back to its `LocalStore` while Redis is down (see that module).
 
 `open_state_store(SCOUT_LLM_REDIS_URL)` picks one. The limiter (`llm.ratelimit`) drives `admit`, `adjust`, `pause` and
-`usage`. A circuit breaker keeps its state in the breaker records, so a breaker opened by one process is open in all:
+`usage`. The manager's breaker (`llm._shared_breaker.SharedBreaker`) keeps its state in the breaker records, so a
+breaker opened by one process is open in all:
 
     record = await store.breaker_state(name, window)          # before an attempt
     if record.state == "open": refuse, retry_after=record.open_for (0 requests sent)

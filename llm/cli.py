@@ -244,7 +244,7 @@ def _shorten(text: str, width: int = 120) -> str:
 
 
 def health_rows(manager: Any) -> list[list[str]]:
-    rows = [["backend", "model", "default", "healthy", "breaker", "latency", "last error"]]
+    rows = [["backend", "model", "default", "healthy", "breaker", "rate limit", "latency", "last error"]]
     default = manager.get_default_backend()
     for name, health in manager.get_all_health_status().items():
         latency = health.last_probe_latency or health.avg_response_time
@@ -253,13 +253,27 @@ def health_rows(manager: Any) -> list[list[str]]:
             manager.backends[name].config.model_name,
             "yes" if name == default else "",
             "yes" if health.is_healthy else "NO",
-            health.breaker_state,
+            health.breaker_state + (" (shared)" if health.shared_state else ""),
+            describe_limit(health.rate_limit),
             f"{latency * 1000:.0f} ms" if latency else "-",
             _shorten(health.last_error or ""),
         ])
     for name, why in manager.unavailable_backends.items():
-        rows.append([name, "-", "", "NO", "-", "-", _shorten(f"not available: {why}")])
+        rows.append([name, "-", "", "NO", "-", "", "-", _shorten(f"not available: {why}")])
     return rows
+
+
+def describe_limit(status: Any) -> str:
+    """A `LimiterStatus` in a table cell: `rpm 18/500 left, paused 12s, shared`; empty when not limited."""
+    if status is None:
+        return ""
+    parts = [f"{kind} {left}/{limit} left" for kind, left, limit in (
+        ("rpm", status.requests_left, status.rpm), ("tpm", status.tokens_left, status.tpm)) if limit]
+    if status.paused_until is not None and status.paused_until > time.time():
+        parts.append(f"paused {status.paused_until - time.time():.0f}s")
+    if status.shared:
+        parts.append("shared")
+    return ", ".join(parts)
 
 
 def format_table(rows: list[list[str]]) -> str:
@@ -273,6 +287,9 @@ async def run_backends(args: argparse.Namespace, out: TextIO) -> int:
     manager = await configured_manager()
     if args.command == "health":
         await manager.check_health()
+    if manager.rate_limiter is not None:  # a fresh reading of the limiter (the fleet's, when shared)
+        for name in manager.get_available_backends():
+            await manager.rate_limiter.status(name)
     out.write(format_table(health_rows(manager)) + "\n")
     return EXIT_OK if manager.get_healthy_backends() else EXIT_FAILED
 

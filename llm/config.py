@@ -65,6 +65,7 @@ DEFAULT_MODELS: dict[str, str] = {
 OLLAMA_DEFAULT_URL = "http://localhost:11434"
 AGENT_VARIABLE = re.compile(r"^SCOUT_LLM_AGENT_([A-Z0-9_]+?)_(BACKEND|MODEL)$")
 _URL = "an http(s) URL"
+_PER_MINUTE = "a whole number per minute, 0 or more (0: no limit)"
 
 
 def setting(default: Any, *names: str, expected: str, **constraints: Any) -> Any:
@@ -157,6 +158,33 @@ class LLMSettings(_Section):
     local_context: int = setting(4096, "SCOUT_LOCAL_CONTEXT", expected="tokens, a whole number from 256 to 1048576",
                                  ge=256, le=1_048_576)
     local_enabled: bool | None = setting(None, "SCOUT_LOCAL_ENABLED", expected="true or false")
+    # Client-side rate limits per backend (issue 16): requests and tokens per minute; unset or 0: no limit.
+    openai_rpm: int | None = setting(None, "SCOUT_OPENAI_RPM", expected=_PER_MINUTE, ge=0)
+    openai_tpm: int | None = setting(None, "SCOUT_OPENAI_TPM", expected=_PER_MINUTE, ge=0)
+    claude_rpm: int | None = setting(None, "SCOUT_CLAUDE_RPM", "SCOUT_ANTHROPIC_RPM", expected=_PER_MINUTE, ge=0)
+    claude_tpm: int | None = setting(None, "SCOUT_CLAUDE_TPM", "SCOUT_ANTHROPIC_TPM", expected=_PER_MINUTE, ge=0)
+    gemini_rpm: int | None = setting(None, "SCOUT_GEMINI_RPM", expected=_PER_MINUTE, ge=0)
+    gemini_tpm: int | None = setting(None, "SCOUT_GEMINI_TPM", expected=_PER_MINUTE, ge=0)
+    deepseek_rpm: int | None = setting(None, "SCOUT_DEEPSEEK_RPM", expected=_PER_MINUTE, ge=0)
+    deepseek_tpm: int | None = setting(None, "SCOUT_DEEPSEEK_TPM", expected=_PER_MINUTE, ge=0)
+    ollama_rpm: int | None = setting(None, "SCOUT_OLLAMA_RPM", expected=_PER_MINUTE, ge=0)
+    ollama_tpm: int | None = setting(None, "SCOUT_OLLAMA_TPM", expected=_PER_MINUTE, ge=0)
+    local_rpm: int | None = setting(None, "SCOUT_LOCAL_RPM", expected=_PER_MINUTE, ge=0)
+    local_tpm: int | None = setting(None, "SCOUT_LOCAL_TPM", expected=_PER_MINUTE, ge=0)
+    # Shared state for a fleet of processes: limiter windows, Retry-After pauses and breaker records in Redis/Valkey.
+    redis_url: str | None = setting(None, "SCOUT_LLM_REDIS_URL", expected="a redis:// or rediss:// URL")
+    redis_timeout: float = setting(0.5, "SCOUT_LLM_REDIS_TIMEOUT", expected="seconds, a number > 0 and <= 10",
+                                   gt=0, le=10)
+    redis_prefix: str = setting("scout-llm", "SCOUT_LLM_REDIS_PREFIX",
+                                expected="a key prefix of letters, digits, '_', '.', ':' or '-'",
+                                pattern=r"^[A-Za-z0-9_.:\-]+$")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"rediss?://\S+", value):
+            raise ValueError("expected a redis:// or rediss:// URL")
+        return value
 
     @field_validator("fallback_order", mode="before")
     @classmethod
@@ -166,6 +194,11 @@ class LLMSettings(_Section):
         if isinstance(value, list | tuple):
             return [canonical_backend(str(name)) for name in value if str(name).strip()]
         return value
+
+    def rate_limit_for(self, backend: str) -> tuple[int | None, int | None]:
+        """The configured (requests, tokens) per minute of a backend; None where unset."""
+        backend = canonical_backend(backend)
+        return getattr(self, f"{backend}_rpm", None), getattr(self, f"{backend}_tpm", None)
 
     def model_for(self, backend: str) -> str:
         """The configured model of a backend (`"claude"` reads `anthropic_model`, `"local"` `local_model_path`)."""

@@ -12,7 +12,9 @@
     │   │   └── LLMContentFilterError       a safety system blocked the prompt (a filtered answer is not an
     │   │                                   error: it ends with finish_reason "content_filter")
     │   ├── LLMRateLimitError           429; `retry_after` in seconds when the vendor said so
-    │   │   └── LLMQuotaExceededError       quota or spend limit exhausted: waiting does not help
+    │   │   ├── LLMQuotaExceededError       quota or spend limit exhausted: waiting does not help
+    │   │   └── LLMLocalRateLimitError      our client-side limit (SCOUT_<BACKEND>_RPM/TPM) had no room within the
+    │   │                                   call's deadline: no request was sent; never a backend failure
     │   ├── LLMTimeoutError             a connect, first-token, idle or attempt timeout passed
     │   │   └── LLMDeadlineExceededError    the call's total deadline passed; carries every attempt's error
     │   ├── LLMConnectionError          refused, reset or dropped before an answer began
@@ -45,6 +47,7 @@ __all__ = [
     "LLMContextLengthError",
     "LLMDeadlineExceededError",
     "LLMError",
+    "LLMLocalRateLimitError",
     "LLMNotFoundError",
     "LLMQuotaExceededError",
     "LLMRateLimitError",
@@ -177,6 +180,16 @@ class LLMRateLimitError(LLMBackendError):
 
 class LLMQuotaExceededError(LLMRateLimitError):
     """The account's quota or spend limit is exhausted; retrying soon will not help."""
+
+    default_retryable = False
+
+
+class LLMLocalRateLimitError(LLMRateLimitError):
+    """The client-side limiter had no capacity within the call's deadline, so no request was sent.
+
+    `retry_after` says when capacity frees up. Not retryable in the same call (it already waited all it could) and not
+    a backend failure: it never counts against the breaker; the manager may fail over.
+    """
 
     default_retryable = False
 

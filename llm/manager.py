@@ -30,6 +30,9 @@ What a call promises (every number is a `ManagerPolicy` setting, passed as keywo
   that would start once it is spent raises `LLMBudgetExceededError` and sends nothing.
 * OpenTelemetry (`llm.telemetry`): one span `chat {model}` per call with an event per attempt when there were
   several, and the GenAI client metrics, when an OpenTelemetry SDK is configured; otherwise nothing is recorded.
+* Client-side rate limits per backend (`SCOUT_<BACKEND>_RPM/TPM` or `rate_limits`, `llm.ratelimit`): an attempt waits
+  for room within the deadline, or fails at once with `LLMLocalRateLimitError` (no request sent) and fails over. With
+  `SCOUT_LLM_REDIS_URL`, limits, Retry-After pauses and breaker state are shared by every process using that URL.
 
 The manager binds nothing to an event loop at construction. Its background task lives in the loop that first uses it;
 when that loop shuts down (the end of `asyncio.run`), the SDK clients bound to it are closed, and the next use in a new
@@ -51,12 +54,14 @@ from llm._bootstrap import key_variables, register_configured_backends
 from llm._call import Call, generate_op, model_of
 from llm._health import BackendHealth, BackendSlot, describe_error, maybe_await, quiet_cleanup
 from llm._resilience import Deadline, ManagerPolicy
+from llm._shared_breaker import SharedBreaker
 from llm.backend import LLMBackend
 from llm.base import LLMBackendType, LLMRequest, LLMResponse, StreamEvent, TextDelta
 from llm.config import ScoutConfig, get_config
 from llm.errors import LLMCircuitOpenError, LLMConfigError, LLMDeadlineExceededError, LLMError, LLMValidationError
 from llm.ledger import UsageLedger
 from llm.names import canonical_backend, describe_known, is_known, split_model_ref
+from llm.ratelimit import RateLimit, RateLimiter, open_state_store
 from llm.telemetry import NOOP_SPAN, CallSpan, LLMTelemetry
 from llm.validation import validate_request
 
@@ -108,6 +113,7 @@ class LLMManager:
         self._rebind_needed = False
         self._released = False
         self._closing = False
+        self._limiter: RateLimiter | None = None  # built at registration when limits or shared state are configured
 
     def __repr__(self) -> str:
         return f"LLMManager(backends={list(self._slots)}, default={self._default!r})"
@@ -156,7 +162,8 @@ class LLMManager:
             logger.error("Could not register %s: initialize() returned False", name)
             return False
         previous = self._slots.get(name)
-        self._slots[name] = BackendSlot(name, backend, self.policy)
+        self._slots[name] = slot = BackendSlot(name, backend, self.policy)
+        self._attach_limits(slot)
         self._unavailable.pop(name, None)
         if previous is not None and previous.backend is not backend:
             await quiet_cleanup(previous.backend)
@@ -279,7 +286,7 @@ class LLMManager:
         ledger = self.ledger
         ledger.budget_usd = self._budget()
         ledger.check_budget()  # nothing to do without a budget
-        call = Call(slots, request, self.policy, Deadline(timeout))
+        call = Call(slots, request, self.policy, Deadline(timeout), self._limiter)
         call.ledger = ledger
         if self.price_providers:
             call.price_providers = self.price_providers
@@ -349,6 +356,39 @@ class LLMManager:
         ranked = [name for name in order if name in self._slots] + [n for n in self._slots if n not in order]
         return [first, *(name for name in ranked if name != first)]
 
+    # -- fleet: rate limits and shared state ---------------------------------------------------------------------------
+
+    @property
+    def rate_limiter(self) -> RateLimiter | None:
+        """The client-side rate limiter; None when no backend has a limit and no Redis URL is set (nothing to pay)."""
+        return self._limiter
+
+    def _attach_limits(self, slot: BackendSlot) -> None:
+        """Give a newly registered backend its rate limit and, with a Redis URL, its fleet-shared breaker.
+
+        Limits: `ManagerPolicy.rate_limits[name]`, else `SCOUT_<BACKEND>_RPM/TPM`. (`LLMConfig` keeps the
+        contract's fields, so limits are not set there.)
+        """
+        settings = self.config.llm
+        rpm, tpm = (self.policy.rate_limits or {}).get(slot.name) or settings.rate_limit_for(slot.name)
+        url = self.policy.redis_url or settings.redis_url
+        if self._limiter is None and (rpm or tpm or url):
+            try:
+                self._limiter = RateLimiter(store=open_state_store(
+                    url, prefix=settings.redis_prefix, timeout=settings.redis_timeout) if url else None)
+            except ValueError as exc:
+                raise LLMConfigError(f"rate limits of {slot.name}: {exc}") from None
+        if self._limiter is None:
+            return
+        try:
+            self._limiter.set_limit(slot.name, RateLimit(rpm=rpm, tpm=tpm))
+        except ValueError as exc:
+            raise LLMConfigError(f"rate limits of {slot.name}: {exc}") from None
+        slot.limiter = self._limiter
+        if url:
+            lease = self.policy.attempt_timeout or float(slot.backend.config.timeout)
+            slot.shared = SharedBreaker(slot.name, slot.breaker, self._limiter.store, lease)
+
     def _attempt_limit(self, slot: BackendSlot) -> float:
         return self.policy.attempt_timeout or float(slot.backend.config.timeout)
 
@@ -399,6 +439,11 @@ class LLMManager:
             slots, self._slots, self._default = list(self._slots.values()), {}, None
             for slot in slots:
                 await quiet_cleanup(slot.backend)
+                if slot.shared is not None:
+                    await slot.shared.drain()
+            limiter, self._limiter = self._limiter, None
+            if limiter is not None:
+                await limiter.aclose()
         finally:
             self._closing = self._rebind_needed = self._released = False
 

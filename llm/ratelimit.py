@@ -19,22 +19,18 @@ until the window has room; when that would take longer than the time left of the
 request whose estimate exceeds the whole TPM is counted as exactly TPM (it waits for an empty window; the vendor may
 still refuse it).
 
-Settings the configuration reads (proposed): `SCOUT_<BACKEND>_RPM`, `SCOUT_<BACKEND>_TPM` (e.g. `SCOUT_OPENAI_RPM=500`;
-unset or 0: no limit) and `SCOUT_LLM_REDIS_URL` (`redis://` or `rediss://`; unset: in-process state only).
+Settings (`llm.config`): `SCOUT_<BACKEND>_RPM`, `SCOUT_<BACKEND>_TPM` (e.g. `SCOUT_OPENAI_RPM=500`; `SCOUT_ANTHROPIC_*`
+for claude; unset or 0: no limit), or `ManagerPolicy.rate_limits`; `SCOUT_LLM_REDIS_URL` (`redis://` or `rediss://`;
+unset: in-process state only), `SCOUT_LLM_REDIS_TIMEOUT`, `SCOUT_LLM_REDIS_PREFIX`.
 
-Integration (a few lines; the manager owns one `RateLimiter` built from the settings, closed in `cleanup()`). In
-`llm/_call.py`, `Call._attempt`, first thing, before the breaker's `admit()` (so neither a half-open probe nor a
-concurrency slot nor a connection is held while waiting):
-
-    permit = await limiter.acquire(slot.name, estimate_tokens(request, slot.backend.config.max_tokens),
-                                   self.deadline.remaining())      # raises LLMLocalRateLimitError: 0 requests sent
-
-then, around the `op` call: on success `await permit.settle((result.usage or {}).get("total_tokens"))` (a stream:
-keep the permit on `OpenedStream` and settle at its `ResponseDone`); on an exception or cancellation
-`await permit.release()`; on an `LLMRateLimitError` (not quota) with `retry_after`, `await limiter.pause(slot.name,
-exc.retry_after)`. In `llm/_resilience.py`, `breaker_verdict()` returns "ignored" for `LLMLocalRateLimitError`
-(waiting is not a backend failure; it is raised before a ticket exists, so this is a safety net). Health output adds
-`limiter.snapshot(name)` (no I/O) or `await limiter.status(name)`.
+In the manager (`llm.manager`, `llm._call`): the manager owns one `RateLimiter`, built when a backend with a limit is
+registered or a Redis URL is set (none otherwise: the hot path then skips it entirely), closed in `cleanup()`. Each
+attempt acquires its permit first, before the breaker admits it (so neither a half-open probe nor a concurrency slot
+nor a connection is held while waiting), with the call's deadline less `min_attempt_time` as its budget; an
+`LLMLocalRateLimitError` is recorded in the attempt trail as "skipped: client-side rate limit" and the manager fails
+over. A success settles the permit with `usage["total_tokens"]` (a stream at its `ResponseDone`); a failure releases
+its tokens; a vendor 429 (not quota) with Retry-After pauses the backend. `BackendHealth.rate_limit` is
+`limiter.snapshot(name)`; the CLI reads `await limiter.status(name)`.
 """
 
 from __future__ import annotations
@@ -50,7 +46,7 @@ from typing import Any
 
 from llm._shared_state import Admission, Entry, LocalStore, StateStore
 from llm.base import LLMRequest
-from llm.errors import LLMRateLimitError
+from llm.errors import LLMLocalRateLimitError
 
 __all__ = [
     "LLMLocalRateLimitError",
@@ -82,16 +78,6 @@ def open_state_store(url: str | None, **options: Any) -> StateStore:
 NON_TEXT_PART_TOKENS = 1000
 #: The longest pause a Retry-After may impose (longer ones are capped: a quota error opens the breaker instead).
 DEFAULT_MAX_PAUSE = 300.0
-
-
-class LLMLocalRateLimitError(LLMRateLimitError):
-    """The client-side limiter had no capacity within the call's deadline, so no request was sent.
-
-    `retry_after` says when capacity frees up. Not retryable in the same call (it already waited all it could) and not
-    a backend failure: it never counts against the breaker.
-    """
-
-    default_retryable = False
 
 
 @dataclass(frozen=True, slots=True)
