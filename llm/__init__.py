@@ -30,6 +30,7 @@ from llm.errors import (
     LLMRateLimitError,
     LLMServerError,
     LLMStreamError,
+    LLMStructuredOutputError,
     LLMTimeoutError,
     LLMValidationError,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "LLMResponse",
     "LLMServerError",
     "LLMStreamError",
+    "LLMStructuredOutputError",
     "LLMTimeoutError",
     "LLMValidationError",
     "OllamaBackend",

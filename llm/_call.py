@@ -42,6 +42,7 @@ from llm.errors import (
     LLMError,
     LLMRateLimitError,
     LLMStreamError,
+    LLMStructuredOutputError,
     LLMTimeoutError,
 )
 
@@ -228,7 +229,7 @@ class Call:
                 if isinstance(exc, LLMCircuitOpenError):  # a skipped backend changes nothing about the deadline
                     self.deadline_hit = self.deadline_hit or deadline_before
                 self.errors.append((slot.name, exc))
-                if blocks_failover(exc):
+                if blocks_failover(exc, self.policy.structured_failover):
                     break
                 if index + 1 < len(self.slots) and not isinstance(exc, LLMCircuitOpenError):
                     logger.warning("%s failed (%s); trying %s", slot.name, type(exc).__name__,
@@ -442,6 +443,8 @@ class Call:
                 try:
                     with idle.arm(bound):
                         event = await next_event()
+                except LLMStructuredOutputError:  # the answer failed its schema after the repair: not a broken stream
+                    raise
                 except Exception as exc:  # CancelledError and GeneratorExit pass through untouched
                     error = self._relay_error(exc, slot, model, "".join(parts), bound)
                     scrub_exception(exc, slot.backend.config.secret())  # a custom backend's error may quote its key

@@ -32,6 +32,7 @@ from llm.errors import (
     LLMRateLimitError,
     LLMServerError,
     LLMStreamError,
+    LLMStructuredOutputError,
     LLMTimeoutError,
     LLMValidationError,
 )
@@ -80,6 +81,8 @@ class ManagerPolicy:
         health_check_timeout: bound of one `health_check()`.
         max_concurrency: in-flight calls allowed per backend (streams hold their slot to the end); None: no limit.
         fallback_order: backend names, in failover order after the first; None: `SCOUT_LLM_FALLBACK_ORDER`.
+        structured_failover: whether an answer that failed its `response_format` (after its one repair) moves the
+            call on to the next backend; by default the `LLMStructuredOutputError` ends the call.
     """
 
     timeout: float | None = None
@@ -103,6 +106,7 @@ class ManagerPolicy:
     health_check_timeout: float = 10.0
     max_concurrency: int | None = None
     fallback_order: tuple[str, ...] | None = None
+    structured_failover: bool = False
 
     def __post_init__(self) -> None:
         for name in POSITIVE_SECONDS:
@@ -151,7 +155,7 @@ class Deadline:
 # -- error tables -----------------------------------------------------------------------------------------------------
 
 #: Errors that mean the request itself is wrong: another backend would reject it too.
-NO_FAILOVER: tuple[type[Exception], ...] = (LLMValidationError, LLMBadRequestError)
+NO_FAILOVER: tuple[type[Exception], ...] = (LLMValidationError, LLMBadRequestError, LLMStructuredOutputError)
 #: Errors that say the backend (not the request) is failing.
 BREAKER_COUNTED: tuple[type[Exception], ...] = (
     LLMServerError, LLMTimeoutError, LLMConnectionError, LLMStreamError, LLMRateLimitError,
@@ -163,8 +167,11 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, LLMBackendError) and exc.retryable and not isinstance(exc, LLMCircuitOpenError)
 
 
-def blocks_failover(exc: BaseException) -> bool:
-    """Whether an error ends the whole call instead of moving on to the next backend."""
+def blocks_failover(exc: BaseException, structured_failover: bool = False) -> bool:
+    """Whether an error ends the whole call instead of moving on to the next backend (a schema failure does not when
+    the policy's `structured_failover` asks for it)."""
+    if structured_failover and isinstance(exc, LLMStructuredOutputError):
+        return False
     return isinstance(exc, NO_FAILOVER)
 
 
