@@ -224,3 +224,59 @@ async def test_a_malformed_response_format_is_a_validation_error(
         await backend.generate(ask(CITY_JSON, response_format))
     assert caught.value.field is not None and caught.value.field.startswith("response_format")
     assert server.count() == 0
+
+
+# -- through the manager: no retry, no failover on a schema failure unless asked -------------------------------------
+
+
+@STREAM
+async def test_the_manager_neither_retries_nor_fails_over_on_a_schema_failure(stream: bool) -> None:
+    from tests.manager.helpers import gen_count, managed
+
+    async with managed("openai", "claude") as (manager, servers):
+        with pytest.raises(LLMStructuredOutputError):
+            if stream:
+                async for _ in manager.stream(ask('{"name": "Paris"}')):
+                    pass
+            else:
+                await manager.generate(ask('{"name": "Paris"}'))
+        assert gen_count("openai", servers[0]) == 2  # the answer and its one repair
+        assert gen_count("claude", servers[1]) == 0
+
+
+async def test_the_manager_fails_over_on_a_schema_failure_when_asked() -> None:
+    from llm.errors import LLMAllBackendsFailedError
+    from tests.manager.helpers import gen_count, managed
+
+    async with managed("openai", "claude", structured_failover=True) as (manager, servers):
+        with pytest.raises(LLMAllBackendsFailedError) as caught:
+            await manager.generate(ask('{"name": "Paris"}'))
+        assert [type(e) for e in caught.value.exceptions] == [LLMStructuredOutputError] * 2
+        assert gen_count("openai", servers[0]) == 2 and gen_count("claude", servers[1]) == 2
+        response = await manager.generate(ask(CITY_JSON))
+        assert response.parsed == City(name="Paris", population=2100000)
+
+
+async def test_a_repaired_answer_is_parsed_and_its_usage_adds_both_requests() -> None:
+    from tests.fakes.server import Reply
+
+    def completion(text: str) -> Reply:
+        return Reply(body={"id": "c", "object": "chat.completion", "created": 0, "model": "gpt-4o-mini",
+                           "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                        "finish_reason": "stop"}],
+                           "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}})
+
+    async with OPENAI.fake_cls() as server:
+        backend = OPENAI.backend(server)
+        server.enqueue(completion('```json\n{"name": "Paris", "population": "many"}\n```'))
+        server.enqueue(completion(CITY_JSON))
+        try:
+            response = await backend.generate(ask("Tell me about Paris"))
+        finally:
+            await backend.cleanup()
+    assert response.parsed == City(name="Paris", population=2100000)
+    assert response.metadata["structured_repair"] is True
+    assert response.usage == {"prompt_tokens": 20, "completion_tokens": 10, "total_tokens": 30}
+    repair = server.requests[-1].body["messages"]
+    assert repair[-2] == {"role": "assistant", "content": '```json\n{"name": "Paris", "population": "many"}\n```'}
+    assert "population: Input should be a valid integer" in repair[-1]["content"]
