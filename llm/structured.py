@@ -261,9 +261,15 @@ def _model_spec(model: type[Any], where: str) -> OutputSpec:
     return OutputSpec(name, schema, model, True)
 
 
+#: String length bounds strict mode does not take: moved into the description (the answer is still validated
+#: against them on our side), as `anthropic.transform_schema` does for Claude.
+_STRICT_UNSUPPORTED = ("minLength", "maxLength")
+
+
 def strict_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
     """`schema` made valid for OpenAI's strict mode: every object closed (`additionalProperties: false`) with every
-    property required, a property that was optional made nullable, and `default` dropped (strict mode refuses it).
+    property required, a property that was optional made nullable, `default` dropped (strict mode refuses it) and
+    string length bounds moved into the description.
 
     See https://platform.openai.com/docs/guides/structured-outputs#supported-schemas
     """
@@ -271,12 +277,23 @@ def strict_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
     return strict
 
 
-def _strict(node: Any) -> Any:
+_SCHEMA_MAPS = frozenset({"properties", "$defs", "definitions", "patternProperties"})
+
+
+def _strict(node: Any, names_map: bool = False) -> Any:
     if isinstance(node, list):
         return [_strict(item) for item in node]
     if not isinstance(node, Mapping):
         return node
-    out = {key: _strict(value) for key, value in node.items() if key != "default"}
+    if names_map:  # {name: schema}: the names are the caller's, whatever they are
+        return {key: _strict(value) for key, value in node.items()}
+    dropped = _STRICT_UNSUPPORTED if node.get("type") == "string" else ()  # a string schema, not a `properties` map
+    out = {key: _strict(value, key in _SCHEMA_MAPS) for key, value in node.items()
+           if key != "default" and key not in dropped}
+    bounds = {key: node[key] for key in dropped if key in node}
+    if bounds:
+        note = ", ".join(f"{key}: {value}" for key, value in bounds.items())
+        out["description"] = f"{out['description']} ({note})" if isinstance(out.get("description"), str) else note
     properties = out.get("properties")
     if out.get("type") == "object" or isinstance(properties, Mapping):
         properties = dict(properties) if isinstance(properties, Mapping) else {}
