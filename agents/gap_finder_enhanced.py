@@ -266,8 +266,10 @@ class EnhancedGapFinderAgent(BaseAgent, LLMAgentMixin):
 
     def _output_from_reply(self, reply: ActReply, gap_input: GapFinderInput, themes: list[dict[str, Any]],
                            key_insights: list[str]) -> GapFinderOutput:
-        unique = {gap.description.strip().lower(): gap for gap in reversed(reply.gaps)}  # small models repeat
-        gaps = [_gap_from(gap, gap_input) for gap in reversed(unique.values())]
+        unique: dict[str, GapReply] = {}
+        for gap in reply.gaps:  # small models repeat themselves: one gap per description
+            unique.setdefault(gap.description.strip().lower(), gap)
+        gaps = [_gap_from(gap, gap_input) for gap in unique.values()]
         analysis = {
             "market_context": gap_input.market_context, "total_gaps": len(gaps),
             "total_addressable_market": sum(gap.estimated_tam for gap in gaps),
