@@ -45,7 +45,7 @@ async def test_integration_example(servers: tuple[FakeOpenAI, FakeClaude], tmp_p
     assert "asked claude    answered by claude / claude-haiku-4-5-20251001: echo: Say hello in five words." in lines
     # The fake answers a structured request with the prompt's text, which is no JSON: each stage asks once for a
     # repair (inside its one manager call), then says it used the rules.
-    assert "(LLM calls: openai x3)" in result.stdout and openai_server.count("/chat/completions") >= 6 + 5
+    assert "(LLM calls: openai x3)" in result.stdout
     assert "  made by: plan the rules, think the rules, act the rules" in lines
     assert "(the act stage used the rule-based analysis: the model's answer did not match the schema" in result.stdout
 
