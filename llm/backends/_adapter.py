@@ -31,6 +31,7 @@ Rules every adapter follows, so that vendors behave alike:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import email.utils
 import importlib.util
@@ -457,28 +458,36 @@ class SDKBackend(LLMBackend):
         self.logger.debug("%s %s answered in %.3fs", self.name, response.model, response.response_time)
         return response
 
-    async def stream(self, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
+    def stream(self, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
         """The typed event stream. With a `response_format`, the final `ResponseDone.response.parsed` holds the
         structured answer; when the first answer was invalid, the repair's events follow the first answer's, and
         `ResponseDone` carries the repaired answer (`metadata["structured_repair"]` says so)."""
+        if getattr(request, "response_format", None) is None:
+            return self._stream_once(request, None)  # the plain stream: no extra generator layer per event
+        return self._structured_stream(request)
+
+    async def _structured_stream(self, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
         spec = self._output_spec(request)
-        async for event in self._stream_once(request, spec):
-            if spec is None or not isinstance(event, ResponseDone):
+        assert spec is not None
+        async with contextlib.aclosing(self._stream_once(request, spec)) as events:
+            async for event in events:
+                if not isinstance(event, ResponseDone):
+                    yield event
+                    continue
+                try:
+                    event.response.parsed = parse_output(spec, event.response.content)
+                except InvalidOutput as invalid:
+                    first, repair = event.response, self._repair(request, spec, event.response, invalid)
+                    break
                 yield event
-                continue
-            try:
-                event.response.parsed = parse_output(spec, event.response.content)
-            except InvalidOutput as invalid:
-                first, repair = event.response, self._repair(request, spec, event.response, invalid)
-                break
-            yield event
-            return
-        else:
-            return
-        async for event in self._stream_once(repair, spec):
-            if isinstance(event, ResponseDone):
-                event = ResponseDone(self._parsed_after_repair(spec, first, event.response))
-            yield event
+                return
+            else:
+                return
+        async with contextlib.aclosing(self._stream_once(repair, spec)) as events:
+            async for event in events:
+                if isinstance(event, ResponseDone):
+                    event = ResponseDone(self._parsed_after_repair(spec, first, event.response))
+                yield event
 
     async def _stream_once(self, request: LLMRequest, spec: OutputSpec | None) -> AsyncGenerator[StreamEvent, None]:
         acc = StreamAccumulator(self.config.model_name)
