@@ -1,15 +1,23 @@
-"""Market gap analysis with an LLM: `EnhancedGapFinderAgent`.
+"""Market gap analysis driven by an LLM: `EnhancedGapFinderAgent`.
 
-Each stage (plan, think, act) sends one prompt from `agents/prompts/gap_finder_agent/` and asks for JSON, which is
-validated into the pydantic models below (numbers such as "$1.2B" are read as 1.2e9; a gap whose figures cannot be
-read is dropped, never a crash). When a reply cannot be used, that stage falls back to the rule-based analysis of
-`agents.gap_finder` and says so: `output.metadata["fallbacks"]` lists the stages, `["fallback_reasons"]` why. So a
-valid input always yields gaps, in exactly three LLM calls. A failing LLM call (no backend, auth, timeout...) is not
-papered over: `execute` returns `success=False` with the error text.
+Each stage (plan, think, act) sends one short prompt from `agents/prompts/gap_finder_agent/` and asks for structured
+output (`llm_generate_structured`): the backend sends its vendor's native form (OpenAI json_schema, Claude's output
+format, Gemini's response schema, Ollama's format, a grammar on the embedded model) and the answer comes back
+validated. The schemas are made for small models too: short bounded strings, at most five items per list, and enums
+wherever the domain has them (phases, severity, competition, opportunity, market size), which the rules turn into
+figures. An answer that stays invalid after its one repair request makes that stage fall back to the rule-based
+analysis of `agents.gap_finder`, and the output says so:
+
+* `output.metadata["stages"]`: `{"plan": "llm" | "rules", "think": ..., "act": ...}`: who produced each stage;
+* `output.metadata["llm_enhanced"]`: True only when the model's output was used in at least one stage;
+* `output.metadata["fallbacks"]` / `["fallback_reasons"]`: the stages the rules produced, and why.
+
+A failing LLM call (no backend, auth, timeout...) is not papered over: `execute` returns `success=False` with the error
+text.
 
     agent = EnhancedGapFinderAgent()          # uses whatever backends are configured
     output = await agent.execute(AgentInput(data=GapFinderInput(...), metadata={}))
-    output.result.market_gaps, output.result.result["key_insights"]
+    output.result.market_gaps, output.result.result["key_insights"], output.result.metadata["stages"]
 
 Routing: the calls carry `task_type="plan"|"think"|"act"`, so `agent.set_task_backend("act", "claude")` sends one
 stage elsewhere; otherwise the `SCOUT_LLM_AGENT_GAP_FINDER_*` routes, the global default, then the manager's default.
@@ -17,42 +25,44 @@ stage elsewhere; otherwise the `SCOUT_LLM_AGENT_GAP_FINDER_*` routes, the global
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field
 
 from agents.base import AgentInput, BaseAgent
 from agents.gap_finder import (
+    FALLBACK_PHASES,
+    SEVERITY_WEIGHTS,
     GapFinderInput,
     GapFinderOutput,
     MarketGap,
+    _landscape,
+    _profile_for,
     build_gap_output,
     gap_input_from,
     key_insights_for,
+    pain_point_text,
     prioritize,
-    recommendations_for,
     result_summary,
     risk_assessment_for,
     rule_based_plan,
     rule_based_thoughts,
 )
+from llm.errors import LLMStructuredOutputError
 from llm.prompts import load_prompt_template
-from llm.structured import extract_json, to_string_list
 from llm.utils import LLMAgentMixin
 
-__all__ = ["EnhancedGapFinderAgent", "LLMActResult", "LLMMarketGap", "LLMPlan", "LLMThoughts", "parse_money"]
+__all__ = ["ActReply", "EnhancedGapFinderAgent", "GapReply", "PlanReply", "ThemeReply", "ThoughtsReply",
+           "parse_money"]
 
 # -- reading numbers the way models write them -------------------------------------------------------------------
 
 MONEY_SCALES = {"": 1.0, "k": 1e3, "thousand": 1e3, "m": 1e6, "mm": 1e6, "mn": 1e6, "million": 1e6, "b": 1e9,
                 "bn": 1e9, "billion": 1e9, "t": 1e12, "tn": 1e12, "trillion": 1e12}
 _MONEY = re.compile(r"^(?:usd|us\$|\$|€|£)?([0-9][0-9,]*(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?)([a-z]*?)(?:usd|dollars)?$")
-COMPETITION_WORDS = {"low": "low", "very low": "low", "minimal": "low", "medium": "medium", "moderate": "medium",
-                     "med": "medium", "high": "high", "very high": "high", "intense": "high"}
 
 
 def parse_money(value: Any) -> float:
@@ -78,152 +88,93 @@ def parse_money(value: Any) -> float:
     return number
 
 
-def _parse_score(value: Any) -> float:
-    text = value.strip().removesuffix("%").removesuffix("/100").strip() if isinstance(value, str) else value
-    if isinstance(text, bool) or not isinstance(text, int | float | str):
-        raise ValueError(f"not a score: {value!r}")
-    score = float(text)  # ValueError for words
-    if not 0 <= score <= 100:
-        raise ValueError(f"score must be within 0-100, got {value!r}")
-    return score
+
+# -- what each stage asks the model for ------------------------------------------------------------------------------
+
+Level = Literal["low", "medium", "high"]
+Phase = Literal[
+    "pain_point_clustering", "market_research", "competitive_analysis", "gap_identification", "opportunity_scoring",
+    "risk_assessment", "recommendation_generation",
+]
+Name = Annotated[str, Field(min_length=3, max_length=60)]
+Line = Annotated[str, Field(min_length=3, max_length=160)]
+
+#: What the enums mean in figures: opportunity -> score (0-100), market size -> US dollars (total addressable).
+OPPORTUNITY_SCORES = {"low": 40.0, "medium": 62.0, "high": 82.0}
+MARKET_SIZES = {"small": 2.5e8, "medium": 1.0e9, "large": 5.0e9}
+SAM_SHARE, SOM_SHARE = 0.3, 0.05
 
 
-def _parse_competition(value: Any) -> str:
-    level = COMPETITION_WORDS.get(str(value).strip().lower())
-    if level is None:
-        raise ValueError(f"competition_level must be low, medium or high, got {value!r}")
-    return level
+class PlanReply(BaseModel):
+    """The plan stage: the phases to run, in order, and the one thing to watch."""
+
+    phases: list[Phase] = Field(min_length=1, max_length=7)
+    focus: Line
 
 
-def _string_list(value: Any) -> list[str]:
-    return to_string_list(value) if value is not None else []
+class ThemeReply(BaseModel):
+    """One market theme: a name, what it is about, how severe, and the numbers of the pain points it groups."""
+
+    name: Name
+    description: Line
+    severity: Level
+    pain_points: list[int] = Field(min_length=1, max_length=10)
 
 
-def _dict_list(value: Any) -> list[dict[str, Any]]:
-    items = value if isinstance(value, list) else [] if value is None else [value]
-    return [item if isinstance(item, dict) else {"gap_description": str(item)} for item in items]
+class ThoughtsReply(BaseModel):
+    """The think stage: the themes and the key insights."""
+
+    themes: list[ThemeReply] = Field(min_length=1, max_length=5)
+    insights: list[Line] = Field(min_length=1, max_length=3)
 
 
-def _as_dict(value: Any) -> dict[str, Any]:
-    if isinstance(value, dict):
-        return value
-    if isinstance(value, list):
-        return {"items": value}
-    return {"summary": str(value)} if value else {}
+class GapReply(BaseModel):
+    """One market gap, in words and levels; the rules turn the levels into figures."""
+
+    description: Line
+    segment: Name
+    solution: Line
+    competition: Level
+    opportunity: Level
+    market_size: Literal["small", "medium", "large"]
 
 
-Money = Annotated[float, BeforeValidator(parse_money)]
-Score = Annotated[float, BeforeValidator(_parse_score)]
-Competition = Annotated[str, BeforeValidator(_parse_competition)]
-StrList = Annotated[list[str], BeforeValidator(_string_list)]
-DictList = Annotated[list[dict[str, Any]], BeforeValidator(_dict_list)]
-AnyDict = Annotated[dict[str, Any], BeforeValidator(_as_dict)]
+class ActReply(BaseModel):
+    """The act stage: the gaps and the recommendations."""
+
+    gaps: list[GapReply] = Field(min_length=1, max_length=5)
+    recommendations: list[Line] = Field(min_length=1, max_length=3)
 
 
-class _Reply(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+ReplyT = TypeVar("ReplyT", bound=BaseModel)
 
 
-class LLMPlan(_Reply):
-    """The plan stage's JSON."""
-
-    operation: str = "market_gap_analysis"
-    phases: StrList = Field(min_length=1)
-    expected_duration: float = 600.0
-    data_sources: StrList = Field(default_factory=list)
-    special_considerations: StrList = Field(default_factory=list)
+def _numbered(pain_points: list[Any], limit: int) -> str:
+    return "\n".join(f"{i}. {pain_point_text(point)}" for i, point in enumerate(pain_points[:limit], start=1))
 
 
-class LLMTheme(_Reply):
-    theme_name: str = Field(min_length=1, validation_alias=AliasChoices("theme_name", "theme", "name"))
-    description: str = ""
-    pain_points: StrList = Field(default_factory=list)
-    severity: str = "medium"
-    frequency: int = Field(default=0, ge=0)
-
-    @model_validator(mode="after")
-    def _normalise(self) -> LLMTheme:
-        self.severity = {"moderate": "medium", "critical": "high"}.get(self.severity.lower(), self.severity.lower())
-        if self.severity not in ("low", "medium", "high"):
-            self.severity = "medium"
-        self.frequency = self.frequency or len(self.pain_points) or 1
-        return self
+def _theme_from(reply: ThemeReply, pain_points: list[Any]) -> dict[str, Any]:
+    """A model's theme in the shape the rules use (pain point numbers resolved; unknown numbers dropped)."""
+    covered = list(dict.fromkeys(n for n in reply.pain_points if 1 <= n <= len(pain_points)))
+    texts = [pain_point_text(pain_points[n - 1]) for n in covered]
+    return {"theme_name": reply.name, "description": reply.description, "pain_points": texts,
+            "frequency": max(1, len(texts)), "severity": reply.severity,
+            "severity_score": SEVERITY_WEIGHTS[reply.severity], "segments": []}
 
 
-class LLMThoughts(_Reply):
-    """The think stage's JSON (a bare array is read as the themes)."""
-
-    market_themes: list[LLMTheme] = Field(min_length=1)
-    key_insights: StrList = Field(default_factory=list)
-    data_complexity: str = "medium"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _bare_list(cls, data: Any) -> Any:
-        return {"market_themes": data} if isinstance(data, list) else data
-
-
-class LLMMarketGap(_Reply):
-    """One gap from the act stage. Missing figures default to 0; unreadable ones reject the gap."""
-
-    gap_description: str = Field(min_length=1, validation_alias=AliasChoices("gap_description", "description", "gap"))
-    market_size: Money = 0.0
-    competition_level: Competition = "medium"
-    opportunity_score: Score
-    target_segments: StrList = Field(default_factory=list)
-    solution_ideas: StrList = Field(default_factory=list)
-    barriers_to_entry: StrList = Field(default_factory=list)
-    estimated_tam: Money = 0.0
-    estimated_sam: Money = 0.0
-    estimated_som: Money = 0.0
-    risk_factors: StrList = Field(default_factory=list)
-    timeline_to_market: str = "12-18 months"
-
-
-class LLMActResult(_Reply):
-    """The act stage's JSON (a bare array is read as the gaps). Gaps are validated one by one afterwards."""
-
-    market_gaps: list[Any] = Field(min_length=1)
-    prioritized_opportunities: DictList = Field(default_factory=list)
-    market_analysis: AnyDict = Field(default_factory=dict)
-    competitive_landscape: AnyDict = Field(default_factory=dict)
-    recommendations: StrList = Field(default_factory=list)
-    risk_assessment: AnyDict = Field(default_factory=dict)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _bare_list(cls, data: Any) -> Any:
-        return {"market_gaps": data} if isinstance(data, list) else data
-
-
-ReplyT = TypeVar("ReplyT", bound=_Reply)
-
-
-def validate_reply(model: type[ReplyT], reply: str) -> tuple[ReplyT | None, str]:
-    """(the validated reply, "") or (None, why it cannot be used)."""
-    parsed = extract_json(reply, expect=dict)
-    if not isinstance(parsed, dict | list):
-        return None, "the reply contained no JSON object"
-    try:
-        return model.model_validate(parsed), ""
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "reply"
-        return None, f"the JSON did not match the expected shape ({where}: {first['msg']})"
-
-
-def _valid_gaps(items: list[Any]) -> tuple[list[MarketGap], int]:
-    gaps, rejected = [], 0
-    for item in items:
-        try:
-            gaps.append(MarketGap(**LLMMarketGap.model_validate(item).model_dump()))
-        except ValidationError:
-            rejected += 1
-    return gaps, rejected
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+def _gap_from(reply: GapReply, gap_input: GapFinderInput) -> MarketGap:
+    """A model's gap as a `MarketGap`: its words as given, its levels turned into figures, barriers and risks from
+    the rules' table for the theme its words match."""
+    profile = _profile_for({"theme_name": reply.description, "description": reply.solution})
+    tam = MARKET_SIZES[reply.market_size] if gap_input.include_market_sizing else 0.0
+    return MarketGap(
+        gap_description=reply.description, market_size=tam, competition_level=reply.competition,
+        opportunity_score=OPPORTUNITY_SCORES[reply.opportunity], target_segments=[reply.segment],
+        solution_ideas=[reply.solution], barriers_to_entry=list(profile.barriers), estimated_tam=tam,
+        estimated_sam=tam * SAM_SHARE, estimated_som=tam * SAM_SHARE * SOM_SHARE,
+        risk_factors=list(profile.risks),
+        timeline_to_market="6-12 months" if reply.competition == "low" else "12-18 months",
+    )
 
 
 class EnhancedGapFinderAgent(BaseAgent, LLMAgentMixin):
@@ -231,8 +182,11 @@ class EnhancedGapFinderAgent(BaseAgent, LLMAgentMixin):
 
     llm_name_defaults = False  # no hard-coded backend: whatever the caller or the configuration says
     prompt_folder = "gap_finder_agent"
-    max_pain_points_in_prompt = 50
-    max_themes_in_prompt = 20
+    max_pain_points_in_prompt = 30
+    max_themes_in_prompt = 5
+    #: Sampling of the three calls: low temperature for an analysis; room for the bounded answers.
+    temperature = 0.2
+    max_tokens = {"plan": 200, "think": 700, "act": 900}
 
     def __init__(self, config: Any | None = None, agent_id: str | None = None, preferred_backend: str | None = None,
                  name: str = "gap_finder_agent") -> None:
@@ -242,101 +196,89 @@ class EnhancedGapFinderAgent(BaseAgent, LLMAgentMixin):
     def _prompt(self, stage: str, **substitutions: Any) -> str:
         return load_prompt_template(f"{stage}.prompt", agent_name=self.prompt_folder, substitutions=substitutions)
 
-    def _fell_back(self, stage: str, reason: str) -> None:
-        self.log(f"{stage}: model reply unusable ({reason}); used the rule-based analysis", level="warning")
+    async def _ask(self, stage: str, model: type[ReplyT], **substitutions: Any) -> tuple[ReplyT | None, str]:
+        """(the model's validated answer, "") or (None, why the stage falls back to the rules). Only an answer that
+        stayed invalid after its repair falls back; any other failure of the call is raised."""
+        try:
+            reply: ReplyT = await self.llm_generate_structured(
+                self._prompt(stage, **substitutions), model, task_type=stage, temperature=self.temperature,
+                max_tokens=self.max_tokens[stage])
+        except LLMStructuredOutputError as exc:
+            reason = f"the model's answer did not match the schema: {'; '.join(exc.errors[:2]) or exc}"
+            self.log(f"{stage}: {reason}; used the rule-based analysis", level="warning")
+            return None, reason
+        return reply, ""
 
     async def plan(self, agent_input: AgentInput) -> dict[str, Any]:
         gap_input = gap_input_from(agent_input)
-        reply = await self.llm_generate(self._prompt(
-            "plan",
-            pain_points_count=len(gap_input.validated_pain_points),
-            market_context=gap_input.market_context,
-            analysis_scope=gap_input.analysis_scope,
-            include_competitive_analysis=gap_input.include_competitive_analysis,
-            include_market_sizing=gap_input.include_market_sizing,
-        ), task_type="plan")
-        plan, reason = validate_reply(LLMPlan, reply)
-        if plan is None:
-            self._fell_back("plan", reason)
+        reply, reason = await self._ask(
+            "plan", PlanReply,
+            pain_points_count=len(gap_input.validated_pain_points), market_context=gap_input.market_context,
+            analysis_scope=gap_input.analysis_scope, phases=", ".join(FALLBACK_PHASES))
+        if reply is None:
             return {**rule_based_plan(gap_input), "fallback_reason": reason}
-        return {**plan.model_dump(), "source": "llm"}
+        return {**rule_based_plan(gap_input), "phases": list(dict.fromkeys(reply.phases)),
+                "special_considerations": [reply.focus], "source": "llm"}
 
     async def think(self, agent_input: AgentInput, plan: dict[str, Any]) -> dict[str, Any]:
         gap_input = gap_input_from(agent_input)
-        count = len(gap_input.validated_pain_points)
-        reply = await self.llm_generate(self._prompt(
-            "think",
-            pain_points_count=count,
-            market_context=gap_input.market_context,
-            analysis_scope=gap_input.analysis_scope,
-            pain_points_sample=_dumps(gap_input.validated_pain_points[: self.max_pain_points_in_prompt]),
-        ), task_type="think")
-        thoughts, reason = validate_reply(LLMThoughts, reply)
-        if thoughts is None:
-            self._fell_back("think", reason)
+        points = gap_input.validated_pain_points[: self.max_pain_points_in_prompt]
+        reply, reason = await self._ask(
+            "think", ThoughtsReply,
+            market_context=gap_input.market_context, pain_points=_numbered(points, len(points)))
+        if reply is None:
             return {**rule_based_thoughts(gap_input), "fallback_reason": reason}
-        themes = [theme.model_dump() for theme in thoughts.market_themes]
+        themes = [_theme_from(theme, points) for theme in reply.themes]
+        count = len(gap_input.validated_pain_points)
         return {
-            "market_themes": themes,
-            "key_insights": thoughts.key_insights or key_insights_for(themes, count),
-            "data_complexity": thoughts.data_complexity,
-            "analysis_scope": gap_input.analysis_scope,
-            "pain_points_count": count,
-            "expected_insights": len(themes),
-            "source": "llm",
+            "market_themes": themes, "key_insights": list(reply.insights) or key_insights_for(themes, count),
+            "data_complexity": "low" if count < 5 else "medium" if count < 20 else "high",
+            "analysis_scope": gap_input.analysis_scope, "pain_points_count": count,
+            "expected_insights": len(themes), "source": "llm",
         }
 
     async def act(self, agent_input: AgentInput, plan: dict[str, Any], thoughts: dict[str, Any]) -> GapFinderOutput:
         started = time.perf_counter()
         gap_input = gap_input_from(agent_input)
         themes: list[dict[str, Any]] = thoughts["market_themes"]
-        reply = await self.llm_generate(self._prompt(
-            "act",
-            market_themes_count=len(themes),
-            pain_points_count=len(gap_input.validated_pain_points),
+        shown = themes[: self.max_themes_in_prompt]
+        reply, reason = await self._ask(
+            "act", ActReply,
             market_context=gap_input.market_context,
-            analysis_scope=gap_input.analysis_scope,
-            include_competitive_analysis=gap_input.include_competitive_analysis,
-            include_market_sizing=gap_input.include_market_sizing,
-            market_themes_sample=_dumps(themes[: self.max_themes_in_prompt]),
-        ), task_type="act")
-        output, reason, rejected = self._output_from_reply(reply, gap_input, thoughts)
-        if output is None:
-            self._fell_back("act", reason)
+            themes="\n".join(f"- {t['theme_name']} ({t['severity']}): {t.get('description', '')}" for t in shown))
+        if reply is None:
             output = build_gap_output(gap_input, themes, thoughts["key_insights"])
-        fallbacks = {stage: str(part.get("fallback_reason")) for stage, part in (("plan", plan), ("think", thoughts))
-                     if part.get("source") == "rules"}
-        if reason:
-            fallbacks["act"] = reason
+        else:
+            output = self._output_from_reply(reply, gap_input, themes, thoughts["key_insights"])
+        stages = {"plan": plan.get("source", "rules"), "think": thoughts.get("source", "rules"),
+                  "act": "rules" if reply is None else "llm"}
+        reasons = {"plan": plan.get("fallback_reason"), "think": thoughts.get("fallback_reason"), "act": reason}
+        fallbacks = {stage: str(reasons[stage]) for stage, source in stages.items() if source == "rules"}
         output.execution_time = time.perf_counter() - started
         output.metadata = {
-            "llm_enhanced": True, "prompt_driven": True, "market_themes_count": len(themes),
-            "pain_points_count": len(gap_input.validated_pain_points), "fallbacks": list(fallbacks),
-            "fallback_reasons": fallbacks, "rejected_gaps": rejected,
+            "llm_enhanced": "llm" in stages.values(), "prompt_driven": True, "stages": stages,
+            "market_themes_count": len(themes), "pain_points_count": len(gap_input.validated_pain_points),
+            "fallbacks": list(fallbacks), "fallback_reasons": fallbacks,
         }
-        output.result = {**(output.result or {}), "fallbacks": list(fallbacks)}
-        self.log(f"found {len(output.market_gaps)} market gap(s); fallbacks: {list(fallbacks) or 'none'}")
+        output.result = {**(output.result or {}), "fallbacks": list(fallbacks), "stages": stages}
+        self.log(f"found {len(output.market_gaps)} market gap(s); stages: {stages}")
         return output
 
-    def _output_from_reply(
-        self, reply: str, gap_input: GapFinderInput, thoughts: dict[str, Any]
-    ) -> tuple[GapFinderOutput | None, str, int]:
-        """(output, "", rejected gaps) from a usable act reply, else (None, why, rejected gaps)."""
-        act, reason = validate_reply(LLMActResult, reply)
-        if act is None:
-            return None, reason, 0
-        gaps, rejected = _valid_gaps(act.market_gaps)
-        if not gaps:
-            return None, f"none of the {rejected} market gap(s) in the reply was usable", rejected
-        insights = to_string_list(act.market_analysis.get("key_insights")) or list(thoughts["key_insights"])
-        analysis = {**act.market_analysis, "key_insights": insights}
-        output = GapFinderOutput(
-            market_gaps=gaps,
-            prioritized_opportunities=act.prioritized_opportunities or prioritize(gaps),
-            market_analysis=analysis,
-            competitive_landscape=act.competitive_landscape if gap_input.include_competitive_analysis else {},
-            recommendations=act.recommendations or recommendations_for(gaps),
-            risk_assessment=act.risk_assessment or risk_assessment_for(gaps),
-            result=result_summary(gaps, insights),
+    def _output_from_reply(self, reply: ActReply, gap_input: GapFinderInput, themes: list[dict[str, Any]],
+                           key_insights: list[str]) -> GapFinderOutput:
+        unique: dict[str, GapReply] = {}
+        for gap in reply.gaps:  # small models repeat themselves: one gap per description
+            unique.setdefault(gap.description.strip().lower(), gap)
+        gaps = [_gap_from(gap, gap_input) for gap in unique.values()]
+        analysis = {
+            "market_context": gap_input.market_context, "total_gaps": len(gaps),
+            "total_addressable_market": sum(gap.estimated_tam for gap in gaps),
+            "average_opportunity_score": round(sum(g.opportunity_score for g in gaps) / len(gaps), 1),
+            "top_themes": [theme.get("theme_name") for theme in themes[:3]], "key_insights": list(key_insights),
+        }
+        return GapFinderOutput(
+            market_gaps=gaps, prioritized_opportunities=prioritize(gaps), market_analysis=analysis,
+            competitive_landscape=_landscape(gaps, gap_input.include_competitive_analysis),
+            recommendations=list(reply.recommendations), risk_assessment=risk_assessment_for(gaps),
+            result=result_summary(gaps, key_insights),
         )
-        return output, "", rejected

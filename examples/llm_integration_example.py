@@ -210,6 +210,9 @@ async def enhanced_agent(manager: LLMManager) -> None:
     calls = {name: status.requests - before.get(name, 0) for name, status in manager.get_all_health_status().items()}
     used = ", ".join(f"{name} x{count}" for name, count in calls.items() if count) or "none"
     print(f"Found {plural(len(output.market_gaps), 'market gap')} in {result.execution_time:.1f} s (LLM calls: {used})")
+    stages = output.metadata.get("stages", {})
+    print(f"{INDENT}made by: " + ", ".join(f"{stage} {'the model' if source == 'llm' else 'the rules'}"
+                                          for stage, source in stages.items()))
     for number, gap in enumerate(output.market_gaps[:3], 1):
         show_gap(number, gap)
     print("Key insights:")

@@ -32,6 +32,7 @@ from llm.errors import (
     LLMRateLimitError,
     LLMServerError,
     LLMStreamError,
+    LLMStructuredOutputError,
     LLMTimeoutError,
     LLMValidationError,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "LLMResponse",
     "LLMServerError",
     "LLMStreamError",
+    "LLMStructuredOutputError",
     "LLMTimeoutError",
     "LLMValidationError",
     "OllamaBackend",

@@ -45,6 +45,7 @@ from llm.errors import (
     LLMQuotaExceededError,
     LLMRateLimitError,
     LLMStreamError,
+    LLMStructuredOutputError,
     LLMTimeoutError,
 )
 from llm.ledger import UsageLedger
@@ -245,7 +246,7 @@ class Call:
                 if isinstance(exc, LLMCircuitOpenError):  # a skipped backend changes nothing about the deadline
                     self.deadline_hit = self.deadline_hit or deadline_before
                 self.errors.append((slot.name, exc))
-                if blocks_failover(exc):
+                if blocks_failover(exc, self.policy.structured_failover):
                     break
                 if index + 1 < len(self.slots) and not isinstance(exc, LLMCircuitOpenError):
                     logger.warning("%s failed (%s); trying %s", slot.name, type(exc).__name__,
@@ -530,6 +531,8 @@ class Call:
                 try:
                     with idle.arm(bound):
                         event = await next_event()
+                except LLMStructuredOutputError:  # the answer failed its schema after the repair: not a broken stream
+                    raise
                 except Exception as exc:  # CancelledError and GeneratorExit pass through untouched
                     error = self._relay_error(exc, slot, model, "".join(parts), bound)
                     scrub_exception(exc, slot.backend.config.secret())  # a custom backend's error may quote its key

@@ -33,6 +33,7 @@ from llm.errors import (
     LLMRateLimitError,
     LLMServerError,
     LLMStreamError,
+    LLMStructuredOutputError,
     LLMTimeoutError,
     LLMValidationError,
 )
@@ -87,6 +88,8 @@ class ManagerPolicy:
         rate_limits: backend name -> `(rpm, tpm)` client-side limits per minute (None or 0: no such limit); a
             backend listed here ignores its `SCOUT_<BACKEND>_RPM/TPM`.
         redis_url: where a fleet shares limiter windows, pauses and breaker state; None: `SCOUT_LLM_REDIS_URL`.
+        structured_failover: whether an answer that failed its `response_format` (after its one repair) moves the
+            call on to the next backend; by default the `LLMStructuredOutputError` ends the call.
     """
 
     timeout: float | None = None
@@ -113,6 +116,7 @@ class ManagerPolicy:
     budget_usd: float | None = None
     rate_limits: Mapping[str, tuple[int | None, int | None]] | None = None
     redis_url: str | None = None
+    structured_failover: bool = False
 
     def __post_init__(self) -> None:
         self._check_numbers()
@@ -183,7 +187,7 @@ class Deadline:
 # -- error tables -----------------------------------------------------------------------------------------------------
 
 #: Errors that mean the request itself is wrong: another backend would reject it too.
-NO_FAILOVER: tuple[type[Exception], ...] = (LLMValidationError, LLMBadRequestError)
+NO_FAILOVER: tuple[type[Exception], ...] = (LLMValidationError, LLMBadRequestError, LLMStructuredOutputError)
 #: Errors that say the backend (not the request) is failing.
 BREAKER_COUNTED: tuple[type[Exception], ...] = (
     LLMServerError, LLMTimeoutError, LLMConnectionError, LLMStreamError, LLMRateLimitError,
@@ -195,8 +199,11 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, LLMBackendError) and exc.retryable and not isinstance(exc, LLMCircuitOpenError)
 
 
-def blocks_failover(exc: BaseException) -> bool:
-    """Whether an error ends the whole call instead of moving on to the next backend."""
+def blocks_failover(exc: BaseException, structured_failover: bool = False) -> bool:
+    """Whether an error ends the whole call instead of moving on to the next backend (a schema failure does not when
+    the policy's `structured_failover` asks for it)."""
+    if structured_failover and isinstance(exc, LLMStructuredOutputError):
+        return False
     return isinstance(exc, NO_FAILOVER)
 
 

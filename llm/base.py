@@ -39,6 +39,7 @@ from llm.errors import (
     LLMRateLimitError,
     LLMServerError,
     LLMStreamError,
+    LLMStructuredOutputError,
     LLMTimeoutError,
     LLMValidationError,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "LLMResponse",
     "LLMServerError",
     "LLMStreamError",
+    "LLMStructuredOutputError",
     "LLMTimeoutError",
     "LLMValidationError",
     "StreamEvent",
@@ -192,6 +194,10 @@ class LLMRequest:
 
     `extra_params` takes `model_name_override` and the sampling extras in `SAMPLING_PARAMS`; anything else is rejected
     by validation instead of silently reaching an SDK.
+
+    `response_format` asks for structured output (see `llm.structured`): a pydantic model class, a JSON-schema dict in
+    OpenAI's shape (`{"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}`) or
+    `{"type": "json_object"}`. Each backend sends its vendor's native form; the answer's `parsed` holds the result.
     """
 
     messages: list[dict[str, Any]]
@@ -202,6 +208,7 @@ class LLMRequest:
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     extra_params: dict[str, Any] = field(default_factory=dict)
+    response_format: type[Any] | dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -230,6 +237,9 @@ class LLMResponse:
     `cost_usd` is what the call cost in USD, priced by genai-prices from `usage` and the model that answered (see
     `llm.pricing`); None when the price is unknown (a local model, an unlisted model, usage not reported). The
     manager sets it; it is computed on first read.
+
+    `parsed` is the structured answer when the request had a `response_format`: the validated pydantic model instance,
+    or the parsed JSON value for a schema dict or `json_object`; None when no `response_format` was asked.
     """
 
     content: str
@@ -244,6 +254,7 @@ class LLMResponse:
     tool_calls: list[ToolCall] = field(default_factory=list)
     finish_reason: FinishReason | None = None
     cost_usd: float | None = None
+    parsed: Any = None
 
     def to_assistant_message(self) -> dict[str, Any]:
         """This answer as an assistant message, ready to append to the history of a follow-up request."""

@@ -3,6 +3,7 @@
     scout-llm ask "What is a market gap?"   # streams the answer; [-b BACKEND] [-m [PROVIDER:]MODEL] [--system S]
                                             # [--temperature T] [--max-tokens N] [--json]
     echo "What is a market gap?" | scout-llm ask          # the prompt from stdin (also `ask -`)
+    scout-llm ask "Name a city" --schema city.json         # structured output: prints the parsed object as JSON
     scout-llm ask "Hi" -m anthropic:claude-sonnet-4-6     # provider:model picks backend and model at once
     scout-llm backends                      # what is configured, as a table (never a key)
     scout-llm health                        # probe every backend (a models listing, never a billed call)
@@ -36,6 +37,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 from llm.errors import LLMConfigError, LLMError, LLMValidationError
@@ -130,6 +132,9 @@ def _configure_ask(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float)
     parser.add_argument("--max-tokens", type=int)
     parser.add_argument("--json", action="store_true", help="print the whole response as JSON instead of streaming")
+    parser.add_argument("--schema", type=Path, metavar="FILE.json",
+                        help="structured output: a JSON schema (or an OpenAI response_format) the answer must match; "
+                             "prints the parsed object as JSON")
 
 
 def read_prompt(args: argparse.Namespace, stdin: TextIO) -> str:
@@ -164,8 +169,31 @@ def request_from(args: argparse.Namespace, prompt: str, model: str | None) -> An
     from llm.base import LLMRequest
 
     extra = {"model_name_override": model} if model else {}
+    schema = getattr(args, "schema", None)
     return LLMRequest(messages=[{"role": "user", "content": prompt}], system_prompt=args.system,
-                      temperature=args.temperature, max_tokens=args.max_tokens, extra_params=extra)
+                      temperature=args.temperature, max_tokens=args.max_tokens, extra_params=extra,
+                      response_format=read_schema(schema) if schema is not None else None)
+
+
+def read_schema(path: Path) -> dict[str, Any]:
+    """`--schema FILE.json`: an OpenAI-shaped `response_format` as it is, or a bare JSON schema wrapped in one (named
+    after the file).
+
+    Raises:
+        CLIError: the file cannot be read or holds no JSON object (exit 2, before any request).
+    """
+    import re
+
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise CLIError(f"cannot read the schema {path}: {exc}", EXIT_USAGE) from None
+    if not isinstance(loaded, dict):
+        raise CLIError(f"{path} must hold a JSON object: a JSON schema or a response_format", EXIT_USAGE)
+    if loaded.get("type") in ("json_schema", "json_object"):
+        return loaded
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", path.stem)[:64] or "response"
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": loaded}}
 
 
 async def run_ask(args: argparse.Namespace, out: TextIO) -> int:
@@ -176,6 +204,9 @@ async def run_ask(args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         response = await manager.generate(request, backend_type=backend)
         out.write(json.dumps(response_dict(response), indent=2) + "\n")
+    elif request.response_format is not None:
+        response = await manager.generate(request, backend_type=backend)
+        out.write(json.dumps(response.parsed, indent=2, ensure_ascii=False) + "\n")
     else:
         response = await stream_answer(manager.stream(request, backend_type=backend), out)
     failover = failover_note(response)
@@ -233,6 +264,7 @@ def response_dict(response: Any) -> dict[str, Any]:
         "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in response.tool_calls],
         "response_time": round(response.response_time, 4),
         "attempts": response.metadata.get("attempts", []),
+        **({"parsed": response.parsed} if response.parsed is not None else {}),
     }
 
 

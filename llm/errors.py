@@ -18,6 +18,7 @@
     │   ├── LLMTimeoutError             a connect, first-token, idle or attempt timeout passed
     │   │   └── LLMDeadlineExceededError    the call's total deadline passed; carries every attempt's error
     │   ├── LLMConnectionError          refused, reset or dropped before an answer began
+    │   ├── LLMStructuredOutputError    the answer did not match the requested schema, even after one repair
     │   ├── LLMServerError              5xx, 529 overloaded, or an answer of the wrong shape
     │   │   └── LLMCircuitOpenError         the backend's breaker is open: no request was sent (not retryable)
     │   └── LLMStreamError              a stream failed after it began; carries `partial_content`
@@ -53,6 +54,7 @@ __all__ = [
     "LLMRateLimitError",
     "LLMServerError",
     "LLMStreamError",
+    "LLMStructuredOutputError",
     "LLMTimeoutError",
     "LLMValidationError",
 ]
@@ -227,6 +229,23 @@ class LLMConnectionError(LLMBackendError):
     """The connection was refused, reset or dropped before an answer began."""
 
     default_retryable = True
+
+
+class LLMStructuredOutputError(LLMBackendError):
+    """The answer was not valid for the requested `response_format`, and neither was the one repair asked for.
+
+    Not retryable, and the manager does not fail over on it unless `ManagerPolicy.structured_failover` says so.
+
+    Attributes:
+        raw_text: the model's last answer, as it came.
+        errors: what was wrong with it: one short line per problem (JSON syntax or schema validation).
+    """
+
+    def __init__(self, message: str, *, raw_text: str = "", errors: Sequence[str] = (), **kwargs: Any) -> None:
+        kwargs.setdefault("retryable", False)
+        super().__init__(message, **kwargs)
+        self.raw_text = raw_text
+        self.errors = list(errors)
 
 
 class LLMServerError(LLMBackendError):

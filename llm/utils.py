@@ -36,11 +36,13 @@ import re
 import weakref
 from collections.abc import AsyncIterator, Mapping
 from enum import Enum
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
+
+from pydantic import BaseModel, Field, model_validator
 
 from llm.base import LLMRequest, LLMResponse
 from llm.config import get_config
-from llm.errors import LLMBackendError, LLMValidationError
+from llm.errors import LLMBackendError, LLMStructuredOutputError, LLMValidationError
 from llm.prompts import (
     AgentPrompt,
     AgentPromptTemplates,
@@ -49,7 +51,7 @@ from llm.prompts import (
     load_prompt_template,
     register_prompt_root,
 )
-from llm.structured import best_category, extract_json, to_string_list
+from llm.structured import InvalidOutput, best_category, extract_json, output_spec, parse_output, to_string_list
 
 if TYPE_CHECKING:
     from llm.manager import LLMManager
@@ -60,6 +62,8 @@ __all__ = [
     "LLMAgentMixin",
     "PromptNotFoundError",
     "PromptPlaceholderError",
+    "TextAnalysis",
+    "TextInsights",
     "backend_name",
     "best_category",
     "extract_json",
@@ -71,6 +75,40 @@ __all__ = [
     "shared_llm_manager",
     "to_string_list",
 ]
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class TextAnalysis(BaseModel):
+    """What `llm_analyze_text` asks for: short, bounded fields a small model can fill too."""
+
+    analysis_type: str = Field("", max_length=60)
+    key_findings: list[str] = Field(default_factory=list, max_length=10)
+    summary: str = Field("", max_length=1200)
+    confidence: float = Field(0.5, ge=0, le=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _findings_alone(cls, value: Any) -> Any:
+        """A bare array of findings is an answer too (no repair asked for it)."""
+        return {"key_findings": to_string_list(value)} if isinstance(value, list) else value
+
+
+class TextInsights(BaseModel):
+    """What `llm_extract_insights` asks for: a bounded list of short insights."""
+
+    insights: list[str] = Field(default_factory=list, max_length=12)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _insights_alone(cls, value: Any) -> Any:
+        """A bare array is an answer too, and an insight given as an object counts by its text."""
+        if isinstance(value, list):
+            value = {"insights": value}
+        if isinstance(value, dict) and isinstance(value.get("insights"), list):
+            value = {**value, "insights": to_string_list(value["insights"])}
+        return value
 
 
 # -- routing -----------------------------------------------------------------------------------------------------
@@ -320,8 +358,10 @@ class LLMAgentMixin:
         backend, model = self._resolve_backend_and_model(task_type, backend_type)
         if model:
             extra.setdefault("model_name_override", model)  # the caller's own override wins over routing
+        response_format = extra.pop("response_format", None)  # structured output: the request's own field
         request = LLMRequest(
-            messages=messages, temperature=temperature, max_tokens=max_tokens, stream=stream, extra_params=extra
+            messages=messages, temperature=temperature, max_tokens=max_tokens, stream=stream, extra_params=extra,
+            response_format=response_format,
         )
         return manager, request, backend
 
@@ -334,7 +374,8 @@ class LLMAgentMixin:
         max_tokens: int | None = None,
         **kwargs: Any,
     ) -> str:
-        """Answer a prompt (a string or an `AgentPrompt`); extra keyword arguments go into `extra_params`.
+        """Answer a prompt (a string or an `AgentPrompt`); extra keyword arguments go into `extra_params`, except
+        `response_format`, which asks for structured output (`LLMRequest.response_format`; the text is the JSON).
 
         Raises:
             LLMValidationError: the prompt is neither a string nor an `AgentPrompt` (before any network work).
@@ -349,6 +390,54 @@ class LLMAgentMixin:
             task_type, response.backend_type, response.model, response.response_time,
         )
         return _content(response)
+
+    @overload
+    async def llm_generate_structured(
+        self, prompt: str | AgentPrompt, output_type: type[M], backend_type: str | None = None,
+        task_type: str | None = None, temperature: float | None = None, max_tokens: int | None = None,
+        **kwargs: Any,
+    ) -> M: ...
+
+    @overload
+    async def llm_generate_structured(
+        self, prompt: str | AgentPrompt, output_type: dict[str, Any], backend_type: str | None = None,
+        task_type: str | None = None, temperature: float | None = None, max_tokens: int | None = None,
+        **kwargs: Any,
+    ) -> Any: ...
+
+    async def llm_generate_structured(
+        self,
+        prompt: str | AgentPrompt,
+        output_type: type[M] | dict[str, Any],
+        backend_type: str | None = None,
+        task_type: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Answer a prompt as structured output: `output_type` is a pydantic model class (its validated instance is
+        returned) or a `response_format` dict (the parsed JSON is returned). Routing as `llm_generate`.
+
+        Raises:
+            LLMStructuredOutputError: the answer was not valid, even after the one repair request.
+            LLMValidationError: `output_type` is not a model class or a `response_format` dict, or the backend's
+                vendor cannot take its schema (no request sent).
+            LLMError: the call failed (the manager's typed error).
+        """
+        manager, request, backend = await self._build_request(
+            prompt, backend_type, task_type, temperature, max_tokens,
+            {**kwargs, "response_format": output_type}, stream=False,
+        )
+        response = await manager.generate(request, backend)
+        text = _content(response)
+        if response.parsed is not None:
+            return response.parsed
+        try:  # a custom backend that does not do structured output itself: validate here, no repair
+            return parse_output(output_spec(output_type), text)
+        except InvalidOutput as invalid:
+            raise LLMStructuredOutputError(f"the answer did not match the requested format: {invalid}"[:500],
+                                           raw_text=text, errors=invalid.errors, backend=response.backend_type,
+                                           model=response.model) from None
 
     async def llm_stream_generate(
         self,
@@ -385,7 +474,7 @@ class LLMAgentMixin:
             ),
             user_prompt=user,
         )
-        reply = await self.llm_generate(prompt, backend_type=backend_type)
+        reply = await self._structured_reply(prompt, backend_type, TextAnalysis)
         parsed = extract_json(reply, expect=dict)
         if isinstance(parsed, dict):
             parsed.setdefault("analysis_type", analysis_type)
@@ -406,13 +495,23 @@ class LLMAgentMixin:
         text = json.dumps(data, indent=2, default=str) if isinstance(data, dict | list) else str(data)
         prompt = AgentPrompt(
             system_prompt=(
-                f"You are an expert at extracting {insight_type} insights from data. Reply with a JSON array of "
-                "strings only, one concise, actionable insight per string."
+                f"You are an expert at extracting {insight_type} insights from data. Reply with one JSON object only: "
+                '{"insights": [...]}, an array of strings, one concise, actionable insight per string.'
             ),
             user_prompt=f"Extract the key {insight_type} insights from this data:\n\n{text}",
         )
-        reply = await self.llm_generate(prompt, backend_type=backend_type)
-        return to_string_list(extract_json(reply, expect=list), fallback_text=reply)
+        reply = await self._structured_reply(prompt, backend_type, TextInsights)
+        return to_string_list(extract_json(reply), fallback_text=reply)
+
+    async def _structured_reply(self, prompt: AgentPrompt, backend_type: str | None, model: type[BaseModel]) -> str:
+        """The JSON text of a structured answer, through `llm_generate` (so an agent's override of it still applies);
+        an answer that stayed invalid after its repair is returned as it came, for the lenient reading."""
+        try:
+            return await self.llm_generate(prompt, backend_type=backend_type, response_format=model)
+        except LLMStructuredOutputError as exc:
+            self.llm_logger.warning("%s: the answer did not match %s; reading it leniently (%s)",
+                                    getattr(self, "name", None) or type(self).__name__, model.__name__, exc)
+            return exc.raw_text
 
     def get_llm_status(self) -> dict[str, Any]:
         """The manager's backends and health; `{"status": "not_initialized", "backends": []}` before first use."""

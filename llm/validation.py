@@ -13,6 +13,8 @@ What it accepts is the OpenAI chat format every adapter translates from:
 * `tools`: a list of `{"type": "function", "function": {"name": str, "parameters": dict, ...}}`; `tool_choice`
   one of `TOOL_CHOICES` or `{"type": "function", "function": {"name": str}}`.
 * `extra_params`: only the keys in `EXTRA_PARAM_KEYS`, each of the type its vendors document.
+* `response_format`: a pydantic model class, `{"type": "json_object"}` or an OpenAI-shaped `json_schema` dict holding
+  a valid JSON schema (`llm.structured.output_spec`); not together with `extra_params["response_format"]`.
 * Every JSON value (tool arguments, tool schemas, `response_format`) nests at most `MAX_JSON_DEPTH` deep, holds
   finite numbers of at most `MAX_INT_BITS` bits, and string keys.
 """
@@ -89,6 +91,9 @@ def _validate(request: Any, temperature_range: tuple[float, float]) -> None:
         _check_int(request.max_tokens, "max_tokens", 1, MAX_INT32)
     _check_tools(request.tools, request.tool_choice)
     _check_extra_params(request.extra_params, "extra_params")
+    response_format = getattr(request, "response_format", None)
+    if response_format is not None:
+        _check_output_format(response_format, request.extra_params)
 
 
 # -- messages ---------------------------------------------------------------------------------------------------------
@@ -315,6 +320,25 @@ def _check_response_format(value: Any, where: str) -> None:
         if not isinstance(spec, Mapping) or not isinstance(spec.get("schema", {}), Mapping):
             raise _fail("needs {'json_schema': {'name': ..., 'schema': {...}}}", f"{where}.json_schema")
     _check_json(value, where)
+
+
+def _check_output_format(value: Any, extra: Mapping[str, Any]) -> None:
+    """`LLMRequest.response_format`: a pydantic model class, an OpenAI-shaped schema dict or json_object (see
+    `llm.structured.output_spec`); a schema dict must be a valid JSON schema within the JSON limits."""
+    from llm.structured import output_spec
+
+    if extra.get("response_format") is not None:
+        raise _fail("give it once: response_format or extra_params['response_format'], not both", "response_format")
+    if not isinstance(value, type):
+        _check_json(value, "response_format")
+    spec = output_spec(value)
+    if spec.model is None and spec.schema is not None:
+        import jsonschema
+
+        try:
+            jsonschema.Draft202012Validator.check_schema(spec.schema)
+        except jsonschema.SchemaError as exc:
+            raise _fail(f"not a valid JSON schema: {exc.message:.200}", "response_format.json_schema.schema") from None
 
 
 def _check_extra_params(extra: Any, where: str) -> None:

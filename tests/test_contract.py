@@ -33,6 +33,7 @@ def test_llm_request_fields_order_and_defaults() -> None:
     assert field_table(LLMRequest) == [
         ("messages", "required"), ("system_prompt", None), ("temperature", None), ("max_tokens", None),
         ("stream", False), ("tools", None), ("tool_choice", None), ("extra_params", {}),
+        ("response_format", None),  # scout-llm's addition, after the contract's fields
     ]
 
 

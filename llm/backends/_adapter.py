@@ -31,6 +31,8 @@ Rules every adapter follows, so that vendors behave alike:
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import email.utils
 import importlib.util
 import math
@@ -68,8 +70,18 @@ from llm.errors import (
     LLMRateLimitError,
     LLMServerError,
     LLMStreamError,
+    LLMStructuredOutputError,
     LLMTimeoutError,
     LLMValidationError,
+)
+from llm.structured import (
+    REPAIR_QUOTE_LIMIT,
+    InvalidOutput,
+    OutputSpec,
+    output_spec,
+    parse_output,
+    repair_request,
+    schema_problems,
 )
 
 #: Connect timeout cap (seconds): a vendor that does not accept a TCP connection in this long is down.
@@ -388,6 +400,10 @@ class SDKBackend(LLMBackend):
     key_variable: ClassVar[str | None] = None
     #: What ends a complete stream, for the "cut short" error message.
     stream_end_marker: ClassVar[str] = "finish reason"
+    #: What this vendor's structured output cannot take (`llm.structured.SCHEMA_RULES`), refused before any request.
+    schema_rules: ClassVar[frozenset[str]] = frozenset()
+    #: Whether the vendor has a "any JSON object" mode (`{"type": "json_object"}`) besides JSON schemas.
+    takes_json_object: ClassVar[bool] = True
 
     def _check_ready(self) -> None:
         if self.key_variable is not None and not self.config.secret():
@@ -415,8 +431,21 @@ class SDKBackend(LLMBackend):
         return _ErrorScope(self, model, acc, prepared=not request)
 
     async def generate(self, request: LLMRequest) -> LLMResponse:
+        spec = self._output_spec(request)
+        response = await self._generate_once(request, spec)
+        if spec is None:
+            return response
+        try:
+            response.parsed = parse_output(spec, response.content)
+            return response
+        except InvalidOutput as invalid:
+            repair = self._repair(request, spec, response, invalid)
+        second = await self._generate_once(repair, spec)
+        return self._parsed_after_repair(spec, response, second)
+
+    async def _generate_once(self, request: LLMRequest, spec: OutputSpec | None) -> LLMResponse:
         with self._errors(self.config.model_name, request=True) as scope:
-            params = scope.prepare(request, stream=False)
+            params = scope.prepare(self._native_request(request, spec), stream=False)
             start = time.perf_counter()
             raw = await self._send(params)
             try:
@@ -429,10 +458,41 @@ class SDKBackend(LLMBackend):
         self.logger.debug("%s %s answered in %.3fs", self.name, response.model, response.response_time)
         return response
 
-    async def stream(self, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
+    def stream(self, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
+        """The typed event stream. With a `response_format`, the final `ResponseDone.response.parsed` holds the
+        structured answer; when the first answer was invalid, the repair's events follow the first answer's, and
+        `ResponseDone` carries the repaired answer (`metadata["structured_repair"]` says so)."""
+        if getattr(request, "response_format", None) is None:
+            return self._stream_once(request, None)  # the plain stream: no extra generator layer per event
+        return self._structured_stream(request)
+
+    async def _structured_stream(self, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
+        spec = self._output_spec(request)
+        assert spec is not None
+        async with contextlib.aclosing(self._stream_once(request, spec)) as events:
+            async for event in events:
+                if not isinstance(event, ResponseDone):
+                    yield event
+                    continue
+                try:
+                    event.response.parsed = parse_output(spec, event.response.content)
+                except InvalidOutput as invalid:
+                    first, repair = event.response, self._repair(request, spec, event.response, invalid)
+                    break
+                yield event
+                return
+            else:
+                return
+        async with contextlib.aclosing(self._stream_once(repair, spec)) as events:
+            async for event in events:
+                if isinstance(event, ResponseDone):
+                    event = ResponseDone(self._parsed_after_repair(spec, first, event.response))
+                yield event
+
+    async def _stream_once(self, request: LLMRequest, spec: OutputSpec | None) -> AsyncGenerator[StreamEvent, None]:
         acc = StreamAccumulator(self.config.model_name)
         with self._errors(acc.model, acc, request=True) as scope:
-            params = scope.prepare(request, stream=True)
+            params = scope.prepare(self._native_request(request, spec), stream=True)
             start = time.perf_counter()
             chunks = await self._open_stream(params)
             try:
@@ -450,6 +510,64 @@ class SDKBackend(LLMBackend):
                 await aclose_quietly(chunks)
             done = ResponseDone(acc.to_response(self, time.perf_counter() - start))
         yield done
+
+    # -- structured output (`LLMRequest.response_format`, see llm.structured) -----------------------------------------
+
+    def _output_spec(self, request: LLMRequest) -> OutputSpec | None:
+        """The request's `OutputSpec`, checked against what this vendor can take; None without `response_format`.
+
+        Raises:
+            LLMValidationError: the request is invalid, or the schema is one this vendor cannot take (0 requests).
+        """
+        if getattr(request, "response_format", None) is None:
+            return None
+        validate_request(request, self.temperature_range)
+        spec = output_spec(request.response_format)
+        problems = [] if spec.schema is None else schema_problems(spec.schema, self.schema_rules)
+        if spec.schema is None and not self.takes_json_object:
+            problems.append("it needs a JSON schema (a pydantic model or a json_schema dict), not json_object")
+        problems += self._schema_problems(spec)
+        if problems:
+            raise LLMValidationError(f"response_format: {self.display_name} cannot take this format: "
+                                     f"{'; '.join(problems)}", field="response_format")
+        return spec
+
+    def _schema_problems(self, spec: OutputSpec) -> list[str]:
+        """What else in the schema this vendor cannot take (beyond `schema_rules`); an adapter may override."""
+        return []
+
+    def _native_request(self, request: LLMRequest, spec: OutputSpec | None) -> LLMRequest:
+        """The request with `response_format` turned into this vendor's wire form, in `extra_params`, where each
+        adapter's translation of an OpenAI-shaped `response_format` picks it up."""
+        if spec is None:
+            return request
+        extra = {**request.extra_params, "response_format": self._wire_format(spec)}
+        return dataclasses.replace(request, response_format=None, extra_params=extra)
+
+    def _wire_format(self, spec: OutputSpec) -> dict[str, Any]:
+        """The OpenAI-shaped `response_format` this vendor's translation reads (strict for OpenAI itself)."""
+        return spec.openai_format(strict=False)
+
+    def _repair(self, request: LLMRequest, spec: OutputSpec, answer: LLMResponse,
+                invalid: InvalidOutput) -> LLMRequest:
+        self.logger.warning("%s: the answer did not match %s (%s); asking once for a repair", self.name, spec.name,
+                            "; ".join(invalid.errors[:3]))
+        repair: LLMRequest = repair_request(request, spec, answer.content, invalid.errors)
+        return repair
+
+    def _parsed_after_repair(self, spec: OutputSpec, first: LLMResponse, second: LLMResponse) -> LLMResponse:
+        """The repaired answer, parsed; or `LLMStructuredOutputError` when it is still invalid."""
+        try:
+            second.parsed = parse_output(spec, second.content)
+        except InvalidOutput as invalid:
+            raise LLMStructuredOutputError(
+                f"the answer did not match {spec.name} after one repair: {'; '.join(invalid.errors[:3])}"[:500],
+                raw_text=second.content[:REPAIR_QUOTE_LIMIT], errors=invalid.errors, backend=self.name,
+                model=second.model) from None
+        second.metadata["structured_repair"] = True
+        if first.usage and second.usage:  # the call cost both answers
+            second.usage = {key: first.usage.get(key, 0) + second.usage.get(key, 0) for key in second.usage}
+        return second
 
     async def stream_generate(self, request: LLMRequest) -> AsyncIterator[str]:
         events = self.stream(request)

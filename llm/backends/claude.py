@@ -62,7 +62,7 @@ FINISH_REASONS: dict[str, FinishReason] = {
 #: Sampling extras sent under the same name.
 SAMPLING_PARAMS = ("top_p", "top_k")
 #: Extras the Messages API has no equivalent for: rejected before the call instead of silently dropped.
-UNSUPPORTED_PARAMS = ("seed", "frequency_penalty", "presence_penalty", "response_format")
+UNSUPPORTED_PARAMS = ("seed", "frequency_penalty", "presence_penalty")
 
 #: Our tool_choice strings -> Anthropic's (`{"type": "tool", "name": ...}` is built for a function choice).
 TOOL_CHOICES: dict[str, dict[str, str]] = {
@@ -230,7 +230,23 @@ def _sampling_params(effective: Mapping[str, Any]) -> dict[str, Any]:
         params["stop_sequences"] = _stop_sequences(effective["stop"])
     if "user" in effective:
         params["metadata"] = {"user_id": str(effective["user"])}
+    if effective.get("response_format") is not None:
+        params["output_config"] = {"format": to_anthropic_output_format(effective["response_format"])}
     return params
+
+
+def to_anthropic_output_format(response_format: Any) -> dict[str, Any]:
+    """OpenAI `response_format` (json_schema) -> the Messages API's `output_config.format`, the schema passed through
+    `anthropic.transform_schema` (the SDK's own fitting: closed objects, unsupported constraints moved into
+    descriptions). https://platform.claude.com/docs/en/build-with-claude/structured-outputs"""
+    from anthropic import transform_schema
+
+    kind = response_format.get("type") if isinstance(response_format, Mapping) else None
+    schema = (response_format.get("json_schema") or {}).get("schema") if kind == "json_schema" else None
+    if not isinstance(schema, Mapping):
+        raise _invalid("Claude's structured output needs {'type': 'json_schema', 'json_schema': {'schema': {...}}}",
+                       "extra_params.response_format")
+    return {"type": "json_schema", "schema": transform_schema(dict(schema))}
 
 
 # -- response and stream translation ---------------------------------------------------------------------------------
@@ -356,6 +372,9 @@ class ClaudeBackend(StainlessBackend):
     default_base_url: ClassVar[str] = DEFAULT_BASE_URL
     key_variable: ClassVar[str | None] = "SCOUT_ANTHROPIC_API_KEY"
     temperature_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+    #: Structured outputs take an object schema, without recursion, and have no schema-less JSON mode.
+    schema_rules: ClassVar[frozenset[str]] = frozenset({"object_root", "no_recursion"})
+    takes_json_object: ClassVar[bool] = False
 
     def _request_params(self, request: LLMRequest, model: str, stream: bool) -> dict[str, Any]:
         effective = self._get_effective_config(request)

@@ -127,6 +127,9 @@ class GeminiBackend(SDKBackend):
     key_variable: ClassVar[str | None] = "SCOUT_GEMINI_API_KEY"
     temperature_range: ClassVar[tuple[float, float]] = (0.0, 2.0)
     stream_end_marker: ClassVar[str] = "finishReason"
+    #: `responseMimeType: application/json` + `responseJsonSchema`; a recursive schema is refused here, not by a 400.
+    #: https://ai.google.dev/gemini-api/docs/structured-output
+    schema_rules: ClassVar[frozenset[str]] = frozenset({"no_recursion"})
 
     def __init__(self, config: LLMConfig) -> None:
         require_sdk("google.genai", "gemini", self.display_name)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -53,6 +54,7 @@ from llm.errors import (
     LLMTimeoutError,
     LLMValidationError,
 )
+from llm.structured import OutputSpec
 from llm.usage import openai_usage
 
 if TYPE_CHECKING:
@@ -255,6 +257,19 @@ class LocalBackend(SDKBackend):
     display_name: ClassVar[str] = "Local (llama.cpp)"
     key_variable: ClassVar[str | None] = None
     temperature_range: ClassVar[tuple[float, float]] = (0.0, 2.0)
+
+    def _schema_problems(self, spec: OutputSpec) -> list[str]:
+        """A schema llama.cpp cannot turn into a grammar is refused: given it, llama-cpp-python would silently fall
+        back to free JSON (`llama_chat_format._grammar_for_json_schema`)."""
+        if spec.schema is None:
+            return []
+        from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+        try:
+            json_schema_to_gbnf(json.dumps(spec.schema))
+        except Exception as exc:  # noqa: BLE001 - the converter raises bare Exception / ValueError / KeyError
+            return [f"llama.cpp cannot build a grammar for it ({type(exc).__name__}: {exc})"[:300]]
+        return []
 
     def __init__(self, config: LLMConfig, *, threads: int | None = None, context: int | None = None) -> None:
         require_llama()

@@ -37,6 +37,7 @@ from llm.errors import (
     LLMServerError,
     LLMTimeoutError,
 )
+from llm.structured import OutputSpec
 from llm.usage import openai_usage
 
 __all__ = ["OpenAIBackend", "max_tokens_param"]
@@ -107,11 +108,19 @@ class OpenAIBackend(StainlessBackend):
     default_base_url: ClassVar[str] = DEFAULT_BASE_URL
     key_variable: ClassVar[str | None] = "SCOUT_OPENAI_API_KEY"
     stream_end_marker: ClassVar[str] = "finish_reason"
+    #: Structured Outputs: the root must be an object; recursion (`$ref: "#"`) is allowed.
+    #: https://platform.openai.com/docs/guides/structured-outputs#supported-schemas
+    schema_rules: ClassVar[frozenset[str]] = frozenset({"object_root"})
 
     def __init__(self, config: LLMConfig, *, http_transport: HttpTransport = "auto",
                  limits: ResponseLimits | None = None) -> None:
         super().__init__(config, http_transport=http_transport, limits=limits)
         self.max_tokens_param = max_tokens_param(config.base_url, config.extra_params.get("max_tokens_param"))
+
+    def _wire_format(self, spec: OutputSpec) -> dict[str, Any]:
+        """`response_format: {"type": "json_schema", ...}`, the schema made strict-valid unless the caller's
+        `json_schema.strict` was False."""
+        return spec.openai_format(strict=spec.strict)
 
     def _request_params(self, request: LLMRequest, model: str, stream: bool) -> dict[str, Any]:
         effective = self._get_effective_config(request)

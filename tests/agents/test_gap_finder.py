@@ -1,5 +1,5 @@
-"""Both gap finders: input validation, the rule-based agent, and the enhanced agent's LLM JSON path, prose fallback
-path and failure reporting, against a real OpenAI backend on the fake server."""
+"""Both gap finders: input validation, the rule-based agent, and the enhanced agent's structured-output path, its
+per-stage rule fallback and failure reporting, against a real OpenAI backend on the fake server."""
 
 from __future__ import annotations
 
@@ -24,33 +24,20 @@ PAIN_POINTS = [
     {"description": "Reports take hours to build", "severity": "low"},
 ]
 
-PLAN = {"operation": "market_gap_analysis", "phases": ["clustering", "scoring"], "expected_duration": 300,
-        "data_sources": ["pain_points"], "special_considerations": ["small businesses"]}
+PLAN = {"phases": ["pain_point_clustering", "opportunity_scoring"], "focus": "Small shops with tight budgets"}
 THOUGHTS = {
-    "market_themes": [
-        {"theme_name": "Inventory automation", "description": "Stock is tracked by hand",
-         "pain_points": ["Manual inventory tracking in spreadsheets"], "severity": "high", "frequency": 2},
-        {"theme": "Tool integration", "pain_points": ["No integration between the shop and the accounting tool"],
-         "severity": "critical"},
+    "themes": [
+        {"name": "Inventory automation", "description": "Stock is tracked by hand", "severity": "high",
+         "pain_points": [1, 4, 99]},  # 99 is not a pain point: dropped
+        {"name": "Tool integration", "description": "The shop and the books do not talk", "severity": "medium",
+         "pain_points": [3]},
     ],
-    "key_insights": ["Small retailers still run stock on spreadsheets"],
-    "data_complexity": "low",
+    "insights": ["Small retailers still run stock on spreadsheets"],
 }
-GOOD_GAP = {
-    "gap_description": "Affordable automated inventory for small retailers", "market_size": "$1.2B",
-    "competition_level": "Moderate", "opportunity_score": "82", "target_segments": ["Small retailers"],
-    "solution_ideas": ["Barcode app"], "barriers_to_entry": "POS integrations", "estimated_tam": 1.2e9,
-    "estimated_sam": "300 million", "estimated_som": "15,000,000", "risk_factors": ["POS vendors copy it"],
-    "timeline_to_market": "6-12 months",
-}
-ACT = {
-    "market_gaps": [GOOD_GAP],
-    "prioritized_opportunities": [{"rank": 1, "gap_description": GOOD_GAP["gap_description"]}],
-    "market_analysis": {"key_insights": ["Spreadsheets dominate", "Price sensitivity is high"], "summary": "s"},
-    "competitive_landscape": {"main_competitors": ["BigPOS"]},
-    "recommendations": ["Start with a barcode app"],
-    "risk_assessment": {"overall_risk": "medium", "risks": ["copycats"]},
-}
+GOOD_GAP = {"description": "Affordable automated inventory for small retailers", "segment": "Small retailers",
+            "solution": "Barcode stock app", "competition": "medium", "opportunity": "high", "market_size": "large"}
+ACT = {"gaps": [GOOD_GAP, {**GOOD_GAP, "description": "affordable automated inventory for small retailers "}],
+       "recommendations": ["Start with a barcode app"]}
 
 
 def gap_input(**overrides: Any) -> GapFinderInput:
@@ -147,77 +134,71 @@ def test_enhanced_agent_has_no_hard_coded_backend() -> None:
     assert EnhancedGapFinderAgent(preferred_backend="claude").preferred_backend == "claude"
 
 
-async def test_json_path_uses_the_models_analysis_in_three_calls(
+async def test_every_stage_uses_the_models_structured_answer_in_three_calls(
     manager: LLMManager, openai_fake: FakeOpenAI
 ) -> None:
-    openai_fake.enqueue(completion_reply(PLAN), completion_reply(fenced(THOUGHTS)),
-                        completion_reply("Sure! " + json.dumps(ACT) + " Good luck."))
+    openai_fake.enqueue(completion_reply(PLAN), completion_reply(THOUGHTS), completion_reply(ACT))
     output = await enhanced(manager).execute(AgentInput(data=gap_input(), metadata={}))
     assert output.success, output.error
     requests = chat_requests(openai_fake.requests)
     assert len(requests) == 3
+    # each stage asked for its schema natively (strict json_schema), small-model friendly: enums and bounded lists
+    formats = [request.body["response_format"]["json_schema"] for request in requests]
+    assert [f["name"] for f in formats] == ["PlanReply", "ThoughtsReply", "ActReply"]
+    gap_schema = formats[2]["schema"]["$defs"]["GapReply"]["properties"]
+    assert gap_schema["competition"]["enum"] == ["low", "medium", "high"]
+    assert formats[2]["schema"]["properties"]["gaps"]["maxItems"] == 5
     result: GapFinderOutput = output.result
-    assert len(result.market_gaps) == 1
+    assert len(result.market_gaps) == 1  # the repeated gap is kept once
     gap = result.market_gaps[0]
-    assert gap.market_size == 1.2e9 and gap.estimated_sam == 3e8 and gap.estimated_som == 1.5e7
-    assert gap.competition_level == "medium" and gap.opportunity_score == 82.0
-    assert gap.barriers_to_entry == ["POS integrations"]
-    assert result.result["key_insights"] == ["Spreadsheets dominate", "Price sensitivity is high"]
-    assert result.market_analysis["key_insights"] == result.result["key_insights"]
+    assert gap.gap_description == GOOD_GAP["description"] and gap.target_segments == ["Small retailers"]
+    assert gap.opportunity_score == 82.0 and gap.competition_level == "medium"
+    assert gap.estimated_tam == 5e9 and gap.estimated_sam == 1.5e9 and gap.estimated_som == pytest.approx(7.5e7)
     assert result.recommendations == ["Start with a barcode app"]
-    assert result.metadata["fallbacks"] == [] and result.metadata["rejected_gaps"] == 0
-    assert output.metadata["plan"]["phases"] == ["clustering", "scoring"] and output.metadata["plan"]["source"] == "llm"
+    assert result.result["key_insights"] == ["Small retailers still run stock on spreadsheets"]
+    assert result.metadata["stages"] == {"plan": "llm", "think": "llm", "act": "llm"}
+    assert result.metadata["llm_enhanced"] is True and result.metadata["fallbacks"] == []
+    assert output.metadata["plan"]["phases"] == PLAN["phases"] and output.metadata["plan"]["source"] == "llm"
     themes = output.metadata["thoughts"]["market_themes"]
     assert [t["theme_name"] for t in themes] == ["Inventory automation", "Tool integration"]
-    assert themes[1]["severity"] == "high" and themes[1]["frequency"] == 1
-    # What the model was sent: the real data, placeholders filled, the JSON example intact.
+    assert themes[0]["pain_points"] == [PAIN_POINTS[0]["description"], PAIN_POINTS[3]["description"]]
+    # What the model was sent: the real data, placeholders filled
     texts = [sent_text(request) for request in requests]
     assert all("Small business software" in text for text in texts)
-    assert "Manual inventory tracking in spreadsheets" in texts[1] and "Inventory automation" in texts[2]
+    assert "1. Manual inventory tracking in spreadsheets" in texts[1] and "Inventory automation" in texts[2]
     assert not any(re.search(r"\{[A-Za-z_]\w*\}", text) for text in texts)
-    assert '"market_gaps": [' in texts[2]
 
 
-async def test_prose_replies_fall_back_stage_by_stage(manager: LLMManager, openai_fake: FakeOpenAI) -> None:
-    for reply in ("I would start by clustering.", "The themes are inventory and pricing.", "Build an app!"):
+async def test_invalid_answers_are_repaired_once_then_each_stage_falls_back(
+    manager: LLMManager, openai_fake: FakeOpenAI
+) -> None:
+    for reply in ("I would start by clustering.", "Still prose.", '{"themes": []}', '{"themes": "none"}',
+                  json.dumps(ACT)):
         openai_fake.enqueue(completion_reply(reply))
     output = await enhanced(manager).execute(AgentInput(data=gap_input(), metadata={}))
     assert output.success, output.error
-    assert len(chat_requests(openai_fake.requests)) == 3  # no extra LLM round trips on fallback
+    assert len(chat_requests(openai_fake.requests)) == 5  # plan and think: answer + one repair each; act: one
     result: GapFinderOutput = output.result
-    assert result.market_gaps and result.result["key_insights"]
-    assert result.metadata["fallbacks"] == ["plan", "think", "act"]
-    assert result.result["fallbacks"] == ["plan", "think", "act"]
-    assert "no JSON" in result.metadata["fallback_reasons"]["act"]
+    assert result.metadata["stages"] == {"plan": "rules", "think": "rules", "act": "llm"}
+    assert result.metadata["fallbacks"] == ["plan", "think"] and result.result["fallbacks"] == ["plan", "think"]
+    assert "did not match the schema" in result.metadata["fallback_reasons"]["think"]
+    assert result.metadata["llm_enhanced"] is True  # the gaps are the model's
+    assert [gap.gap_description for gap in result.market_gaps] == [GOOD_GAP["description"]]
     assert any(entry["level"] == "warning" and "think" in entry["message"] for entry in output.logs)
 
 
-async def test_unusable_gaps_are_rejected_without_a_crash(manager: LLMManager, openai_fake: FakeOpenAI) -> None:
-    bad_score = {**GOOD_GAP, "gap_description": "Bad score", "opportunity_score": "very high"}
-    bad_money = {**GOOD_GAP, "gap_description": "Bad money", "market_size": "huge"}
-    openai_fake.enqueue(
-        completion_reply(PLAN),
-        completion_reply("[" + json.dumps(THOUGHTS["market_themes"][0]) + "]"),  # a bare array of themes
-        completion_reply({**ACT, "market_gaps": [bad_score, GOOD_GAP, bad_money, "not a gap"]}),
-    )
+async def test_when_no_stage_used_the_model_llm_enhanced_is_false(manager: LLMManager,
+                                                                  openai_fake: FakeOpenAI) -> None:
+    for _ in range(6):
+        openai_fake.enqueue(completion_reply("Build an app!"))
     output = await enhanced(manager).execute(AgentInput(data=gap_input(), metadata={}))
     assert output.success, output.error
     result: GapFinderOutput = output.result
-    assert [gap.gap_description for gap in result.market_gaps] == [GOOD_GAP["gap_description"]]
-    assert result.metadata["rejected_gaps"] == 3 and result.metadata["fallbacks"] == []
-
-
-async def test_a_reply_whose_gaps_are_all_unusable_falls_back_for_act(
-    manager: LLMManager, openai_fake: FakeOpenAI
-) -> None:
-    openai_fake.enqueue(completion_reply(PLAN), completion_reply(THOUGHTS),
-                        completion_reply({**ACT, "market_gaps": [{**GOOD_GAP, "opportunity_score": 250}]}))
-    output = await enhanced(manager).execute(AgentInput(data=gap_input(), metadata={}))
-    assert output.success
-    result: GapFinderOutput = output.result
-    assert result.metadata["fallbacks"] == ["act"] and result.metadata["rejected_gaps"] == 1
-    assert result.market_gaps  # rule-based gaps built from the model's themes
-    assert result.result["key_insights"] == THOUGHTS["key_insights"]
+    assert result.metadata["llm_enhanced"] is False
+    assert result.metadata["stages"] == {"plan": "rules", "think": "rules", "act": "rules"}
+    assert result.metadata["fallbacks"] == ["plan", "think", "act"]
+    assert result.market_gaps and result.result["key_insights"]  # the rules still deliver
+    assert len(chat_requests(openai_fake.requests)) == 6
 
 
 async def test_invalid_input_is_reported_before_any_llm_call(manager: LLMManager, openai_fake: FakeOpenAI) -> None:
@@ -247,7 +228,8 @@ async def test_stages_follow_routing(configure: Configure, two_backends: LLMMana
     agent.set_task_backend("act", "openai")
     output = await agent.execute(AgentInput(data=gap_input(), metadata={}))
     assert output.success
-    assert len(chat_requests(deepseek_fake.requests)) == 2 and len(chat_requests(openai_fake.requests)) == 1
+    # each stage: the answer and its one repair (the fakes answer prose), on the stage's own backend
+    assert len(chat_requests(deepseek_fake.requests)) == 4 and len(chat_requests(openai_fake.requests)) == 2
 
 
 async def test_the_seed_readme_snippet(manager: LLMManager, openai_fake: FakeOpenAI) -> None:

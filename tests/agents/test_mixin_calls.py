@@ -5,14 +5,21 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import pytest
+from pydantic import BaseModel
 
 from llm.base import LLMBackend, LLMBackendType, LLMConfig, LLMRequest, LLMResponse
-from llm.errors import LLMAuthenticationError, LLMBackendError, LLMError, LLMValidationError
+from llm.errors import (
+    LLMAuthenticationError,
+    LLMBackendError,
+    LLMError,
+    LLMStructuredOutputError,
+    LLMValidationError,
+)
 from llm.manager import LLMManager, get_llm_manager
-from llm.utils import AgentPrompt, LLMAgentMixin, llm_classify, llm_summarize, quick_llm_generate
+from llm.utils import AgentPrompt, LLMAgentMixin, TextInsights, llm_classify, llm_summarize, quick_llm_generate
 from tests.agents.conftest import openai_backend, quiet_manager
 from tests.agents.helpers import Configure, chat_requests, completion_reply
 from tests.fakes.openai_fake import API_KEY, FakeOpenAI
@@ -88,8 +95,12 @@ async def test_llm_analyze_text_always_returns_a_dict(
     manager: LLMManager, openai_fake: FakeOpenAI, reply: str, expected: dict[str, Any]
 ) -> None:
     openai_fake.enqueue(completion_reply(reply))
+    openai_fake.enqueue(completion_reply(reply))  # prose is sent back once for repair; the model repeats it
     result = await Caller(manager).llm_analyze_text("Great product!", analysis_type="sentiment", context="reviews")
     assert result == expected
+    first = chat_requests(openai_fake.requests)[0].body
+    assert first["response_format"]["json_schema"]["name"] == "TextAnalysis"  # structured output, natively
+    assert len(chat_requests(openai_fake.requests)) == (1 if "{" in reply or "[" in reply else 2)
     messages = last_body(openai_fake)["messages"]
     assert messages[0]["role"] == "system" and "JSON" in messages[0]["content"]
     assert "Great product!" in messages[1]["content"] and "Additional context:\nreviews" in messages[1]["content"]
@@ -108,8 +119,11 @@ async def test_llm_extract_insights_always_returns_strings(
     manager: LLMManager, openai_fake: FakeOpenAI, reply: str, expected: list[str]
 ) -> None:
     openai_fake.enqueue(completion_reply(reply))
+    openai_fake.enqueue(completion_reply(reply))  # prose is sent back once for repair; the model repeats it
     data = {"revenue": [1, 2], "churn": 0.1}
     assert await Caller(manager).llm_extract_insights(data, insight_type="business") == expected
+    assert chat_requests(openai_fake.requests)[0].body["response_format"]["json_schema"]["name"] == "TextInsights"
+    assert len(chat_requests(openai_fake.requests)) == (1 if "{" in reply or "[" in reply else 2)
     assert json.dumps(data, indent=2) in last_body(openai_fake)["messages"][1]["content"]
 
 
@@ -161,7 +175,7 @@ async def test_overrides_and_instance_patches_are_honoured_by_the_helpers(
     writer = Writer(manager)
     openai_fake.enqueue(completion_reply('["x"]'))
     assert await writer.llm_extract_insights("data") == ["x"]
-    assert seen == [{"task_type": "default", "backend_type": None}]
+    assert seen == [{"task_type": "default", "backend_type": None, "response_format": TextInsights}]
 
     patched = Caller(manager)
     original = patched.llm_generate
@@ -265,3 +279,49 @@ async def test_seed_readme_agent_snippets(global_openai: FakeOpenAI) -> None:
                                                   market_context="SaaS industry")
     response = await get_llm_manager().generate(LLMRequest(messages=prompt.to_messages()))
     assert response.content.startswith("echo: Analyze the following pain points")
+
+
+# -- structured output -----------------------------------------------------------------------------------------------
+
+
+class Verdict(BaseModel):
+    label: Literal["good", "bad"]
+    score: int
+
+
+async def test_llm_generate_structured_returns_the_validated_model(manager: LLMManager,
+                                                                   openai_fake: FakeOpenAI) -> None:
+    openai_fake.enqueue(completion_reply('{"label": "good", "score": 3}'))
+    verdict = await Caller(manager).llm_generate_structured("Judge this.", Verdict)
+    assert verdict == Verdict(label="good", score=3)
+    body = chat_requests(openai_fake.requests)[0].body
+    assert body["response_format"]["json_schema"]["schema"]["properties"]["label"]["enum"] == ["good", "bad"]
+
+
+async def test_llm_generate_structured_raises_the_typed_error_after_one_repair(manager: LLMManager,
+                                                                               openai_fake: FakeOpenAI) -> None:
+    openai_fake.enqueue(completion_reply('{"label": "meh", "score": 3}'))
+    openai_fake.enqueue(completion_reply('{"label": "so-so", "score": 3}'))
+    with pytest.raises(LLMStructuredOutputError) as caught:
+        await Caller(manager).llm_generate_structured("Judge this.", Verdict)
+    assert caught.value.raw_text == '{"label": "so-so", "score": 3}' and "label" in caught.value.errors[0]
+    assert len(chat_requests(openai_fake.requests)) == 2
+
+
+class PlainTextBackend(FlaggedFailureBackend):
+    """A custom backend that knows nothing of `response_format`: it answers a fixed text."""
+
+    answer = '{"label": "bad", "score": 1}'
+
+    async def generate(self, request: LLMRequest) -> LLMResponse:
+        return self._create_response(self.answer, self.config.model_name)
+
+
+async def test_llm_generate_structured_validates_a_custom_backends_plain_answer() -> None:
+    async with quiet_manager() as manager:
+        backend = PlainTextBackend(LLMConfig(LLMBackendType.OLLAMA, "custom"))
+        await manager.register_backend(backend)
+        assert await Caller(manager).llm_generate_structured("Judge.", Verdict) == Verdict(label="bad", score=1)
+        backend.answer = "no idea"
+        with pytest.raises(LLMStructuredOutputError):
+            await Caller(manager).llm_generate_structured("Judge.", Verdict)

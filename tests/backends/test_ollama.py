@@ -126,7 +126,7 @@ FULL_CONVERSATION = LLMRequest(
 async def test_full_conversation_is_sent_in_ollamas_format(server: FakeOllama, backend: OllamaBackend,
                                                            stream: bool) -> None:
     response = await answer(backend, FULL_CONVERSATION, stream)
-    assert response.content == "echo: thanks"
+    assert response.content == "thanks"  # asked for JSON (format), the fake answers the last user text verbatim
     assert server.requests[-1].path == "/api/chat"
     assert server.requests[-1].body == {
         "model": "llama3.2",

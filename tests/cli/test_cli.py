@@ -50,6 +50,33 @@ async def test_ask_json_prints_the_whole_response(openai_server: FakeOpenAI, tmp
     assert body["max_tokens"] == 9
 
 
+async def test_ask_schema_prints_the_parsed_object(openai_server: FakeOpenAI, tmp_path: Path) -> None:
+    schema = tmp_path / "city.json"
+    schema.write_text(json.dumps({"type": "object", "properties": {"name": {"type": "string"}},
+                                  "required": ["name"]}))
+    # Asked for JSON, the fake answers the prompt verbatim: the prompt is the answer here
+    result = await cli(["ask", '{"name":   "Paris"}', "--schema", str(schema)], openai_server, tmp_path)
+    assert result.code == 0, result.stderr
+    assert json.loads(result.stdout) == {"name": "Paris"} and result.stdout == '{\n  "name": "Paris"\n}\n'
+    sent = openai_server.requests[-1].body["response_format"]
+    assert sent["type"] == "json_schema" and sent["json_schema"]["name"] == "city" and sent["json_schema"]["strict"]
+    assert sent["json_schema"]["schema"]["additionalProperties"] is False
+
+
+async def test_ask_schema_refuses_an_unreadable_file_and_reports_an_invalid_answer(
+        openai_server: FakeOpenAI, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2")
+    result = await cli(["ask", "hi", "--schema", str(bad)], openai_server, tmp_path)
+    assert result.code == 2 and "cannot read the schema" in result.stderr
+    assert openai_server.count("/chat/completions") == 0
+    schema = tmp_path / "city.json"
+    schema.write_text(json.dumps({"type": "object", "properties": {"name": {"type": "string"}}}))
+    result = await cli(["ask", "not json", "--schema", str(schema)], openai_server, tmp_path)
+    assert result.code == 1 and "the answer did not match city after one repair" in result.stderr
+    assert openai_server.count("/chat/completions") == 2  # the answer and its one repair
+
+
 async def test_no_backend_configured_says_how_to_fix_it(tmp_path: Path) -> None:
     result = await cli(["ask", "hi"], None, tmp_path)
     assert result.code == 3

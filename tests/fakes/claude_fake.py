@@ -166,7 +166,9 @@ def validate_body(body: Any) -> str | None:
 
 def _echo(body: Mapping[str, Any]) -> tuple[list[str], str, str | None]:
     """The echoed words, cut at the first stop sequence or at max_tokens; with the stop reason and sequence."""
-    text = f"echo: {last_user_text(body['messages'])}"
+    # Asked for JSON (output_config.format), the fake answers like a model that obeys: the last user text, verbatim.
+    json_mode = bool((body.get("output_config") or {}).get("format"))
+    text = ("" if json_mode else "echo: ") + last_user_text(body["messages"])
     stop_reason, stop_sequence = "end_turn", None
     hits = [(text.find(seq), seq) for seq in body.get("stop_sequences") or [] if seq in text]
     if hits:

@@ -163,7 +163,10 @@ class FakeGemini(FakeServer):
         if function is not None:
             pieces: list[dict[str, Any]] = [{"functionCall": {"name": function, "args": {}}}]
         else:
-            words = f"echo: {last_user_text(body['contents'])}".split(" ")
+            # Asked for JSON (responseMimeType), the fake answers like a model that obeys: the last user text.
+            config = field(body, "generationConfig") or {}
+            json_mode = field(config, "responseMimeType") == "application/json"
+            words = (("" if json_mode else "echo: ") + last_user_text(body["contents"])).split(" ")
             pieces = [{"text": word if i == 0 else " " + word} for i, word in enumerate(words)]
         chunks = []
         for i, part in enumerate(pieces, start=1):

@@ -164,7 +164,9 @@ class FakeOllama(FakeServer):
         if error is not None:
             return error
         body = recorded.body
-        words = f"echo: {last_user_text(body.get('messages') or [])}".split(" ")
+        # Asked for JSON (format), the fake answers like a model that obeys: the last user text, verbatim.
+        prefix = "" if body.get("format") else "echo: "
+        words = (prefix + last_user_text(body.get("messages") or [])).split(" ")
         limit = (body.get("options") or {}).get("num_predict")
         done_reason = "stop"
         if isinstance(limit, int) and 0 < limit < len(words):

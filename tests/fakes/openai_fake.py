@@ -101,7 +101,9 @@ class FakeOpenAI(FakeServer):
         forced = forced_tool(body)
         if forced is not None:
             return await self.tool_call(request, body, forced)
-        text = f"echo: {last_user_text(body['messages'])}"
+        # Asked for JSON (response_format), the fake answers like a model that obeys: the last user text, verbatim.
+        json_mode = (body.get("response_format") or {}).get("type") in ("json_object", "json_schema")
+        text = ("" if json_mode else "echo: ") + last_user_text(body['messages'])
         words = text.split(" ")
         usage = {"prompt_tokens": 7, "completion_tokens": len(words), "total_tokens": 7 + len(words)}
         base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": body["model"],

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from llm.backends._adapter import SDKBackend
 from llm.base import LLMConfig, LLMRequest, validate_request
@@ -185,8 +186,22 @@ TOOLS = st.none() | st.lists(st.fixed_dictionaries({"type": st.just("function") 
                              max_size=2) | ANY
 EXTRA = st.dictionaries(st.sampled_from(["top_p", "top_k", "stop", "seed", "response_format", "user",
                                          "model_name_override", "bogus"]), ANY, max_size=2) | ANY
+class _Shape(BaseModel):
+    name: str
+    size: int | None = None
+
+
+SCHEMA = st.fixed_dictionaries({"type": st.sampled_from(["object", "array", "string"]) | ANY},
+                               optional={"properties": st.dictionaries(st.text(max_size=3), JSON, max_size=2) | ANY,
+                                         "required": ANY, "$ref": st.sampled_from(["#", "#/$defs/a", "http://x"]),
+                                         "$defs": st.dictionaries(st.just("a"), JSON, max_size=1)})
+RESPONSE_FORMAT = st.none() | ANY | st.just(_Shape) | st.just(int) | st.fixed_dictionaries(
+    {"type": st.sampled_from(["json_schema", "json_object", "text"]) | ANY},
+    optional={"json_schema": st.fixed_dictionaries({"schema": SCHEMA | ANY},
+                                                   optional={"name": st.text(max_size=4) | ANY, "strict": ANY})})
 REQUESTS = st.builds(
     LLMRequest,
+    response_format=RESPONSE_FORMAT,
     messages=st.lists(MESSAGE, max_size=3) | ANY,
     system_prompt=st.none() | st.text(max_size=5) | ANY,
     temperature=st.none() | st.floats() | ANY,
@@ -228,7 +243,8 @@ def test_preparation_is_total_for_every_adapter(kind: str) -> None:
         scope = backend._errors(backend.config.model_name)
         try:
             with scope:
-                scope.prepare(request, stream)
+                spec = backend._output_spec(request)  # structured output: checked, then in the vendor's form
+                scope.prepare(backend._native_request(request, spec), stream)
         except LLMError:
             pass
 
