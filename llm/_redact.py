@@ -8,7 +8,8 @@ leaves an adapter or the manager, every exception in its chain (`__cause__`, `__
 message, `args`, notes, JSON body and request headers rewritten with the secrets masked.
 
 Masked: the backend's configured key, and anything shaped like a key (OpenAI / Anthropic `sk-...`, Google `AIza...`,
-a bearer token, an `api-key` / `x-goog-api-key` / `authorization` header or `key=` query value).
+a bearer token, an `api-key` / `x-goog-api-key` / `authorization` header, a `key=` query value, or the password
+in a URL such as `redis://user:password@host`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ SECRET_PATTERNS = re.compile(
     r"|(?i:(bearer\s+))[A-Za-z0-9._~+/=\-*]{6,}"
     r"|(?i:((?:x-goog-api-key|x-api-key|api[-_]?key|authorization)[\"']?\s*[:=]\s*[\"']?))[^\"'\s,;}&]{4,}"
     r"|(?i:([?&]key=))[^&\s\"']+"
+    r"|(//[^:/@\s]*:)[^@\s/]+(?=@)"  # the password of a URL's userinfo (redis://user:password@host)
 )
 
 #: Request headers that carry credentials.

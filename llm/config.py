@@ -34,6 +34,7 @@ from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 
+from llm._redact import redact
 from llm.errors import LLMConfigError
 from llm.names import canonical_backend
 
@@ -350,7 +351,7 @@ def _config_error(exc: ValidationError, model: type[BaseModel], sources: Mapping
     field = fields.get(path) or fields.get(path.rsplit(".", 1)[0])
     expected = field.description if field is not None and field.description else error["msg"]
     secret = field is not None and "SecretStr" in str(field.annotation)
-    value = "" if secret or isinstance(error.get("input"), dict) else f"={error.get('input')!r}"
+    value = "" if secret or isinstance(error.get("input"), dict) else redact(f"={error.get('input')!r}")
     where = sources.get(path) or f"{model.__name__}.{path}"
     return LLMConfigError(f"{where}{value} is not valid: expected {expected}")
 

@@ -177,6 +177,14 @@ def test_an_invalid_value_names_the_variable_and_the_form(monkeypatch: pytest.Mo
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize("url", ["mysql://scout:hunter2-pw@cache:6379/0", "redis//scout:hunter2-pw@cache"])
+def test_an_invalid_url_never_shows_its_password(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("SCOUT_LLM_REDIS_URL", url)
+    with pytest.raises(LLMConfigError, match="SCOUT_LLM_REDIS_URL") as caught:
+        reload_config(env_file=None)
+    assert "hunter2-pw" not in str(caught.value)
+
+
 def test_constraints_hold_on_assignment_too() -> None:
     config = ScoutConfig()
     with pytest.raises(LLMConfigError, match=r"LLMSettings.timeout=-1 is not valid: expected seconds"):
