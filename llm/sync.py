@@ -129,14 +129,14 @@ class SyncClient:
     ) -> Iterator[str]:
         """The answer's text as it arrives; arguments as `generate`. Closing the iterator closes the stream."""
         request = to_request(prompt, **options)
-        return _drain(self, self.manager.stream_generate(request, backend, fallback=fallback))
+        return self._drain(self.manager.stream_generate(request, backend, fallback=fallback))
 
     def stream_events(
         self, prompt: Prompt, backend: Backend = None, *, fallback: bool = True, **options: Unpack[RequestOptions]
     ) -> Iterator[StreamEvent]:
         """Typed events (`TextDelta`, `ToolCallDelta`), then one `ResponseDone` with the whole answer and usage."""
         request = to_request(prompt, **options)
-        return _drain(self, self.manager.stream(request, backend, fallback=fallback))
+        return self._drain(self.manager.stream(request, backend, fallback=fallback))
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run any coroutine on this client's loop and return its result (or raise its exception).
@@ -159,6 +159,21 @@ class SyncClient:
     async def _generate(self, request: LLMRequest, backend: Backend, fallback: bool) -> LLMResponse:
         await self._configure_once()
         return await self.manager.generate(request, backend, fallback=fallback)
+
+    def _drain(self, stream: AsyncGenerator[T, None]) -> Iterator[T]:
+        """A blocking iterator over an async generator that runs on the client's loop, one item per step; closing the
+        iterator closes the generator there. Nothing runs before the first `next()`. It holds the client, so that
+        `for text in SyncClient().stream(...)` keeps the client's loop alive."""
+        try:
+            self.run(self._configure_once())
+            while not isinstance(item := self.run(_next(stream)), _End):
+                yield item
+        finally:
+            if self._loop.in_own_thread():  # dropped by a coroutine on the loop itself: close without waiting
+                asyncio.get_running_loop().create_task(_close(stream))
+            elif not self.closed:
+                with contextlib.suppress(Exception):  # a failing close must not hide what ended the iteration
+                    self.run(_close(stream))  # a no-op when the stream ended or failed
 
     async def _configure_once(self) -> None:
         if self._configure and not self._configured:
@@ -259,22 +274,6 @@ async def _next(stream: AsyncGenerator[T, None]) -> T | _End:
 
 async def _close(stream: AsyncGenerator[Any, None]) -> None:
     await stream.aclose()
-
-
-def _drain(owner: SyncClient, stream: AsyncGenerator[T, None]) -> Iterator[T]:
-    """A blocking iterator over an async generator that runs on the client's loop, one item per step; closing the
-    iterator closes the generator there. Nothing runs before the first `next()`. It holds its owner, the client, so that
-    `for text in SyncClient().stream(...)` keeps the client's loop alive."""
-    try:
-        owner.run(owner._configure_once())
-        while not isinstance(item := owner.run(_next(stream)), _End):
-            yield item
-    finally:
-        if owner._loop.in_own_thread():  # dropped by a coroutine on the loop itself: close without waiting
-            asyncio.get_running_loop().create_task(_close(stream))
-        elif not owner.closed:
-            with contextlib.suppress(Exception):  # a failing close must not hide what ended the iteration
-                owner.run(_close(stream))  # a no-op when the stream ended or failed
 
 
 def to_request(
