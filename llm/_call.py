@@ -20,6 +20,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from types import CoroutineType
 from typing import Any, TypeVar
 
 from llm._health import BackendSlot, maybe_await
@@ -85,7 +86,8 @@ def model_of(backend: LLMBackend, request: LLMRequest) -> str:
 async def generate_op(slot: BackendSlot, request: LLMRequest, release: Callable[[], None]) -> LLMResponse:
     """A non-streamed answer; the concurrency slot is given back when it ends."""
     try:
-        return _checked(slot, await maybe_await(slot.backend.generate(request)))
+        pending = slot.backend.generate(request)  # an adapter's coroutine is awaited as it is, with no wrapper
+        return _checked(slot, await (pending if type(pending) is CoroutineType else maybe_await(pending)))
     finally:
         release()
 

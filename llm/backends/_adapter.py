@@ -436,6 +436,7 @@ class SDKBackend(LLMBackend):
             start = time.perf_counter()
             chunks = await self._open_stream(params)
             try:
+                self._stream_opened(chunks, acc)
                 async for chunk in chunks:
                     try:
                         for event in self._convert_chunk(chunk, acc):
@@ -480,6 +481,9 @@ class SDKBackend(LLMBackend):
     def get_available_models(self) -> list[str]:
         """Models from the last `list_models()`/`health_check()`; empty (= accept any name) before that."""
         return list(getattr(self, "_models", []))
+
+    def _stream_opened(self, chunks: Any, acc: StreamAccumulator) -> None:
+        """Take what the opened stream says before its first chunk (Anthropic: the request id); default nothing."""
 
     def _check_stream_end(self, acc: StreamAccumulator) -> None:
         """Raise when a stream ended without its vendor's end marker: the answer was cut short.
