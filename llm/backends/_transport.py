@@ -189,8 +189,9 @@ class LimitedStream:
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         if self._decompressor is None:  # the common case, kept short: one check per chunk
+            check = self._check if self._events is None else self._events.feed
             async for chunk in self._inner:
-                self._check(chunk)
+                check(chunk)
                 yield chunk
             return
         async for chunk in self._inner:
@@ -254,7 +255,11 @@ class EventBounds:
         if (not self.split_crlf and b"\r" not in piece
                 and self.event_bytes + self.line + len(piece) <= self.limit
                 and self.event_lines + piece.count(b"\n") <= MAX_EVENT_LINES):
-            self._feed_within_bounds(piece)  # the common case: LF line ends, no bound can be passed in this piece
+            # The common case: LF line ends, and no bound can be passed within this piece.
+            if piece.endswith(b"\n\n"):  # it ends an event (a vendor's whole event per piece): nothing is left
+                self.line = self.event_bytes = self.event_lines = 0
+            else:
+                self._feed_within_bounds(piece)
             return
         start = 1 if self.split_crlf and piece[:1] == b"\n" else 0
         for match in _LINE_END.finditer(piece, start):
