@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import email.utils
 import importlib.util
+import logging
 import math
 import time
 from abc import abstractmethod
@@ -426,7 +427,8 @@ class SDKBackend(LLMBackend):
             except MALFORMED as exc:
                 raise malformed(exc) from exc
         response.response_time = time.perf_counter() - start
-        self.logger.debug("%s %s answered in %.3fs", self.name, response.model, response.response_time)
+        if self.logger.isEnabledFor(logging.DEBUG):  # its arguments cost more than the disabled call
+            self.logger.debug("%s %s answered in %.3fs", self.name, response.model, response.response_time)
         return response
 
     async def stream(self, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
