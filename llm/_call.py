@@ -20,6 +20,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from types import CoroutineType
 from typing import Any, TypeVar
 
 from llm._health import BackendSlot, maybe_await
@@ -93,7 +94,8 @@ def model_of(backend: LLMBackend, request: LLMRequest) -> str:
 async def generate_op(slot: BackendSlot, request: LLMRequest, release: Callable[[], None]) -> LLMResponse:
     """A non-streamed answer; the concurrency slot is given back when it ends."""
     try:
-        return _checked(slot, await maybe_await(slot.backend.generate(request)))
+        pending = slot.backend.generate(request)  # an adapter's coroutine is awaited as it is, with no wrapper
+        return _checked(slot, await (pending if type(pending) is CoroutineType else maybe_await(pending)))
     finally:
         release()
 
@@ -512,7 +514,8 @@ class Call:
         self.timed = False
         opened, slot = await self.run(open_stream_op, first_chunk)
         model = model_of(slot.backend, self.request)
-        idle, idle_timeout, remaining = IdleTimeout(), self.policy.idle_timeout, self.deadline.remaining
+        idle, idle_timeout = IdleTimeout(), self.policy.idle_timeout
+        expires, clock = self.deadline.expires, time.monotonic
         next_event = opened.events.__anext__
         parts: list[str] = []
         event = opened.first
@@ -527,7 +530,8 @@ class Call:
                     self._stream_failed(slot, model, opened, error)
                     raise error
                 yield event
-                bound = min(idle_timeout, remaining())
+                left = expires - clock()  # `Deadline.remaining()`, inlined: this runs once per event
+                bound = idle_timeout if idle_timeout < left else max(0.0, left)
                 try:
                     with idle.arm(bound):
                         event = await next_event()

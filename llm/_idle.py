@@ -29,11 +29,12 @@ EARLY_TOLERANCE = 1e-3
 class IdleTimeout:
     """A reusable timeout for successive waits of one task at a time; see the module docstring."""
 
-    __slots__ = ("_cancelling", "_deadline", "_expired", "_handle", "_loop", "_task")
+    __slots__ = ("_cancelling", "_deadline", "_expired", "_handle", "_handle_when", "_loop", "_task")
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._handle: asyncio.TimerHandle | None = None
+        self._handle_when = 0.0  # when `_handle` fires (kept here: cheaper than `handle.when()` on every wait)
         self._task: asyncio.Task[object] | None = None
         self._deadline = 0.0
         self._cancelling = 0
@@ -45,15 +46,15 @@ class IdleTimeout:
         return self
 
     def __enter__(self) -> None:
-        task = asyncio.current_task()
+        task = asyncio.current_task(self._loop)
         if task is None:
             raise RuntimeError("IdleTimeout must be used inside a task")
         self._task, self._cancelling, self._expired = task, task.cancelling(), False
         handle = self._handle
-        if handle is None or handle.when() > self._deadline:  # no timer yet, or one set for later than now needed
+        if handle is None or self._handle_when > self._deadline:  # no timer yet, or one set for later than needed
             if handle is not None:
                 handle.cancel()
-            self._handle = self._loop.call_at(self._deadline, self._fire)
+            self._handle, self._handle_when = self._loop.call_at(self._deadline, self._fire), self._deadline
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -70,7 +71,7 @@ class IdleTimeout:
         if task is None:  # between waits: the next wait arms a new timer
             return
         if self._deadline - self._loop.time() > EARLY_TOLERANCE:  # the deadline moved since this timer was set
-            self._handle = self._loop.call_at(self._deadline, self._fire)
+            self._handle, self._handle_when = self._loop.call_at(self._deadline, self._fire), self._deadline
             return
         self._expired = True
         task.cancel()

@@ -357,6 +357,8 @@ def usage_dict(prompt_tokens: Any, completion_tokens: Any, total: Any = None) ->
 
 
 def _count(value: Any) -> int | None:
+    if type(value) is int and value >= 0:  # what vendors send
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
         return None
     return int(value)

@@ -348,7 +348,7 @@ class LLMManager:
             raise LLMError("No LLM backends available")
         else:
             first = self._default
-        if not fallback:
+        if not fallback or len(self._slots) == 1:  # one backend: no fallback order to rank
             return [first]
         configured = self.policy.fallback_order
         order = tuple(backend_name(name) for name in (configured if configured is not None

@@ -81,7 +81,8 @@ def _validate(request: Any, temperature_range: tuple[float, float]) -> None:
     if not isinstance(messages, list) or not messages:
         raise _fail("must be a non-empty list of message dicts", "messages")
     for i, message in enumerate(messages):
-        _check_message(i, message)
+        if not _plain_message(message):
+            _check_message(i, message)
     system_prompt = getattr(request, "system_prompt", None)
     if system_prompt is not None:
         _check_string(system_prompt, "system_prompt")
@@ -89,8 +90,11 @@ def _validate(request: Any, temperature_range: tuple[float, float]) -> None:
         _check_number(request.temperature, "temperature", *temperature_range)
     if request.max_tokens is not None:
         _check_int(request.max_tokens, "max_tokens", 1, MAX_INT32)
-    _check_tools(request.tools, request.tool_choice)
-    _check_extra_params(request.extra_params, "extra_params")
+    if request.tools is not None or request.tool_choice is not None:
+        _check_tools(request.tools, request.tool_choice)
+    extra = request.extra_params
+    if type(extra) is not dict or extra:  # no extras at all (the common case) needs no check
+        _check_extra_params(extra, "extra_params")
     response_format = getattr(request, "response_format", None)
     if response_format is not None:
         _check_output_format(response_format, request.extra_params)
@@ -137,6 +141,19 @@ def _check_content(content: Any, role: str, where: str) -> None:
         if not isinstance(image, Mapping) or not isinstance(image.get("url"), str):
             raise _fail("image_url part needs {'image_url': {'url': str}}", part_where)
         _check_text(image["url"], f"{part_where}.image_url.url")
+
+
+#: The roles whose plain text message `_plain_message` accepts at a glance (a tool result's text may be JSON to check).
+_PLAIN_ROLES = frozenset({"system", "user", "assistant"})
+
+
+def _plain_message(message: Any) -> bool:
+    """The common shape, checked cheaply: a plain dict of exactly `role` (not "tool") and ASCII string `content`.
+    Anything else (or False here) goes through `_check_message`, which gives the same verdict on this shape."""
+    if type(message) is not dict or len(message) != 2:
+        return False
+    content, role = message.get("content"), message.get("role")
+    return type(content) is str and content.isascii() and type(role) is str and role in _PLAIN_ROLES
 
 
 def _check_message(i: int, message: Any) -> None:

@@ -35,6 +35,7 @@ import contextlib
 import dataclasses
 import email.utils
 import importlib.util
+import logging
 import math
 import time
 from abc import abstractmethod
@@ -455,7 +456,8 @@ class SDKBackend(LLMBackend):
             except MALFORMED as exc:
                 raise malformed(exc) from exc
         response.response_time = time.perf_counter() - start
-        self.logger.debug("%s %s answered in %.3fs", self.name, response.model, response.response_time)
+        if self.logger.isEnabledFor(logging.DEBUG):  # its arguments cost more than the disabled call
+            self.logger.debug("%s %s answered in %.3fs", self.name, response.model, response.response_time)
         return response
 
     def stream(self, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
@@ -496,6 +498,7 @@ class SDKBackend(LLMBackend):
             start = time.perf_counter()
             chunks = await self._open_stream(params)
             try:
+                self._stream_opened(chunks, acc)
                 async for chunk in chunks:
                     try:
                         for event in self._convert_chunk(chunk, acc):
@@ -598,6 +601,9 @@ class SDKBackend(LLMBackend):
     def get_available_models(self) -> list[str]:
         """Models from the last `list_models()`/`health_check()`; empty (= accept any name) before that."""
         return list(getattr(self, "_models", []))
+
+    def _stream_opened(self, chunks: Any, acc: StreamAccumulator) -> None:
+        """Take what the opened stream says before its first chunk (Anthropic: the request id); default nothing."""
 
     def _check_stream_end(self, acc: StreamAccumulator) -> None:
         """Raise when a stream ended without its vendor's end marker: the answer was cut short.

@@ -14,6 +14,7 @@ base URL (the vendor's default when none is configured) are always passed explic
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from importlib import import_module
@@ -116,10 +117,8 @@ class StainlessBackend(SDKBackend):
     async def _send(self, params: dict[str, Any]) -> Any:
         """POST the body; the answer's JSON and headers. Read as a stream so that an event stream sent in place of
         JSON is refused unread (it is bounded per event, not as a whole)."""
-        import httpx2
-
         content, options = self._call(params)
-        response = await self._client.post(self.generate_path, content=content, cast_to=httpx2.Response,
+        response = await self._client.post(self.generate_path, content=content, cast_to=_raw_response(),
                                            stream=True, options=options)
         try:
             if response.headers.get("content-type", "").startswith("text/event-stream"):
@@ -132,7 +131,20 @@ class StainlessBackend(SDKBackend):
 
     async def _open_stream(self, params: dict[str, Any]) -> Any:
         """POST the body for a stream: the SDK's `AsyncStream` of the events' JSON (its `close()` ends it)."""
-        sdk = import_module(self.sdk_module)
         content, options = self._call(params)
         return await self._client.post(self.generate_path, content=content, cast_to=object, stream=True,
-                                       stream_cls=sdk.AsyncStream[object], options=options)
+                                       stream_cls=_event_stream_class(self.sdk_module), options=options)
+
+
+@functools.cache
+def _raw_response() -> type[Any]:
+    """`httpx2.Response`: the `cast_to` that hands back the HTTP response as it is (looked up once, not per call)."""
+    import httpx2
+
+    return httpx2.Response
+
+
+@functools.cache
+def _event_stream_class(sdk_module: str) -> Any:
+    """The SDK's `AsyncStream[object]`: its SSE decoder yielding each event's JSON (built once per SDK)."""
+    return import_module(sdk_module).AsyncStream[object]

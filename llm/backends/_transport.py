@@ -149,11 +149,13 @@ class LimitResponse:
 
     async def __call__(self, response: Any) -> None:
         headers = response.headers
-        encoding = headers.get("content-encoding", "").strip().lower()
-        if encoding:
+        encoding = headers.get("content-encoding")
+        if encoding is not None:
             del headers["content-encoding"]
+            encoding = encoding.strip().lower()
         event_stream = headers.get("content-type", "").startswith("text/event-stream")
-        response.stream = limited_stream_class()(response.stream, encoding, self.limits, event_stream=event_stream)
+        response.stream = limited_stream_class()(response.stream, encoding or "", self.limits,
+                                                 event_stream=event_stream)
 
 
 @functools.cache
@@ -172,14 +174,14 @@ class LimitedStream:
     __slots__ = ("_decompressor", "_events", "_inner", "_limit", "_total")
 
     def __init__(self, inner: Any, encoding: str, limits: ResponseLimits, *, event_stream: bool) -> None:
-        import httpx2
-
         self._inner = inner
         if encoding in ("", "identity"):
             self._decompressor = None
         elif encoding in ("gzip", "x-gzip", "deflate"):
             self._decompressor = zlib.decompressobj(zlib.MAX_WBITS | 32)  # a gzip or zlib header, detected
         else:
+            import httpx2
+
             raise httpx2.DecodingError(f"unsupported content-encoding {encoding!r} (asked for {ACCEPT_ENCODING})")
         self._events = EventBounds(limits.max_event_bytes) if event_stream else None
         self._limit = limits.max_response_bytes
@@ -187,8 +189,9 @@ class LimitedStream:
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         if self._decompressor is None:  # the common case, kept short: one check per chunk
+            check = self._check if self._events is None else self._events.feed
             async for chunk in self._inner:
-                self._check(chunk)
+                check(chunk)
                 yield chunk
             return
         async for chunk in self._inner:
@@ -249,6 +252,15 @@ class EventBounds:
         self.split_crlf = False  # the last piece ended in CR: a LF starting the next one belongs to it
 
     def feed(self, piece: bytes) -> None:
+        if (not self.split_crlf and b"\r" not in piece
+                and self.event_bytes + self.line + len(piece) <= self.limit
+                and self.event_lines + piece.count(b"\n") <= MAX_EVENT_LINES):
+            # The common case: LF line ends, and no bound can be passed within this piece.
+            if piece.endswith(b"\n\n"):  # it ends an event (a vendor's whole event per piece): nothing is left
+                self.line = self.event_bytes = self.event_lines = 0
+            else:
+                self._feed_within_bounds(piece)
+            return
         start = 1 if self.split_crlf and piece[:1] == b"\n" else 0
         for match in _LINE_END.finditer(piece, start):
             length = self.line + match.start() - start
@@ -263,6 +275,25 @@ class EventBounds:
         self.split_crlf = piece.endswith(b"\r")
         self.line += len(piece) - start
         self._check(self.line)
+
+    def _feed_within_bounds(self, piece: bytes) -> None:
+        """`feed` for a piece with LF line ends only that cannot pass a bound (the caller checked): only the state at
+        its end is needed, which depends on the text after the last blank line alone, counted without a loop."""
+        blank = piece.rfind(b"\n\n")
+        if blank >= 0:  # the last blank line ends an event: the next one starts after it
+            piece = piece[blank + 2:]
+            self.line = self.event_bytes = self.event_lines = 0
+        elif self.line == 0 and piece[:1] == b"\n":  # the only blank line: the previous piece ended a line
+            piece = piece[1:]
+            self.event_bytes = self.event_lines = 0
+        lines = piece.count(b"\n")  # no blank line is left: every line ended here is part of the current event
+        if lines:
+            last = piece.rfind(b"\n")
+            self.event_bytes += self.line + last + 1 - lines
+            self.event_lines += lines
+            self.line = len(piece) - last - 1
+        else:
+            self.line += len(piece)
 
     def _check(self, unfinished: int) -> None:
         if self.event_bytes + unfinished > self.limit:

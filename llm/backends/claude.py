@@ -15,8 +15,7 @@ they are; `raw_response` is the SDK's `Message`, built when first read.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 from llm.backends._adapter import StreamAccumulator, error_for_status, normalise_finish_reason
@@ -258,48 +257,13 @@ _STOPPED = "_message_stop"
 _TOOL_BLOCKS = "_tool_blocks"
 
 
-@dataclass(frozen=True, slots=True)
-class _StreamOpened:
-    """The first item of a Claude stream: what the HTTP response said before any event (the request id)."""
-
-    request_id: str | None
-
-
-class _MessageStream:
-    """The SDK's `AsyncStream` of event JSON, preceded by one `_StreamOpened`; `close()` closes the HTTP response."""
-
-    __slots__ = ("_events", "_opened", "_stream")
-
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
-        self._events = stream.__aiter__()
-        self._opened = False
-
-    def __aiter__(self) -> _MessageStream:
-        return self
-
-    async def __anext__(self) -> Any:
-        if not self._opened:
-            self._opened = True
-            return _StreamOpened(self._stream.response.headers.get("request-id"))
-        return await self._events.__anext__()
-
-    async def close(self) -> None:
-        await self._stream.close()
-
-
-def _on_opened(item: Any, acc: StreamAccumulator) -> Iterator[StreamEvent]:
-    acc.metadata["request_id"] = item.request_id
-    return iter(())
-
-
-def _on_message_start(event: Any, acc: StreamAccumulator) -> Iterator[StreamEvent]:
+def _on_message_start(event: Any, acc: StreamAccumulator) -> Iterable[StreamEvent]:
     message = event["message"]
     acc.model = message.get("model") or acc.model
     acc.metadata["id"] = message.get("id")
     if message.get("usage") is not None:
         acc.usage = anthropic_usage(message["usage"])
-    return iter(())
+    return ()
 
 
 def _tool_index(acc: StreamAccumulator, block_index: Any, call_id: Any) -> Any:
@@ -311,43 +275,45 @@ def _tool_index(acc: StreamAccumulator, block_index: Any, call_id: Any) -> Any:
     return index
 
 
-def _on_block_start(event: Any, acc: StreamAccumulator) -> Iterator[StreamEvent]:
+def _on_block_start(event: Any, acc: StreamAccumulator) -> Iterable[StreamEvent]:
     block = event["content_block"]
     kind = block.get("type")
     if kind == "tool_use":
         index = _tool_index(acc, event["index"], block.get("id"))
-        yield ToolCallDelta(index=index, id=block.get("id"), name=block.get("name"))
-    elif kind == "text" and block.get("text"):
-        yield TextDelta(block["text"])
+        return (ToolCallDelta(index=index, id=block.get("id"), name=block.get("name")),)
+    if kind == "text" and block.get("text"):
+        return (TextDelta(block["text"]),)
+    return ()
 
 
-def _on_block_delta(event: Any, acc: StreamAccumulator) -> Iterator[StreamEvent]:
+def _on_block_delta(event: Any, acc: StreamAccumulator) -> Iterable[StreamEvent]:
     delta = event["delta"]
     kind = delta.get("type")
     if kind == "text_delta":
-        if delta.get("text"):
-            yield TextDelta(delta["text"])
-    elif kind == "input_json_delta" and delta.get("partial_json"):
+        text = delta.get("text")
+        return (TextDelta(text),) if text else ()
+    if kind == "input_json_delta" and delta.get("partial_json"):
         index = acc.metadata.get(_TOOL_BLOCKS, {}).get(event["index"], event["index"])
-        yield ToolCallDelta(index=index, arguments=delta["partial_json"])
+        return (ToolCallDelta(index=index, arguments=delta["partial_json"]),)
+    return ()
 
 
-def _on_message_delta(event: Any, acc: StreamAccumulator) -> Iterator[StreamEvent]:
+def _on_message_delta(event: Any, acc: StreamAccumulator) -> Iterable[StreamEvent]:
     delta = event.get("delta") or {}
     if delta.get("stop_reason"):
         acc.finish_reason = map_finish_reason(delta["stop_reason"])
         acc.metadata.update(stop_reason=delta["stop_reason"], stop_sequence=delta.get("stop_sequence"))
     if event.get("usage") is not None:
         acc.usage = anthropic_usage(event["usage"], acc.usage)
-    return iter(())
+    return ()
 
 
-def _on_message_stop(event: Any, acc: StreamAccumulator) -> Iterator[StreamEvent]:
+def _on_message_stop(event: Any, acc: StreamAccumulator) -> Iterable[StreamEvent]:
     acc.metadata[_STOPPED] = True
-    return iter(())
+    return ()
 
 
-EventHandler = Callable[[Any, StreamAccumulator], Iterator[StreamEvent]]
+EventHandler = Callable[[Any, StreamAccumulator], Iterable[StreamEvent]]
 #: Stream event type -> handler. `ping` and `content_block_stop` carry nothing we need; `error` events are raised as
 #: the SDK's `APIStatusError` by its `AsyncStream` and mapped in `_translate_error`.
 EVENT_HANDLERS: dict[str, EventHandler] = {
@@ -394,8 +360,8 @@ class ClaudeBackend(StainlessBackend):
             params[HEADERS_KEY] = headers
         return params
 
-    async def _open_stream(self, params: dict[str, Any]) -> Any:
-        return _MessageStream(await super()._open_stream(params))
+    def _stream_opened(self, chunks: Any, acc: StreamAccumulator) -> None:
+        acc.metadata["request_id"] = chunks.response.headers.get("request-id")
 
     def _convert_response(self, raw: Any, model: str) -> LLMResponse:
         data, headers = raw
@@ -416,8 +382,6 @@ class ClaudeBackend(StainlessBackend):
         return self._convert_response_events(acc, events, DeferredRaw(anthropic_message, data))
 
     def _convert_chunk(self, chunk: Any, acc: StreamAccumulator) -> Iterable[StreamEvent]:
-        if isinstance(chunk, _StreamOpened):
-            return _on_opened(chunk, acc)
         handler = EVENT_HANDLERS.get(chunk.get("type", ""))
         return handler(chunk, acc) if handler is not None else ()
 

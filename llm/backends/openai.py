@@ -174,25 +174,27 @@ class OpenAIBackend(StainlessBackend):
         usage = chunk.get("usage")
         if usage is not None:
             acc.usage = openai_usage(usage)
+        events: list[StreamEvent] = []  # a list, not a generator: one object less per chunk
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta")
             if delta:
                 content = delta.get("content")
                 if content:
-                    yield TextDelta(content)
+                    events.append(TextDelta(content))
                 if delta.get("refusal"):
                     _refused(acc, delta["refusal"])
                 for call in delta.get("tool_calls") or ():
                     function = call.get("function") or {}
-                    yield ToolCallDelta(
+                    events.append(ToolCallDelta(
                         index=call.get("index", 0),
                         id=call.get("id"),
                         name=function.get("name"),
                         arguments=function.get("arguments") or "",
-                    )
+                    ))
             reason = choice.get("finish_reason")
             if reason:
                 acc.finish_reason = "content_filter" if "refusal" in acc.metadata else map_finish_reason(reason)
+        return events
 
     def _translate_error(self, exc: Exception, model: str) -> LLMError:
         return translate_openai_error(exc, backend=self.name, model=model)

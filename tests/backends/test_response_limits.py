@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import time
 import tracemalloc
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from llm.backends import _transport
 from llm.backends._transport import MAX_EVENT_LINES, EventBounds, ResponseLimits, ResponseTooLarge
 from llm.base import LLMBackend, LLMConfig, LLMRequest
 from llm.errors import LLMConfigError, LLMServerError
@@ -222,3 +227,43 @@ def test_a_crlf_split_between_pieces_is_one_line_end_not_a_blank_line() -> None:
     bounds.feed(b"\ndata: 5")  # same event: 10 + 7 bytes; a blank line here would have reset the count
     with pytest.raises(ResponseTooLarge):
         bounds.feed(b"6789\n")
+
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+def _reference_feed(bounds: EventBounds, piece: bytes) -> None:
+    """`EventBounds.feed` as the plain line-by-line loop, without its fast path: what every piece must count as."""
+    start = 1 if bounds.split_crlf and piece[:1] == b"\n" else 0
+    for match in _LINE_END.finditer(piece, start):
+        length = bounds.line + match.start() - start
+        bounds.line = 0
+        start = match.end()
+        if length == 0:  # a blank line ends the event
+            bounds.event_bytes = bounds.event_lines = 0
+            continue
+        bounds.event_bytes += length
+        bounds.event_lines += 1
+        bounds._check(0)
+    bounds.split_crlf = piece.endswith(b"\r")
+    bounds.line += len(piece) - start
+    bounds._check(bounds.line)
+
+
+@settings(max_examples=400, deadline=None)
+@given(pieces=st.lists(st.lists(st.sampled_from([b"a", b"data: x", b"\n", b"\n\n", b"\r", b"\r\n"]), max_size=12)
+                       .map(b"".join), min_size=1, max_size=5),
+       limit=st.sampled_from([5, 12, 40, 1000]))
+def test_event_bounds_fast_path_counts_as_the_line_by_line_loop(pieces: list[bytes], limit: int) -> None:
+    outcomes: list[object] = []
+    with patch.object(_transport, "MAX_EVENT_LINES", 4):  # small enough for these pieces to reach it
+        for feed in (EventBounds.feed, _reference_feed):
+            bounds = EventBounds(limit)
+            try:
+                for piece in pieces:
+                    feed(bounds, piece)
+            except ResponseTooLarge as exc:
+                outcomes.append(str(exc))
+            else:
+                outcomes.append((bounds.line, bounds.event_bytes, bounds.event_lines, bounds.split_crlf))
+    assert outcomes[0] == outcomes[1]
