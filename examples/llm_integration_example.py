@@ -230,9 +230,6 @@ def introduce(manager: LLMManager) -> None:
     models = {name: backend.config.model_name for name, backend in manager.backends.items()}
     listed = ", ".join(f"{name} ({models[name]})" for name in backends)
     print(f"scout-llm demo. Backends: {listed}; {default} answers first.")
-    if default == "local":
-        print("The embedded model is a 135M offline stand-in: set SCOUT_OPENAI_API_KEY (or another vendor's key) "
-              "for real answers.")
 
 
 async def main() -> int:
