@@ -53,6 +53,7 @@ from typing import Any
 from llm._bootstrap import key_variables, register_configured_backends
 from llm._call import Call, generate_op, model_of
 from llm._health import BackendHealth, BackendSlot, describe_error, maybe_await, quiet_cleanup
+from llm._monitor import HealthMonitor
 from llm._resilience import Deadline, ManagerPolicy
 from llm._shared_breaker import SharedBreaker
 from llm.backend import LLMBackend
@@ -84,7 +85,7 @@ def backend_name(value: str | Enum) -> str:
     return canonical_backend(value)
 
 
-class LLMManager:
+class LLMManager(HealthMonitor):
     """Routes requests to registered backends with retries, failover, deadlines and health tracking.
 
     Args:
@@ -397,19 +398,6 @@ class LLMManager:
 
     # -- health -----------------------------------------------------------------------------------------------------
 
-    def get_backend_health(self, backend_type: str | LLMBackendType) -> BackendHealth | None:
-        """A snapshot of one backend's health, or None when it is not registered."""
-        slot = self._slots.get(backend_name(backend_type))
-        return slot.snapshot() if slot is not None else None
-
-    def get_all_health_status(self) -> dict[str, BackendHealth]:
-        """Snapshots (copies: changing them changes nothing) of every backend's health, by name."""
-        return {name: slot.snapshot() for name, slot in self._slots.items()}
-
-    def get_healthy_backends(self) -> list[str]:
-        """Backends whose breaker is closed and whose last probe (if any) succeeded."""
-        return [name for name, slot in self._slots.items() if slot.snapshot().is_healthy]
-
     def get_llm_status(self) -> dict[str, Any]:
         """`backends`, `healthy_backends`, `default_backend` and `health_status` (name -> `BackendHealth`)."""
         return {
@@ -418,16 +406,6 @@ class LLMManager:
             "default_backend": self._default,
             "health_status": self.get_all_health_status(),
         }
-
-    async def check_health(self) -> dict[str, bool | None]:
-        """Probe every backend now with its `health_check()`; None for a backend whose probe is already running."""
-        await self._ensure_loop()
-        return await self._probe_all()
-
-    async def _probe_all(self) -> dict[str, bool | None]:
-        slots = list(self._slots.values())
-        results = await asyncio.gather(*(slot.probe(self.policy.health_check_timeout) for slot in slots))
-        return {slot.name: result for slot, result in zip(slots, results, strict=True)}
 
     # -- lifecycle --------------------------------------------------------------------------------------------------
 
@@ -446,64 +424,6 @@ class LLMManager:
                 await limiter.aclose()
         finally:
             self._closing = self._rebind_needed = self._released = False
-
-    async def _ensure_loop(self) -> None:
-        """Bind to the running loop; after a loop change, rebuild what was bound to the old one (defect 15)."""
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:
-            self._rebind_needed = self._rebind_needed or self._loop is not None
-            self._loop, self._loop_lock, self._init_lock = loop, asyncio.Lock(), asyncio.Lock()
-        if self._rebind_needed:
-            assert self._loop_lock is not None
-            async with self._loop_lock:
-                if self._rebind_needed:
-                    await self._rebind_backends()
-        self._start_monitor()
-
-    async def _rebind_backends(self) -> None:
-        for slot in list(self._slots.values()):
-            if not self._released:  # the old loop ended without our task: close its clients as well as we can
-                await quiet_cleanup(slot.backend)
-            try:
-                await maybe_await(slot.backend.initialize())
-            except Exception as exc:
-                logger.warning("Could not re-initialize %s in the new event loop: %s", slot.name,
-                               describe_error(exc, slot.backend.config.secret()))
-        self._rebind_needed = self._released = False
-
-    def _start_monitor(self) -> None:
-        if self._closing or (self._monitor is not None and not self._monitor.done()):
-            return
-        self._monitor = asyncio.get_running_loop().create_task(self._watch(), name="llm-manager-health")
-
-    async def _watch(self) -> None:
-        """Background health probes, one round at a time. When the loop shuts down and cancels this task (the end
-        of `asyncio.run`), it closes the SDK clients bound to that loop so that none leaks."""
-        try:
-            while True:
-                interval = self.policy.health_check_interval
-                if not interval:
-                    await asyncio.get_running_loop().create_future()  # no probes: wait for cancellation
-                await asyncio.sleep(interval or 0)
-                try:
-                    await self._probe_all()
-                except Exception:  # never let a probe round end the monitor
-                    logger.exception("health check round failed")
-        except asyncio.CancelledError:
-            if not self._closing:
-                for slot in list(self._slots.values()):
-                    await quiet_cleanup(slot.backend)
-                self._released = self._rebind_needed = True
-            raise
-
-    async def _stop_monitor(self) -> None:
-        task, self._monitor = self._monitor, None
-        if task is None or task.done():
-            return
-        if task.get_loop() is asyncio.get_running_loop():
-            task.cancel()
-            await asyncio.wait({task})
-
 
 # -- the global manager -----------------------------------------------------------------------------------------------
 

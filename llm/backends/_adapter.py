@@ -33,10 +33,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import email.utils
 import importlib.util
 import logging
-import math
 import time
 from abc import abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
@@ -45,6 +43,37 @@ from typing import Any, ClassVar, Literal
 
 from llm._redact import scrub_exception
 from llm.backend import LLMBackend
+from llm.backends._accumulator import StreamAccumulator as StreamAccumulator
+from llm.backends._error_map import (
+    CODE_STATUS as CODE_STATUS,
+)
+from llm.backends._error_map import (
+    CONTENT_FILTER_CODES as CONTENT_FILTER_CODES,
+)
+from llm.backends._error_map import (
+    CONTEXT_LENGTH_CODES as CONTEXT_LENGTH_CODES,
+)
+from llm.backends._error_map import (
+    CONTEXT_LENGTH_PHRASES as CONTEXT_LENGTH_PHRASES,
+)
+from llm.backends._error_map import (
+    MALFORMED as MALFORMED,
+)
+from llm.backends._error_map import (
+    QUOTA_CODES as QUOTA_CODES,
+)
+from llm.backends._error_map import (
+    STATUS_CLASSES as STATUS_CLASSES,
+)
+from llm.backends._error_map import (
+    error_for_status as error_for_status,
+)
+from llm.backends._error_map import (
+    malformed as malformed,
+)
+from llm.backends._error_map import (
+    retry_after_seconds as retry_after_seconds,
+)
 from llm.base import (
     FinishReason,
     LLMRequest,
@@ -52,27 +81,16 @@ from llm.base import (
     ResponseDone,
     StreamEvent,
     TextDelta,
-    ToolCall,
-    ToolCallDelta,
-    parse_tool_arguments,
     validate_request,
 )
 from llm.errors import (
-    LLMAuthenticationError,
     LLMBackendError,
-    LLMBadRequestError,
     LLMConfigError,
     LLMConnectionError,
-    LLMContentFilterError,
-    LLMContextLengthError,
     LLMError,
-    LLMNotFoundError,
-    LLMQuotaExceededError,
-    LLMRateLimitError,
     LLMServerError,
     LLMStreamError,
     LLMStructuredOutputError,
-    LLMTimeoutError,
     LLMValidationError,
 )
 from llm.structured import (
@@ -87,118 +105,6 @@ from llm.structured import (
 
 #: Connect timeout cap (seconds): a vendor that does not accept a TCP connection in this long is down.
 CONNECT_TIMEOUT = 10.0
-
-#: Error codes (OpenAI `code`/`type`, Anthropic `error.type`, Gemini `status`) that name a specific failure.
-QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "billing_not_active"})
-CONTEXT_LENGTH_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
-CONTENT_FILTER_CODES = frozenset({"content_filter", "content_policy_violation"})
-#: When an error arrives with no HTTP status (inside a stream), the status its code stands for.
-CODE_STATUS = {
-    "invalid_request_error": 400, "authentication_error": 401, "permission_error": 403, "not_found_error": 404,
-    "request_too_large": 413, "rate_limit_error": 429, "rate_limit_exceeded": 429, "api_error": 500,
-    "server_error": 500, "overloaded_error": 529, "internal": 500, "unavailable": 503, "resource_exhausted": 429,
-    "invalid_argument": 400, "permission_denied": 403, "not_found": 404, "unauthenticated": 401,
-    "deadline_exceeded": 504,
-}
-# Phrases vendors use for an over-long prompt when they send no specific code (Anthropic, Gemini, Ollama).
-CONTEXT_LENGTH_PHRASES = (
-    "prompt is too long", "context length", "context window", "input token count", "too many tokens",
-)
-
-
-STATUS_CLASSES: dict[int, type[LLMBackendError]] = {
-    401: LLMAuthenticationError,
-    403: LLMAuthenticationError,
-    404: LLMNotFoundError,
-    408: LLMTimeoutError,
-    429: LLMRateLimitError,
-}
-
-
-def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
-    """The wait a response asks for: `retry-after-ms`, then `retry-after` in seconds or as an HTTP date.
-
-    Garbage, negative and non-finite values are ignored (None).
-    """
-    if not headers:
-        return None
-    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) / divisor
-        except ValueError:
-            continue
-        if math.isfinite(seconds) and seconds >= 0:
-            return seconds
-    value = headers.get("retry-after")
-    if value:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when is not None and when.tzinfo is not None:
-            return max(0.0, when.timestamp() - time.time())
-    return None
-
-
-def error_for_status(
-    status: int | None,
-    message: str,
-    *,
-    code: str | None = None,
-    headers: Mapping[str, str] | None = None,
-    backend: str | None = None,
-    model: str | None = None,
-    request_id: str | None = None,
-) -> LLMBackendError:
-    """The most specific error for an HTTP status plus the vendor's error code; the one table all adapters share."""
-    retry_after = retry_after_seconds(headers)
-    code = (code or "").lower()
-    if status is None:
-        status = CODE_STATUS.get(code)
-    kwargs: dict[str, Any] = {
-        "backend": backend,
-        "model": model,
-        "status_code": status,
-        "request_id": request_id,
-        "retry_after": retry_after,
-    }
-    should_retry = (headers or {}).get("x-should-retry")
-    if should_retry in ("true", "false"):
-        kwargs["retryable"] = should_retry == "true"
-    cls = _error_class(status, code, message)
-    if status == 409:
-        kwargs.setdefault("retryable", True)
-    if cls is LLMQuotaExceededError:
-        kwargs.pop("retryable", None)  # a quota error is never worth retrying soon, whatever the header says
-    return cls(message, **kwargs)
-
-
-def _error_class(status: int | None, code: str, message: str) -> type[LLMBackendError]:
-    by_code = {**dict.fromkeys(QUOTA_CODES, LLMQuotaExceededError),
-               **dict.fromkeys(CONTEXT_LENGTH_CODES, LLMContextLengthError),
-               **dict.fromkeys(CONTENT_FILTER_CODES, LLMContentFilterError)}
-    if code in by_code:
-        return by_code[code]
-    if status in (400, 413, 422):
-        lowered = message.lower()
-        is_context = status == 413 or any(phrase in lowered for phrase in CONTEXT_LENGTH_PHRASES)
-        return LLMContextLengthError if is_context else LLMBadRequestError
-    if status is None or status >= 500:
-        return LLMServerError
-    return STATUS_CLASSES.get(status, LLMBackendError)
-
-
-#: What reading a vendor's JSON raises when it is not the shape its API documents (a missing key, a list for an object,
-#: text for a number, invalid JSON, 1e309 where an integer belongs, nesting too deep).
-MALFORMED = (AttributeError, IndexError, KeyError, TypeError, ValueError, OverflowError, RecursionError)
-
-
-def malformed(exc: Exception) -> LLMServerError:
-    """The error for an answer that is not the shape its API documents."""
-    return LLMServerError(f"malformed response from the vendor: {type(exc).__name__}: {exc}")
 
 
 def normalise_finish_reason(table: Mapping[str, FinishReason], reason: str | None) -> FinishReason | None:
@@ -225,89 +131,6 @@ async def aclose_quietly(stream: Any) -> None:
                 await result
             return
 
-
-class StreamAccumulator:
-    """Builds one `LLMResponse` out of events; used for streams and, fed in one go, for whole answers."""
-
-    __slots__ = ("finish_reason", "metadata", "model", "started", "text_parts", "tool_parts", "usage")
-
-    def __init__(self, model: str) -> None:
-        self.model = model
-        self.text_parts: list[str] = []
-        self.tool_parts: dict[int, list[Any]] = {}
-        self.usage: dict[str, int] | None = None
-        self.finish_reason: FinishReason | None = None
-        self.metadata: dict[str, Any] = {}
-        self.started = False
-
-    @property
-    def text(self) -> str:
-        return "".join(self.text_parts)
-
-    def add(self, event: StreamEvent) -> None:
-        """Take one event. An event whose fields are not the types `TextDelta` / `ToolCallDelta` declare (a vendor
-        sent `"content": 12345`) raises `LLMServerError`: a malformed answer, not our `TypeError`."""
-        if isinstance(event, TextDelta):
-            if type(event.text) is not str:
-                raise _bad_event("text", event.text)
-            self.started = True
-            self.text_parts.append(event.text)
-        elif isinstance(event, ToolCallDelta):
-            _check_tool_delta(event)
-            self.started = True
-            part = self.tool_parts.setdefault(event.index, [None, None, []])
-            if event.id:
-                part[0] = event.id
-            if event.name:
-                part[1] = event.name
-            if event.arguments:
-                part[2].append(event.arguments)
-        else:
-            self.started = True
-
-    def tool_calls(self) -> list[ToolCall]:
-        calls = []
-        for index in sorted(self.tool_parts):
-            call_id, name, fragments = self.tool_parts[index]
-            raw = "".join(fragments)
-            calls.append(
-                ToolCall(id=call_id or f"call_{index}", name=name or "", arguments=parse_tool_arguments(raw),
-                         raw_arguments=raw or "{}")
-            )
-        return calls
-
-    def to_response(self, backend: LLMBackend, response_time: float, raw: Any = None) -> LLMResponse:
-        """The whole answer. Usage the vendor never reported stays unknown: `{}` and `metadata["usage_unknown"]`."""
-        tool_calls = self.tool_calls()
-        finish = self.finish_reason or ("tool_calls" if tool_calls else "stop")
-        if tool_calls and finish == "stop":
-            finish = "tool_calls"
-        return backend._create_response(
-            self.text,
-            self.model,
-            usage=self.usage or {},
-            metadata=self.metadata,
-            response_time=response_time,
-            raw_response=raw,
-            tool_calls=tool_calls,
-            finish_reason=finish,
-        )
-
-
-def _bad_event(field_name: str, value: Any) -> LLMServerError:
-    return LLMServerError(f"malformed response from the vendor: {field_name} is a {type(value).__name__}, "
-                          "not text")
-
-
-def _check_tool_delta(event: ToolCallDelta) -> None:
-    if isinstance(event.index, bool) or not isinstance(event.index, int):
-        raise _bad_event("a tool call's index", event.index)
-    for field_name in ("id", "name"):
-        value = getattr(event, field_name)
-        if value is not None and type(value) is not str:
-            raise _bad_event(f"a tool call's {field_name}", value)
-    if type(event.arguments) is not str:
-        raise _bad_event("a tool call's arguments", event.arguments)
 
 
 class _ErrorScope:
