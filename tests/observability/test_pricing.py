@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -12,7 +11,7 @@ from genai_prices import Usage, calc_price, extract_usage
 
 from llm import pricing
 from llm.base import LLMResponse
-from llm.pricing import CostField, DeferredCost, cost_usd, defer_cost, price_source
+from llm.pricing import DeferredCost, cost_usd, defer_cost, price_source
 from llm.usage import anthropic_usage, gemini_usage, openai_usage
 from tests.observability.recorded import body, json_file, sse_events
 
@@ -146,21 +145,11 @@ def test_without_genai_prices_every_cost_is_unknown_and_said_once(
     assert len(warnings) == 1
 
 
-# -- computed when first read (the LLMResponse.cost_usd integration recipe) -----------------------------------------
+# -- computed when first read (LLMResponse.cost_usd) ------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class PricedResponse(LLMResponse):
-    """`LLMResponse` with the field and descriptor the lead adds to llm/base.py."""
-
-    cost_usd: float | None = None
-
-
-setattr(PricedResponse, "cost_usd", CostField())  # noqa: B010
-
-
-def _response(model: str = "gpt-4o-2024-08-06") -> PricedResponse:
-    return PricedResponse(content="hi", model=model, backend_type="openai", usage=dict(USAGE), metadata={})
+def _response(model: str = "gpt-4o-2024-08-06") -> LLMResponse:
+    return LLMResponse(content="hi", model=model, backend_type="openai", usage=dict(USAGE), metadata={})
 
 
 def test_deferred_cost_is_computed_once_on_first_read(monkeypatch: pytest.MonkeyPatch) -> None:
