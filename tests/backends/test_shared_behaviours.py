@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -39,20 +38,6 @@ STREAM = pytest.mark.parametrize("stream", [False, True], ids=["generate", "stre
 @pytest.fixture(params=VENDORS + WIRE_VARIANTS, ids=[v.label for v in VENDORS + WIRE_VARIANTS])
 def vendor(request: pytest.FixtureRequest) -> Vendor:
     return request.param  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-async def server(vendor: Vendor) -> AsyncIterator[FakeServer]:
-    async with vendor.fake_cls() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def backend(vendor: Vendor, server: FakeServer) -> AsyncIterator[LLMBackend]:
-    instance = vendor.backend(server)
-    assert await instance.initialize()
-    yield instance
-    await instance.cleanup()
 
 
 def hello(**kwargs: Any) -> LLMRequest:

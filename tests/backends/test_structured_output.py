@@ -8,7 +8,7 @@ comes back as the answer, and the repair request (whose last message is our list
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -40,20 +40,6 @@ CITY_JSON = '{"name": "Paris", "population": 2100000}'
 @pytest.fixture(params=ALL, ids=[v.label for v in ALL])
 def vendor(request: pytest.FixtureRequest) -> Vendor:
     return request.param  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-async def server(vendor: Vendor) -> AsyncIterator[FakeServer]:
-    async with vendor.fake_cls() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def backend(vendor: Vendor, server: FakeServer) -> AsyncIterator[LLMBackend]:
-    instance = vendor.backend(server)
-    assert await instance.initialize()
-    yield instance
-    await instance.cleanup()
 
 
 def ask(prompt: str, response_format: Any = City) -> LLMRequest:
