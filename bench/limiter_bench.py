@@ -18,10 +18,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from llm._redis_state import RedisStore
-from llm._shared_state import LocalStore, StateStore
 from llm.base import LLMRequest
-from llm.ratelimit import RateLimit, RateLimiter, estimate_tokens
+from llm.fleet.limiter import RateLimit, RateLimiter, estimate_tokens
+from llm.fleet.redis_store import RedisStore
+from llm.fleet.store import LocalStore, StateStore
 
 HIGH = RateLimit(rpm=10**8, tpm=10**12)
 REQUEST = LLMRequest(messages=[{"role": "user", "content": "Say hello in one short sentence."}], max_tokens=64)

@@ -25,10 +25,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from llm.accounting.ledger import UsageLedger
+from llm.accounting.pricing import cost_usd, defer_cost, load_prices
+from llm.accounting.telemetry import LLMTelemetry
 from llm.base import LLMRequest, LLMResponse
-from llm.ledger import UsageLedger
-from llm.pricing import cost_usd, defer_cost, load_prices
-from llm.telemetry import LLMTelemetry
 
 REQUEST = LLMRequest(messages=[{"role": "user", "content": "Hello"}], max_tokens=64, temperature=0.2)
 USAGE = {"prompt_tokens": 16, "completion_tokens": 12, "total_tokens": 28, "cached_tokens": 0}

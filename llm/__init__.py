@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from llm.backend import LLMBackend
+from llm.backends.base import LLMBackend
 from llm.base import LLMBackendType, LLMConfig, LLMRequest, LLMResponse, ToolCall
 from llm.errors import (
     LLMAllBackendsFailedError,

@@ -1,11 +1,11 @@
-"""Shared value types (the backend base class is in `llm.backend`, re-exported here).
+"""Shared value types (the backend base class is in `llm.backends.base`, re-exported here).
 
 The types keep the field names, order and defaults of the original ScoutAgent `llm/` layer (see README, "ScoutAgent
 compatibility"), so existing callers run unchanged: `LLMRequest(messages=[...], temperature=0.7, max_tokens=200)`,
 `response.content`, `response.usage["total_tokens"]`, `extra_params["model_name_override"]`.
 
 They are plain dataclasses on purpose: they are built on every call, and validation runs once, explicitly, in
-`validate_request` (`llm/validation.py`, re-exported here) before any network call, instead of on every attribute
+`validate_request` (`llm/call/validation.py`, re-exported here) before any network call, instead of on every attribute
 access.
 
 Usage a vendor did not report is unknown, not zero: `usage == {}` and `metadata["usage_unknown"] is True`
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Literal, TypeAlias
 
+from llm.accounting.pricing import CostField
 from llm.errors import (
     LLMAllBackendsFailedError,
     LLMAuthenticationError,
@@ -43,7 +44,6 @@ from llm.errors import (
     LLMTimeoutError,
     LLMValidationError,
 )
-from llm.pricing import CostField
 
 __all__ = [
     "APIKey",
@@ -195,7 +195,7 @@ class LLMRequest:
     `extra_params` takes `model_name_override` and the sampling extras in `SAMPLING_PARAMS`; anything else is rejected
     by validation instead of silently reaching an SDK.
 
-    `response_format` asks for structured output (see `llm.structured`): a pydantic model class, a JSON-schema dict in
+    `response_format` asks for structured output (see `llm.output.structured`): a pydantic model class, a JSON-schema dict in
     OpenAI's shape (`{"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}`) or
     `{"type": "json_object"}`. Each backend sends its vendor's native form; the answer's `parsed` holds the result.
     """
@@ -235,7 +235,7 @@ class LLMResponse:
     """One answer. A response that exists succeeded: failures raise an `LLMError` instead.
 
     `cost_usd` is what the call cost in USD, priced by genai-prices from `usage` and the model that answered (see
-    `llm.pricing`); None when the price is unknown (a local model, an unlisted model, usage not reported). The
+    `llm.accounting.pricing`); None when the price is unknown (a local model, an unlisted model, usage not reported). The
     manager sets it; it is computed on first read.
 
     `parsed` is the structured answer when the request had a `response_format`: the validated pydantic model instance,
@@ -326,10 +326,10 @@ class ResponseDone:
 StreamEvent: TypeAlias = TextDelta | ToolCallDelta | ResponseDone
 
 
-# The backend base class lives in llm/backend.py and request validation in llm/validation.py; `from llm.base import
+# The backend base class lives in llm/backends/base.py and request validation in llm/call/validation.py; `from llm.base import
 # LLMBackend, validate_request` still works. They are loaded on first use (importlib, like `llm.backends`), so that
 # these types never depend on the layers built on them.
-_MOVED = {"LLMBackend": "llm.backend", "validate_request": "llm.validation"}
+_MOVED = {"LLMBackend": "llm.backends.base", "validate_request": "llm.call.validation"}
 
 
 def __getattr__(name: str) -> Any:

@@ -99,7 +99,7 @@ async def configured_manager() -> Any:
     Raises:
         CLIError: nothing usable is configured (exit 3), with the fix.
     """
-    from llm._bootstrap import LOCAL_STANDIN_NOTE, default_backend_problem
+    from llm.backends.bootstrap import LOCAL_STANDIN_NOTE, default_backend_problem
     from llm.manager import get_llm_manager, initialize_llm_backends
 
     manager = get_llm_manager()
@@ -156,7 +156,7 @@ def read_prompt(args: argparse.Namespace, stdin: TextIO) -> str:
 
 def choose_backend(args: argparse.Namespace) -> tuple[str | None, str | None]:
     """(backend, model) from `--backend` and `--model`, which may be `provider:model`."""
-    from llm.names import canonical_backend, split_model_ref
+    from llm.core.names import canonical_backend, split_model_ref
 
     provider, model = split_model_ref(args.model) if args.model else (None, None)
     backend = canonical_backend(args.backend) if args.backend else None
@@ -328,7 +328,7 @@ async def run_backends(args: argparse.Namespace, out: TextIO) -> int:
 
 async def run_models(args: argparse.Namespace, out: TextIO) -> int:
     """One `provider:model` line per model each registered backend serves (asking the vendor where it can)."""
-    from llm.backend import describe_error
+    from llm.backends.base import describe_error
 
     manager = await configured_manager()
     listed = 0
@@ -444,7 +444,7 @@ async def run(command: Command, args: argparse.Namespace, out: TextIO) -> int:
 
 def cost_note(summary: dict[str, Any], stream: TextIO | None = None) -> None:
     """With `-v`: one line on stderr saying what the command's LLM calls cost (nothing when it made none)."""
-    from llm.ledger import cost_line
+    from llm.accounting.ledger import cost_line
 
     total = summary["total"]
     if total["calls"] or total["errors"]:

@@ -34,9 +34,9 @@ from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 
-from llm._redact import redact
+from llm.core.names import canonical_backend
+from llm.core.secrets import redact
 from llm.errors import LLMConfigError
-from llm.names import canonical_backend
 
 __all__ = [
     "DEFAULT_MODELS",

@@ -8,7 +8,7 @@
 
 What a call promises (every number is a `ManagerPolicy` setting, passed as keyword arguments to `LLMManager`):
 
-* One retry owner: the SDKs' own retries are off and the manager retries (a plain loop, `llm._call`) -- only
+* One retry owner: the SDKs' own retries are off and the manager retries (a plain loop, `llm.call.chain`) -- only
   retryable errors (408, 409, 429 except quota, 5xx, 529, connection, timeout), up to `retry_attempts` per backend,
   exponential backoff with jitter, a vendor's Retry-After honoured up to a cap. Never 400/401/403/404/422, never
   `CancelledError`.
@@ -28,9 +28,9 @@ What a call promises (every number is a `ManagerPolicy` setting, passed as keywo
 * What it cost: `response.cost_usd` (genai-prices, from the usage and the model that answered; None when unknown),
   running totals in `usage_summary()`, and an optional spend budget (`budget_usd` / `SCOUT_LLM_BUDGET_USD`): a call
   that would start once it is spent raises `LLMBudgetExceededError` and sends nothing.
-* OpenTelemetry (`llm.telemetry`): one span `chat {model}` per call with an event per attempt when there were
+* OpenTelemetry (`llm.accounting.telemetry`): one span `chat {model}` per call with an event per attempt when there were
   several, and the GenAI client metrics, when an OpenTelemetry SDK is configured; otherwise nothing is recorded.
-* Client-side rate limits per backend (`SCOUT_<BACKEND>_RPM/TPM` or `rate_limits`, `llm.ratelimit`): an attempt waits
+* Client-side rate limits per backend (`SCOUT_<BACKEND>_RPM/TPM` or `rate_limits`, `llm.fleet.limiter`): an attempt waits
   for room within the deadline, or fails at once with `LLMLocalRateLimitError` (no request sent) and fails over. With
   `SCOUT_LLM_REDIS_URL`, limits, Retry-After pauses and breaker state are shared by every process using that URL.
 
@@ -50,21 +50,22 @@ from enum import Enum
 from types import TracebackType
 from typing import Any
 
-from llm._bootstrap import key_variables, register_configured_backends
-from llm._call import Call, generate_op, model_of
-from llm._health import BackendHealth, BackendSlot, describe_error, maybe_await, quiet_cleanup
-from llm._monitor import HealthMonitor
-from llm._resilience import Deadline, ManagerPolicy
-from llm._shared_breaker import SharedBreaker
-from llm.backend import LLMBackend
+from llm.accounting.ledger import UsageLedger
+from llm.accounting.telemetry import NOOP_SPAN, CallSpan, LLMTelemetry
+from llm.backends.base import LLMBackend
+from llm.backends.bootstrap import key_variables, register_configured_backends
 from llm.base import LLMBackendType, LLMRequest, LLMResponse, StreamEvent, TextDelta
+from llm.call.chain import Call, generate_op, model_of
+from llm.call.retry import Deadline
+from llm.call.validation import validate_request
 from llm.config import ScoutConfig, get_config
+from llm.core.names import canonical_backend, describe_known, is_known, split_model_ref
+from llm.core.policy import ManagerPolicy
 from llm.errors import LLMCircuitOpenError, LLMConfigError, LLMDeadlineExceededError, LLMError, LLMValidationError
-from llm.ledger import UsageLedger
-from llm.names import canonical_backend, describe_known, is_known, split_model_ref
-from llm.ratelimit import RateLimit, RateLimiter, open_state_store
-from llm.telemetry import NOOP_SPAN, CallSpan, LLMTelemetry
-from llm.validation import validate_request
+from llm.fleet.limiter import RateLimit, RateLimiter, open_state_store
+from llm.health.monitor import HealthMonitor
+from llm.health.shared_breaker import SharedBreaker
+from llm.health.slot import BackendHealth, BackendSlot, describe_error, maybe_await, quiet_cleanup
 
 __all__ = [
     "BackendHealth",
@@ -452,7 +453,7 @@ async def initialize_llm_backends(manager: LLMManager | None = None) -> None:
     OpenAI, Claude, Gemini and DeepSeek when their key is set (`SCOUT_<VENDOR>_API_KEY` or the vendor's standard
     variable); Ollama when `SCOUT_OLLAMA_ENABLED` is true, or, when it is unset, when `{ollama_base_url}/api/tags`
     answers within 2 s. The default is `SCOUT_LLM_DEFAULT_BACKEND` when registered (a warning names it otherwise),
-    else OpenAI, else the first of Claude, Gemini, DeepSeek, Ollama. The embedded local model (llm/backends/local.py)
+    else OpenAI, else the first of Claude, Gemini, DeepSeek, Ollama. The embedded local model (llm/backends/local/__init__.py)
     is registered, as the default with a warning saying it is a 135M offline stand-in, when no remote backend is
     configured; behind remote backends, as the last fallback, only when `SCOUT_LOCAL_ENABLED=true`. A configured
     backend that cannot be built (a missing SDK) is in `manager.unavailable_backends` with the fix. No billed call is

@@ -1,7 +1,7 @@
 """The agent side of scout-llm: `LLMAgentMixin` and the module helpers `quick_llm_generate`, `llm_summarize`,
-`llm_classify` (defined in `llm._agent_calls`). Prompt helpers (`AgentPrompt`, `AgentPromptTemplates`,
+`llm_classify` (defined in `llm.agent.calls`). Prompt helpers (`AgentPrompt`, `AgentPromptTemplates`,
 `load_prompt_template`) live in `llm.prompts` and reply parsing (`extract_json`, `to_string_list`) in
-`llm.structured`; all are importable from here.
+`llm.output.structured`; all are importable from here.
 
     class MyAgent(BaseAgent, LLMAgentMixin):
         async def plan(self, agent_input):
@@ -38,15 +38,16 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
 from pydantic import BaseModel, Field, model_validator
 
-from llm._agent_calls import _content, _prompt_messages
-from llm._agent_calls import backend_name as backend_name
-from llm._agent_calls import llm_classify as llm_classify
-from llm._agent_calls import llm_summarize as llm_summarize
-from llm._agent_calls import quick_llm_generate as quick_llm_generate
-from llm._agent_calls import shared_llm_manager as shared_llm_manager
+from llm.agent.calls import _content, _prompt_messages
+from llm.agent.calls import backend_name as backend_name
+from llm.agent.calls import llm_classify as llm_classify
+from llm.agent.calls import llm_summarize as llm_summarize
+from llm.agent.calls import quick_llm_generate as quick_llm_generate
+from llm.agent.calls import shared_llm_manager as shared_llm_manager
 from llm.base import LLMRequest
 from llm.config import get_config
 from llm.errors import LLMStructuredOutputError
+from llm.output.structured import InvalidOutput, best_category, extract_json, output_spec, parse_output, to_string_list
 from llm.prompts import (
     AgentPrompt,
     AgentPromptTemplates,
@@ -55,7 +56,6 @@ from llm.prompts import (
     load_prompt_template,
     register_prompt_root,
 )
-from llm.structured import InvalidOutput, best_category, extract_json, output_spec, parse_output, to_string_list
 
 if TYPE_CHECKING:
     from llm.manager import LLMManager

@@ -11,7 +11,7 @@ import llm
 import llm.base
 import llm.errors
 import llm.manager
-from llm.backends._adapter import error_for_status, retry_after_seconds
+from llm.backends.sdk.adapter import error_for_status, retry_after_seconds
 from llm.errors import (
     LLMAllBackendsFailedError,
     LLMAuthenticationError,
@@ -52,7 +52,7 @@ def test_tree_shape() -> None:
 
 def test_breaker_and_deadline_errors_live_in_the_tree_and_are_not_retryable() -> None:
     """Issue 11 item 3: both were defined in a private module, not exported, and circuit-open said retryable=True."""
-    from llm._resilience import is_retryable
+    from llm.call.retry import is_retryable
 
     assert llm.LLMCircuitOpenError is llm.errors.LLMCircuitOpenError is llm.manager.LLMCircuitOpenError
     assert llm.LLMDeadlineExceededError is llm.errors.LLMDeadlineExceededError

@@ -19,12 +19,12 @@ import openai
 import pytest
 from aiohttp import web
 
-import llm._call
-from llm._idle import IdleTimeout
-from llm.backends._transport import transport_failure
+import llm.call.chain
 from llm.backends.claude import translate_anthropic_error
 from llm.backends.openai import translate_openai_error
+from llm.backends.sdk.transport import transport_failure
 from llm.base import LLMBackend, LLMConfig, LLMRequest
+from llm.call.idle import IdleTimeout
 from llm.errors import LLMConfigError, LLMConnectionError, LLMStreamError, LLMTimeoutError
 from llm.manager import LLMManager
 from tests.fakes.claude_fake import VENDOR as CLAUDE
@@ -190,13 +190,13 @@ def test_aiohttp_errors_that_escape_the_sdk_are_mapped(translate: Any, raw: Exce
 
 async def test_successful_calls_never_enter_the_retry_machinery(monkeypatch: pytest.MonkeyPatch) -> None:
     waits: list[int] = []
-    original = llm._call.Call._wait
+    original = llm.call.chain.Call._wait
 
     def counting_wait(self: Any, slot: Any, exc: BaseException, number: int) -> float:
         waits.append(number)
         return original(self, slot, exc, number)
 
-    monkeypatch.setattr(llm._call.Call, "_wait", counting_wait)
+    monkeypatch.setattr(llm.call.chain.Call, "_wait", counting_wait)
     async with OPENAI.fake_cls() as server, LLMManager(timeout=5, retry_delay=0.01) as manager:
         await manager.register_backend(backend_for(OPENAI, server))
         await manager.generate(hello())

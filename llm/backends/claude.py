@@ -7,7 +7,7 @@ Errors: https://docs.anthropic.com/en/api/errors
 Translation in short: system messages go to the top-level `system` field; OpenAI-format tools become
 `{"name", "description", "input_schema"}`; assistant `tool_calls` become `tool_use` blocks and consecutive
 `role: "tool"` messages one user message of `tool_result` blocks; `image_url` parts become image blocks.
-Requests and answers are the Messages API's JSON, sent through the SDK's generic call (`llm.backends._stainless`),
+Requests and answers are the Messages API's JSON, sent through the SDK's generic call (`llm.backends.sdk.stainless`),
 so `temperature`, `top_p` and `top_k`, which the API takes but `messages.create()` no longer types, go in the body as
 they are; `raw_response` is the SDK's `Message`, built when first read.
 """
@@ -18,9 +18,10 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
-from llm.backends._adapter import StreamAccumulator, error_for_status, normalise_finish_reason
-from llm.backends._stainless import HEADERS_KEY, StainlessBackend, request_headers
-from llm.backends._transport import response_too_large, transport_failure
+from llm.accounting.usage import anthropic_usage
+from llm.backends.sdk.adapter import StreamAccumulator, error_for_status, normalise_finish_reason
+from llm.backends.sdk.stainless import HEADERS_KEY, StainlessBackend, request_headers
+from llm.backends.sdk.transport import response_too_large, transport_failure
 from llm.base import (
     DeferredRaw,
     FinishReason,
@@ -39,7 +40,6 @@ from llm.errors import (
     LLMTimeoutError,
     LLMValidationError,
 )
-from llm.usage import anthropic_usage
 
 __all__ = ["ClaudeBackend", "map_finish_reason", "to_anthropic_messages", "to_anthropic_tool_choice",
            "to_anthropic_tools"]
@@ -328,7 +328,7 @@ EVENT_HANDLERS: dict[str, EventHandler] = {
 class ClaudeBackend(StainlessBackend):
     """Messages API through `anthropic.AsyncAnthropic`; one pooled client per backend, SDK retries off.
 
-    Takes the arguments of `llm.backends._stainless.StainlessBackend`.
+    Takes the arguments of `llm.backends.sdk.stainless.StainlessBackend`.
     """
 
     display_name: ClassVar[str] = "Anthropic"

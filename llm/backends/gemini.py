@@ -20,7 +20,8 @@ from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 from llm import errors
-from llm.backends._adapter import (
+from llm.accounting.usage import gemini_usage
+from llm.backends.sdk.adapter import (
     CONNECT_TIMEOUT,
     SDKBackend,
     StreamAccumulator,
@@ -29,7 +30,7 @@ from llm.backends._adapter import (
     normalise_finish_reason,
     require_sdk,
 )
-from llm.backends._transport import pool_limits
+from llm.backends.sdk.transport import pool_limits
 from llm.base import (
     FinishReason,
     LLMConfig,
@@ -40,7 +41,6 @@ from llm.base import (
     ToolCallDelta,
     parse_tool_arguments,
 )
-from llm.usage import gemini_usage
 
 __all__ = ["GeminiBackend", "map_finish_reason", "to_gemini_contents", "to_gemini_tool_config", "to_gemini_tools",
            "translate_gemini_error"]
@@ -234,7 +234,7 @@ class GeminiBackend(SDKBackend):
 
     def _blocked_error(self, acc: StreamAccumulator) -> errors.LLMContentFilterError | None:
         """The error for a prompt a safety system blocked (`promptFeedback.blockReason`), else None. A blocked
-        answer is not an error: finish_reason "content_filter", as on every vendor (see `llm.backends._adapter`)."""
+        answer is not an error: finish_reason "content_filter", as on every vendor (see `llm.backends.sdk.adapter`)."""
         if not acc.metadata.get("block_reason"):
             return None
         where = f"prompt ({acc.metadata['block_reason']})"

@@ -27,7 +27,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from llm.backends._adapter import (
+from llm.accounting.usage import ollama_usage
+from llm.backends.sdk.adapter import (
     CONNECT_TIMEOUT,
     SDKBackend,
     StreamAccumulator,
@@ -52,7 +53,6 @@ from llm.errors import (
     LLMTimeoutError,
     LLMValidationError,
 )
-from llm.usage import ollama_usage
 
 __all__ = ["DEFAULT_OLLAMA_URL", "OllamaBackend"]
 

@@ -2,7 +2,7 @@
 
 API reference: https://platform.openai.com/docs/api-reference/chat/create
 Also serves any OpenAI-compatible endpoint through `base_url` (DeepSeek is a thin subclass, see `deepseek.py`).
-Requests and answers are the API's JSON, sent through the SDK's generic call (`llm.backends._stainless`);
+Requests and answers are the API's JSON, sent through the SDK's generic call (`llm.backends.sdk.stainless`);
 `raw_response` is the SDK's `ChatCompletion`, built when first read.
 
 The output limit goes out as `max_completion_tokens` to OpenAI itself (newer models reject `max_tokens`) and as
@@ -16,9 +16,10 @@ from collections.abc import Iterable
 from typing import Any, ClassVar
 from urllib.parse import urlparse
 
-from llm.backends._adapter import StreamAccumulator, error_for_status, normalise_finish_reason
-from llm.backends._stainless import HEADERS_KEY, StainlessBackend, request_headers
-from llm.backends._transport import HttpTransport, ResponseLimits, response_too_large, transport_failure
+from llm.accounting.usage import openai_usage
+from llm.backends.sdk.adapter import StreamAccumulator, error_for_status, normalise_finish_reason
+from llm.backends.sdk.stainless import HEADERS_KEY, StainlessBackend, request_headers
+from llm.backends.sdk.transport import HttpTransport, ResponseLimits, response_too_large, transport_failure
 from llm.base import (
     DeferredRaw,
     FinishReason,
@@ -37,8 +38,7 @@ from llm.errors import (
     LLMServerError,
     LLMTimeoutError,
 )
-from llm.structured import OutputSpec
-from llm.usage import openai_usage
+from llm.output.structured import OutputSpec
 
 __all__ = ["OpenAIBackend", "max_tokens_param"]
 
@@ -97,7 +97,7 @@ def chat_completion(data: Any) -> Any:
 class OpenAIBackend(StainlessBackend):
     """Chat Completions through `openai.AsyncOpenAI`; one pooled client per backend, SDK retries off.
 
-    Takes the arguments of `llm.backends._stainless.StainlessBackend`; `config.extra_params["max_tokens_param"]`
+    Takes the arguments of `llm.backends.sdk.stainless.StainlessBackend`; `config.extra_params["max_tokens_param"]`
     ("max_tokens" or "max_completion_tokens") overrides the output-limit key chosen from the base URL.
     """
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from llm.backend import LLMBackend
+from llm.backends.base import LLMBackend
 from tests.fakes.server import FakeServer
 from tests.fakes.vendor import Vendor
 

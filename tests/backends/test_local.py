@@ -1,4 +1,4 @@
-"""The local backend (llm/backends/local.py), without the native library.
+"""The local backend (llm/backends/local/__init__.py), without the native library.
 
 Translation to llama's chat format, parameters, finish reasons, error mapping, model-file lookup and the
 missing-library/missing-model errors. The real SmolLM2 model runs end to end in test_local_e2e.py (marker `local`,

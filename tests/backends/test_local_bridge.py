@@ -1,4 +1,4 @@
-"""`TokenBridge` (llm/backends/_bridge.py): a real producer thread hands items to the event loop.
+"""`TokenBridge` (llm/backends/local/bridge.py): a real producer thread hands items to the event loop.
 
 Bounded (the producer blocks), lossless (every item and the end marker arrive, in order), and prompt to stop when the
 consumer leaves -- the local backend's streaming rests on these. No native library needed.
@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 
 import pytest
 
-from llm.backends._bridge import TokenBridge
+from llm.backends.local.bridge import TokenBridge
 
 
 class Producer(threading.Thread):

@@ -1,4 +1,4 @@
-"""Response size limits (llm/backends/_transport.py): what a hostile server sends cannot inflate without bound.
+"""Response size limits (llm/backends/sdk/transport.py): what a hostile server sends cannot inflate without bound.
 
 A compressed body that inflates past `max_response_bytes`, a stream event longer than `max_event_bytes` (one endless
 line) or with more than `MAX_EVENT_LINES` lines is refused with `LLMServerError` ("response too large"), fast and
@@ -23,8 +23,8 @@ from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llm.backends import _transport
-from llm.backends._transport import MAX_EVENT_LINES, EventBounds, ResponseLimits, ResponseTooLarge
+from llm.backends.sdk import transport as _transport
+from llm.backends.sdk.transport import MAX_EVENT_LINES, EventBounds, ResponseLimits, ResponseTooLarge
 from llm.base import LLMBackend, LLMConfig, LLMRequest
 from llm.errors import LLMConfigError, LLMServerError
 from tests.fakes.claude_fake import VENDOR as CLAUDE

@@ -18,8 +18,8 @@ from typing import Any
 from llm.backends.openai import OpenAIBackend
 from llm.base import LLMConfig, LLMRequest
 from llm.config import ScoutConfig
+from llm.fleet.limiter import RateLimit
 from llm.manager import LLMManager
-from llm.ratelimit import RateLimit
 from tests.fakes.openai_fake import API_KEY
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from llm.base import LLMRequest
 from llm.errors import LLMRateLimitError
-from llm.ratelimit import (
+from llm.fleet.limiter import (
     NON_TEXT_PART_TOKENS,
     LLMLocalRateLimitError,
     RateLimit,
@@ -234,7 +234,7 @@ def test_importing_the_limiter_and_the_redis_store_loads_no_redis_client() -> No
     import subprocess
     import sys
 
-    probe = "import llm.ratelimit, llm._redis_state, sys; print('redis' in sys.modules)"
+    probe = "import llm.fleet.limiter, llm.fleet.redis_store, sys; print('redis' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 

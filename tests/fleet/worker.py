@@ -13,8 +13,8 @@ import sys
 import time
 from typing import Any
 
-from llm._shared_state import Admission, StateStore
-from llm.ratelimit import LLMLocalRateLimitError, RateLimit, RateLimiter, open_state_store
+from llm.fleet.limiter import LLMLocalRateLimitError, RateLimit, RateLimiter, open_state_store
+from llm.fleet.store import Admission, StateStore
 
 
 class Stamped:

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from llm._resilience import CircuitBreaker
 from llm.backends.openai import OpenAIBackend
 from llm.base import LLMConfig, LLMRequest
 from llm.errors import (
@@ -24,6 +23,7 @@ from llm.errors import (
     LLMRateLimitError,
     LLMServerError,
 )
+from llm.health.breaker import CircuitBreaker
 from llm.manager import LLMManager
 from tests.fakes.gemini_fake import QUOTA_BODY
 from tests.fakes.hostile import Faulty, HostileServer, Raw, openai_answer

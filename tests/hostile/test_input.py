@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from llm.backends._adapter import SDKBackend
+from llm.backends.sdk.adapter import SDKBackend
 from llm.base import LLMConfig, LLMRequest, validate_request
 from llm.errors import LLMConfigError, LLMError, LLMValidationError
 from llm.manager import LLMManager

@@ -20,8 +20,8 @@ import pytest
 
 import llm.config
 import llm.manager
-from llm._bootstrap import OLLAMA_PROBE_TIMEOUT, register_configured_backends
-from llm.backend import LLMBackend
+from llm.backends.base import LLMBackend
+from llm.backends.bootstrap import OLLAMA_PROBE_TIMEOUT, register_configured_backends
 from llm.base import LLMConfig, LLMRequest, LLMResponse
 from llm.config import APIConfig, LLMRoutingConfig, LLMSettings, ScoutConfig
 from llm.errors import LLMError

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from llm.base import LLMBackendType
+from llm.core.names import canonical_backend, describe_known, split_model_ref
 from llm.errors import LLMConfigError, LLMError, LLMValidationError
 from llm.manager import LLMManager
-from llm.names import canonical_backend, describe_known, split_model_ref
 from tests.fakes.server import Hang, Reply
 from tests.manager.helpers import FAST, backend_for, fake_for, gen_count, request
 

@@ -16,17 +16,17 @@ def loaded_after(code: str) -> set[str]:
 
 
 def test_import_llm_and_the_new_modules_load_neither() -> None:
-    assert loaded_after("import llm, llm.manager, llm.usage, llm.pricing, llm.ledger, llm.telemetry") == set()
+    assert loaded_after("import llm, llm.manager, llm.accounting.usage, llm.accounting.pricing, llm.accounting.ledger, llm.accounting.telemetry") == set()
 
 
 def test_making_the_objects_loads_neither() -> None:
-    code = ("from llm.telemetry import LLMTelemetry\nfrom llm.ledger import UsageLedger\n"
+    code = ("from llm.accounting.telemetry import LLMTelemetry\nfrom llm.accounting.ledger import UsageLedger\n"
             "LLMTelemetry(); UsageLedger(budget_usd=1.0).check_budget()")
     assert loaded_after(code) == set()
 
 
 def test_off_decision_loads_no_sdk() -> None:
-    code = ("from llm.telemetry import LLMTelemetry, NOOP_SPAN\nfrom llm.base import LLMRequest\n"
+    code = ("from llm.accounting.telemetry import LLMTelemetry, NOOP_SPAN\nfrom llm.base import LLMRequest\n"
             "t = LLMTelemetry()\n"
             "assert t.start_call(LLMRequest(messages=[{'role': 'user', 'content': 'x'}]), 'm', 'openai') is NOOP_SPAN")
     loaded = loaded_after(code)
@@ -34,7 +34,7 @@ def test_off_decision_loads_no_sdk() -> None:
 
 
 def test_genai_prices_loaded_by_the_first_price_only() -> None:
-    code = ("from llm.pricing import cost_usd\n"
+    code = ("from llm.accounting.pricing import cost_usd\n"
             "assert cost_usd('ollama', 'llama3', {'prompt_tokens': 1, 'completion_tokens': 1}) is None\n"
             "import sys; assert 'genai_prices' not in sys.modules\n"
             "assert cost_usd('openai', 'gpt-4o', {'prompt_tokens': 1, 'completion_tokens': 1}) > 0")

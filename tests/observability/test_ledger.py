@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from llm.accounting.ledger import LLMBudgetExceededError, UsageLedger, cost_line, parse_budget
+from llm.accounting.pricing import DeferredCost
 from llm.errors import LLMError
-from llm.ledger import LLMBudgetExceededError, UsageLedger, cost_line, parse_budget
-from llm.pricing import DeferredCost
 
 
 def usage(prompt: int, completion: int, **details: int) -> dict[str, int]:
@@ -64,8 +64,8 @@ def test_deferred_costs_priced_only_when_totals_are_read(monkeypatch: pytest.Mon
         priced.append(model)
         return 0.125
 
-    monkeypatch.setattr("llm.pricing.cost_usd", fake_cost)
-    monkeypatch.setattr("llm.ledger.cost_usd", fake_cost)
+    monkeypatch.setattr("llm.accounting.pricing.cost_usd", fake_cost)
+    monkeypatch.setattr("llm.accounting.ledger.cost_usd", fake_cost)
     ledger = UsageLedger()
     for _ in range(3):
         ledger.record("openai", "gpt-4o", usage(1, 1), DeferredCost("openai", "gpt-4o", usage(1, 1)))
@@ -94,7 +94,7 @@ def test_budget_raises_once_spent_and_not_before() -> None:
 def test_unknown_costs_under_a_budget_are_said_once(caplog: pytest.LogCaptureFixture) -> None:
     ledger = UsageLedger(budget_usd=5)
     ledger.record("ollama", "llama3", usage(1, 1), None)
-    with caplog.at_level(logging.WARNING, logger="llm.ledger"):
+    with caplog.at_level(logging.WARNING, logger="llm.accounting.ledger"):
         ledger.check_budget()
         ledger.check_budget()
     said = [r.getMessage() for r in caplog.records if "no known price" in r.getMessage()]
@@ -135,9 +135,9 @@ def test_a_ledger_never_read_folds_its_pending_costs_without_pricing(monkeypatch
         priced.append(usage["prompt_tokens"])
         return 0.125 * usage["prompt_tokens"]
 
-    monkeypatch.setattr("llm.pricing.cost_usd", fake_cost)
-    monkeypatch.setattr("llm.ledger.cost_usd", fake_cost)
-    monkeypatch.setattr("llm.ledger.MAX_PENDING", 4)
+    monkeypatch.setattr("llm.accounting.pricing.cost_usd", fake_cost)
+    monkeypatch.setattr("llm.accounting.ledger.cost_usd", fake_cost)
+    monkeypatch.setattr("llm.accounting.ledger.MAX_PENDING", 4)
     ledger = UsageLedger()
     for prompt in [1, 2, 1, 2, 1, 2, 1, 2, 1, 2, 3]:  # past the pending cap twice: folded, not priced
         ledger.record("openai", "gpt-4o", usage(prompt, 1), DeferredCost("openai", "gpt-4o", usage(prompt, 1)))

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from genai_prices import Usage, calc_price, extract_usage
 
-from llm import pricing
+from llm.accounting import pricing
+from llm.accounting.pricing import DeferredCost, cost_usd, defer_cost, price_source
+from llm.accounting.usage import anthropic_usage, gemini_usage, openai_usage
 from llm.base import LLMResponse
-from llm.pricing import DeferredCost, cost_usd, defer_cost, price_source
-from llm.usage import anthropic_usage, gemini_usage, openai_usage
 from tests.observability.recorded import body, json_file, sse_events
 
 

@@ -15,9 +15,9 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from llm.accounting.telemetry import CAPTURE_CONTENT_ENV, NOOP_SPAN, LLMTelemetry, provider_name
 from llm.base import LLMRequest, LLMResponse, ToolCall
 from llm.errors import LLMRateLimitError
-from llm.telemetry import CAPTURE_CONTENT_ENV, NOOP_SPAN, LLMTelemetry, provider_name
 
 SECRET_PROMPT = "the launch code is 0000"
 SECRET_ANSWER = "noted: 0000"

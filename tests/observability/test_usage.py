@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from llm.usage import anthropic_usage, gemini_usage, ollama_usage, openai_usage, usage_for_backend
+from llm.accounting.usage import anthropic_usage, gemini_usage, ollama_usage, openai_usage, usage_for_backend
 from tests.observability.recorded import body, json_file, ndjson, sse_events
 
 

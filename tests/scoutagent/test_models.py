@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from llm import _call, utils
+from llm import utils
+from llm.call import chain as _call
 from llm.backends import DeepSeekBackend, OpenAIBackend
 from llm.base import LLMBackendType, LLMConfig, LLMRequest
 from llm.manager import LLMManager

@@ -1,0 +1,265 @@
+"""Running totals of what the manager's calls used and cost, per backend and model, and an optional spend budget.
+
+    ledger = UsageLedger(budget_usd=5.0)      # SCOUT_LLM_BUDGET_USD
+    ledger.check_budget()                     # before a call: LLMBudgetExceededError once 5 USD are spent
+    ledger.record_response(response, cost)    # after a success (cost: a `DeferredCost`, a float or None)
+    ledger.record_attempts(attempts)          # failed attempts of a call (the `metadata["attempts"]` dicts)
+    ledger.summary()                          # {"by_backend": {"openai": {"gpt-4o": {...}}}, "total": {...}, ...}
+
+A cost that is unknown (local model, unlisted model) is not counted as zero: the call is counted in
+`unknown_cost_calls`, and with a budget set a warning says once per backend and model that the budget does not cover
+it. Costs are priced when first needed (`summary()`, `spent_usd`, `check_budget()` with a budget), so a ledger without
+a budget adds no pricing work to a call.
+
+The budget is checked before a call starts: a call that would start after the budget is spent raises without sending
+anything. Calls already in flight when the budget runs out finish (their cost is counted), so the spend can exceed the
+budget by the calls that were running concurrently.
+
+Where it is used: `LLMManager` keeps one (`manager.ledger`, budget from `ManagerPolicy.budget_usd` or
+`SCOUT_LLM_BUDGET_USD`), checks the budget before each call, records each call when it ends, and returns `summary()`
+from `manager.usage_summary()`; the CLI prints `cost_line(...)` with `-v`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from llm.accounting.pricing import DeferredCost, cost_usd
+from llm.errors import LLMBudgetExceededError
+
+__all__ = ["LLMBudgetExceededError", "ModelTotals", "UsageLedger", "cost_line", "parse_budget"]
+
+logger = logging.getLogger("llm.accounting.ledger")
+
+#: Token keys summed per backend and model (see `llm.accounting.usage`).
+SUMMED_KEYS: Final = (
+    "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "cache_creation_tokens", "reasoning_tokens",
+)
+_SUMMED: Final = frozenset(SUMMED_KEYS)
+#: Deferred costs kept as they are at most; beyond, they are folded into counts of identical usage, unpriced.
+MAX_PENDING: Final = 4096
+#: Distinct unpriced usages kept at most per backend and model (bounds the memory of a ledger never read); beyond,
+#: they are priced (genai-prices takes about 0.1 ms a price: as much CPU as a manager call, so never per call).
+MAX_UNPRICED: Final = 65536
+
+
+def parse_budget(value: Any) -> float | None:
+    """A budget setting in USD: None or "" for no budget; else a finite number >= 0.
+
+    Raises:
+        ValueError: naming the bad value.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        budget = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"SCOUT_LLM_BUDGET_USD must be a number of USD, got {value!r}") from None
+    if isinstance(value, bool) or not math.isfinite(budget) or budget < 0:
+        raise ValueError(f"SCOUT_LLM_BUDGET_USD must be a finite number >= 0, got {value!r}")
+    return budget
+
+
+@dataclass
+class ModelTotals:
+    """Totals of one backend and model."""
+
+    calls: int = 0
+    errors: int = 0
+    tokens: dict[str, int] = field(default_factory=dict)
+    cost_usd: float = 0.0
+    unknown_cost_calls: int = 0
+    pending: list[DeferredCost] = field(default_factory=list, repr=False)
+    unpriced: Counter[tuple[Any, ...]] = field(default_factory=Counter, repr=False)
+
+    def fold(self) -> None:
+        """Fold the pending costs into counts of identical (model, endpoint, usage) without pricing them: the memory
+        stays bounded by the distinct usages, and no call pays for pricing unless the totals are read."""
+        pending, self.pending = self.pending, []
+        for deferred in pending:
+            if deferred.priced:
+                self.add_cost(deferred.value)
+            else:
+                self.unpriced[deferred.key()] += 1
+        if len(self.unpriced) >= MAX_UNPRICED:
+            self._price_unpriced()
+
+    def settle(self) -> None:
+        """Price the deferred costs (each distinct usage once)."""
+        if self.pending:
+            self.fold()
+        if self.unpriced:
+            self._price_unpriced()
+
+    def _price_unpriced(self) -> None:
+        unpriced, self.unpriced = self.unpriced, Counter()
+        for (backend, model, base_url, provider, usage), count in unpriced.items():
+            cost = cost_usd(backend, model, dict(usage), base_url, provider=provider)
+            if cost is None:
+                self.unknown_cost_calls += count
+            else:
+                self.cost_usd += cost * count
+
+    def add_cost(self, cost: float | None) -> None:
+        if cost is None:
+            self.unknown_cost_calls += 1
+        else:
+            self.cost_usd += cost
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"calls": self.calls, "errors": self.errors, **self.tokens, "cost_usd": self.cost_usd,
+                "unknown_cost_calls": self.unknown_cost_calls}
+
+
+def _field(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+
+
+class UsageLedger:
+    """Calls, errors, tokens and cost per backend and model, and the budget check. Safe to share between threads
+    (each manager has one; the sync entry points run managers in other threads)."""
+
+    def __init__(self, budget_usd: float | None = None) -> None:
+        self.budget_usd = parse_budget(budget_usd)
+        self._totals: dict[tuple[str, str], ModelTotals] = {}
+        self._lock = threading.Lock()
+        self._warned: set[tuple[str, str]] = set()
+
+    def __repr__(self) -> str:
+        return f"UsageLedger(budget_usd={self.budget_usd!r}, models={len(self._totals)})"
+
+    def _entry(self, backend: str, model: str) -> ModelTotals:
+        key = (backend, model)
+        entry = self._totals.get(key)
+        if entry is None:
+            entry = self._totals[key] = ModelTotals()
+        return entry
+
+    def record(self, backend: str, model: str, usage: Mapping[str, Any] | None,
+               cost: DeferredCost | float | None) -> None:
+        """One successful call: its usage and its cost (a `DeferredCost` is priced later, when needed)."""
+        with self._lock:
+            entry = self._totals.get((backend, model)) or self._entry(backend, model)
+            entry.calls += 1
+            if usage:
+                tokens = entry.tokens
+                for key, value in usage.items():  # a few keys: cheaper than looking each summed key up
+                    if key in _SUMMED and type(value) is int:
+                        tokens[key] = tokens.get(key, 0) + value
+            if isinstance(cost, DeferredCost):
+                entry.pending.append(cost)
+                if len(entry.pending) >= MAX_PENDING:
+                    entry.fold()
+            else:
+                entry.add_cost(cost)
+
+    def record_response(self, response: Any, cost: DeferredCost | float | None = None) -> None:
+        """`record` for an `LLMResponse`: backend and model from `response.backend_type` / `.model`; `cost` defaults
+        to `response.cost_usd` when the response has one."""
+        if cost is None:
+            cost = getattr(response, "cost_usd", None)
+        self.record(str(response.backend_type), str(response.model), response.usage, cost)
+
+    def record_error(self, backend: str, model: str) -> None:
+        """One failed attempt on a backend and model."""
+        with self._lock:
+            self._entry(backend, model).errors += 1
+
+    def record_attempts(self, attempts: Iterable[Any]) -> None:
+        """The failed attempts of a call's trail (`Attempt` objects or their dicts); skipped backends (circuit open,
+        nothing sent), cancelled attempts and the successful attempt are not errors."""
+        for attempt in attempts:
+            outcome = str(_field(attempt, "outcome") or "")
+            if outcome in ("ok", "cancelled") or outcome.startswith("skipped"):
+                continue
+            self.record_error(str(_field(attempt, "backend")), str(_field(attempt, "model")))
+
+    @property
+    def spent_usd(self) -> float:
+        """The known spend so far (prices what is still deferred)."""
+        with self._lock:
+            for entry in self._totals.values():
+                entry.settle()
+            return sum(entry.cost_usd for entry in self._totals.values())
+
+    def check_budget(self) -> None:
+        """Raise when a budget is set and the known spend has reached it; nothing to do without a budget.
+
+        Raises:
+            LLMBudgetExceededError: spend >= budget.
+        """
+        if self.budget_usd is None:
+            return
+        spent = self.spent_usd
+        self._warn_unpriced()
+        if spent >= self.budget_usd:
+            raise LLMBudgetExceededError(
+                f"spend budget of {self.budget_usd:g} USD is used up ({spent:.6f} USD spent); no request was sent. "
+                "Raise SCOUT_LLM_BUDGET_USD or reset the manager's ledger to continue",
+                budget_usd=self.budget_usd, spent_usd=spent,
+            )
+
+    def _warn_unpriced(self) -> None:
+        with self._lock:
+            unpriced = [key for key, entry in self._totals.items() if entry.unknown_cost_calls and key not in
+                        self._warned]
+            self._warned.update(unpriced)
+        for backend, model in unpriced:
+            logger.warning("%s model %r has no known price: its calls are not counted against the budget",
+                           backend, model)
+
+    def summary(self) -> dict[str, Any]:
+        """Totals per backend and model (`by_backend[backend][model]`), their sum (`total`), and the budget.
+
+        Each total has `calls`, `errors`, the token keys reported at least once, `cost_usd` (the known spend) and
+        `unknown_cost_calls` (successful calls whose cost is unknown and not in `cost_usd`).
+        """
+        spent = self.spent_usd
+        with self._lock:
+            by_backend: dict[str, dict[str, Any]] = {}
+            total = ModelTotals()
+            for (backend, model), entry in self._totals.items():
+                by_backend.setdefault(backend, {})[model] = entry.as_dict()
+                total.calls += entry.calls
+                total.errors += entry.errors
+                total.unknown_cost_calls += entry.unknown_cost_calls
+                total.cost_usd += entry.cost_usd
+                for key, value in entry.tokens.items():
+                    total.tokens[key] = total.tokens.get(key, 0) + value
+        remaining = None if self.budget_usd is None else max(0.0, self.budget_usd - spent)
+        return {"by_backend": by_backend, "total": total.as_dict(), "budget_usd": self.budget_usd,
+                "spent_usd": spent, "remaining_usd": remaining}
+
+    def reset(self) -> None:
+        """Forget every total (the budget stays)."""
+        with self._lock:
+            self._totals.clear()
+            self._warned.clear()
+
+
+def cost_line(summary: Mapping[str, Any]) -> str:
+    """One line for a person (the CLI's `-v`): calls, tokens, known cost, and what is not priced.
+
+    `cost: 0.000160 USD for 2 calls (28 tokens); 1 call with unknown price (ollama llama3); budget 5 USD, 4.99 left`
+    """
+    total = summary["total"]
+    calls = total["calls"]
+    line = f"cost: {total['cost_usd']:.6f} USD for {calls} call{'s' if calls != 1 else ''}"
+    if "total_tokens" in total:
+        line += f" ({total['total_tokens']} tokens)"
+    if total["errors"]:
+        line += f", {total['errors']} failed attempt{'s' if total['errors'] != 1 else ''}"
+    if total["unknown_cost_calls"]:
+        unknown = sorted(f"{backend} {model}" for backend, models in summary["by_backend"].items()
+                         for model, entry in models.items() if entry["unknown_cost_calls"])
+        count = total["unknown_cost_calls"]
+        line += f"; {count} call{'s' if count != 1 else ''} with unknown price ({', '.join(unknown)})"
+    if summary.get("budget_usd") is not None:
+        line += f"; budget {summary['budget_usd']:g} USD, {summary['remaining_usd']:.6f} left"
+    return line

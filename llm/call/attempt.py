@@ -1,0 +1,132 @@
+"""The two operations an attempt of a manager call can run: `generate_op` (a whole answer) and `open_stream_op` (a
+stream opened up to its first event), plus `backend_events`, the typed event stream of any backend.
+
+Re-exported by `llm.call.chain`, which runs them under retry, failover and the call's deadline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import AsyncGenerator, Callable
+from types import CoroutineType
+from typing import Any
+
+from llm.backends.base import LLMBackend
+from llm.base import LLMRequest, LLMResponse, ResponseDone, StreamEvent, TextDelta, ToolCallDelta, usage_dict
+from llm.errors import LLMBackendError, LLMStreamError
+from llm.fleet.limiter import Permit
+from llm.health.slot import BackendSlot, maybe_await
+
+__all__ = ["OpenedStream", "backend_events", "bad_event", "generate_op", "model_of", "open_stream_op"]
+
+
+def model_of(backend: LLMBackend, request: LLMRequest) -> str:
+    """The model a backend will use for a request."""
+    override = request.extra_params.get("model_name_override") if request.extra_params else None
+    return str(override or backend.config.model_name)
+
+
+# -- the two operations an attempt can run ----------------------------------------------------------------------------
+
+
+async def generate_op(slot: BackendSlot, request: LLMRequest, release: Callable[[], None]) -> LLMResponse:
+    """A non-streamed answer; the concurrency slot is given back when it ends."""
+    try:
+        pending = slot.backend.generate(request)  # an adapter's coroutine is awaited as it is, with no wrapper
+        return _checked(slot, await (pending if type(pending) is CoroutineType else maybe_await(pending)))
+    finally:
+        release()
+
+
+def _checked(slot: BackendSlot, response: Any) -> LLMResponse:
+    # `generate` may be a plain function or a Mock (ScoutAgent's tests write backends so); what it returns must
+    # still be an answer.
+    if not isinstance(response, LLMResponse):
+        raise LLMBackendError(f"{slot.name}: generate() returned {type(response).__name__}, not an LLMResponse",
+                              backend=slot.name)
+    return response
+
+
+def backend_events(backend: LLMBackend, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
+    """A backend's typed event stream: its own `stream()` when its class overrides it (the adapters), else one
+    built on its `stream_generate` (a custom backend, a Mock, or an adapter whose `stream_generate` was replaced)."""
+    own_stream = isinstance(backend, LLMBackend) and type(backend).stream is not LLMBackend.stream
+    if own_stream and "stream_generate" not in vars(backend):
+        return backend.stream(request)
+    return _text_events(backend, request)
+
+
+async def _text_events(backend: LLMBackend, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
+    """`stream_generate`'s chunks as `TextDelta`s, then one `ResponseDone`. `stream_generate` may return an async
+    iterator, a plain iterable (a Mock's list) or an awaitable of either."""
+    chunks = await maybe_await(backend.stream_generate(request))
+    parts: list[str] = []
+    if hasattr(chunks, "__aiter__"):
+        async for chunk in chunks:
+            parts.append(str(chunk))
+            yield TextDelta(parts[-1])
+    else:
+        for chunk in chunks:
+            parts.append(str(chunk))
+            yield TextDelta(parts[-1])
+    content, model = "".join(parts), model_of(backend, request)
+    if isinstance(backend, LLMBackend):  # a subclass's own response hook applies
+        yield ResponseDone(backend._create_response(content, model, finish_reason="stop"))
+        return
+    yield ResponseDone(LLMResponse(content=content, model=model, backend_type=backend.config.backend_type.value,
+                                   usage=usage_dict(None, None), metadata={"finish_reason": "stop",
+                                   "usage_unknown": True}, finish_reason="stop"))
+
+
+@dataclasses.dataclass
+class OpenedStream:
+    """A backend stream that produced its first event; owns the concurrency slot until `close()`."""
+
+    events: AsyncGenerator[StreamEvent, None]
+    first: StreamEvent
+    started: float
+    release: Callable[[], None]
+    permit: Permit | None = None  # the rate limiter's admission, settled at `ResponseDone`
+
+    async def close(self) -> None:
+        try:
+            await self.events.aclose()
+        finally:
+            self.release()
+
+
+def bad_event(event: object) -> str | None:
+    """Why a backend's stream event is not one (a custom backend's `TextDelta(12345)`), or None when it is."""
+    if isinstance(event, TextDelta):
+        return None if type(event.text) is str else f"a TextDelta whose text is a {type(event.text).__name__}"
+    if isinstance(event, ToolCallDelta):
+        return None
+    if isinstance(event, ResponseDone):
+        return None if isinstance(event.response, LLMResponse) else "a ResponseDone without an LLMResponse"
+    return f"a {type(event).__name__} is not a stream event"
+
+
+async def open_stream_op(slot: BackendSlot, request: LLMRequest, release: Callable[[], None]) -> OpenedStream:
+    """Open a backend's typed stream and wait for its first event.
+
+    An answer that is empty but complete (its `ResponseDone` comes first) is delivered as it is, exactly as
+    `generate` returns it: it is not retried (each retry would be billed). A stream that ends with no event at all
+    never finished: `LLMStreamError`.
+    """
+    started = time.monotonic()
+    events = backend_events(slot.backend, request)
+    try:
+        first = await anext(events, None)
+        problem = "it ended without any event" if first is None else bad_event(first)
+        if problem is not None:
+            raise LLMStreamError(f"malformed stream: {problem}", partial_content="", backend=slot.name,
+                                 model=model_of(slot.backend, request))
+    except BaseException:
+        try:
+            await events.aclose()
+        finally:
+            release()
+        raise
+    assert first is not None
+    return OpenedStream(events, first, started, release)

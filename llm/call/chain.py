@@ -1,0 +1,490 @@
+"""One manager call: the failover chain walked under one deadline, each backend's attempts in a plain retry loop
+(the one retry owner), an attempt trail for `response.metadata["attempts"]`, and, for streams, the relay that bounds
+the idle gap between events and never retries or fails over once the first event has been handed to the caller.
+
+A stream "attempt" is opening the stream up to its first event, so retry and failover cover exactly the part of a
+stream nobody has seen yet.
+
+The retry loop is a `while` loop rather than tenacity: the stop rule needs the call's deadline, the other backends'
+breakers and the vendor's Retry-After together, which in tenacity meant a hook per concern plus a fast path around it;
+here it reads top to bottom in `_run_on` and `_stop_reason`.
+
+Waiting for a backend's concurrency slot (`max_concurrency`) happens before an attempt starts: it is bounded by the
+call's deadline, not by the attempt timeout, and never counts against the backend's breaker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from llm.accounting.ledger import UsageLedger
+from llm.accounting.pricing import defer_cost
+from llm.accounting.telemetry import NOOP_SPAN, CallSpan
+from llm.base import LLMRequest, LLMResponse, ResponseDone, StreamEvent, TextDelta, ToolCallDelta
+from llm.call.attempt import OpenedStream as OpenedStream
+from llm.call.attempt import backend_events as backend_events
+from llm.call.attempt import bad_event as bad_event
+from llm.call.attempt import generate_op as generate_op
+from llm.call.attempt import model_of as model_of
+from llm.call.attempt import open_stream_op as open_stream_op
+from llm.call.idle import IdleTimeout
+from llm.call.retry import Deadline, blocks_failover, is_retryable, retry_wait
+from llm.core.policy import ManagerPolicy
+from llm.core.secrets import scrub_exception
+from llm.errors import (
+    LLMAllBackendsFailedError,
+    LLMBackendError,
+    LLMCircuitOpenError,
+    LLMDeadlineExceededError,
+    LLMError,
+    LLMLocalRateLimitError,
+    LLMQuotaExceededError,
+    LLMRateLimitError,
+    LLMStreamError,
+    LLMStructuredOutputError,
+    LLMTimeoutError,
+)
+from llm.fleet.limiter import Permit, RateLimiter, estimate_tokens
+from llm.health.breaker import Ticket
+from llm.health.slot import BackendSlot
+
+__all__ = ["Attempt", "Call", "OpenedStream", "backend_events", "generate_op", "open_stream_op"]
+
+T = TypeVar("T")
+#: An attempt's work: (slot, request, release) -> result; it calls `release()` (the concurrency slot) when done with
+#: it, or hands it on (an opened stream holds its slot until closed).
+Operation = Callable[[BackendSlot, LLMRequest, Callable[[], None]], Awaitable[T]]
+
+logger = logging.getLogger("llm.manager")
+
+#: (backend, model) pairs whose "answers with its configured model instead" has been logged.
+_model_swaps_logged: set[tuple[str, str]] = set()
+
+
+@dataclasses.dataclass(slots=True)
+class Attempt:
+    """One entry of the attempt trail."""
+
+    backend: str
+    model: str
+    outcome: str  # "ok", "cancelled", "skipped: circuit open", or the error class name
+    elapsed: float
+    status_code: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"backend": self.backend, "model": self.model, "outcome": self.outcome,
+                "elapsed": round(self.elapsed, 4), "status_code": self.status_code}
+
+
+def _nothing() -> None:
+    return None
+
+
+
+# -- the call ---------------------------------------------------------------------------------------------------------
+
+
+class Call:
+    """One `generate` or `stream` call over an ordered chain of backends.
+
+    The manager sets what observes the call: `span` (its telemetry span, told of each attempt and of the answer),
+    `ledger` (told of the answer and its deferred cost) and `price_providers` (genai-prices provider id per backend).
+    """
+
+    span: CallSpan = NOOP_SPAN
+    ledger: UsageLedger | None = None
+    price_providers: Mapping[str, str] | None = None
+
+    def __init__(self, slots: Sequence[BackendSlot], request: LLMRequest, policy: ManagerPolicy,
+                 deadline: Deadline, limiter: RateLimiter | None = None) -> None:
+        self.slots = list(slots)
+        self.limiter = limiter
+        self.request = request
+        self.policy = policy
+        self.deadline = deadline
+        self.min_time = min(policy.min_attempt_time, deadline.budget / 4)
+        self.attempts: list[Attempt] = []
+        self.errors: list[tuple[str, BaseException]] = []  # (backend, the error that ended its turn)
+        self.last_failure: dict[str, Exception] = {}  # backend -> its last real (sent) attempt's error
+        self.sent = 0
+        self.deadline_hit = False
+        self.timed = True
+
+    async def run(self, op: Operation[T], limit: Callable[[BackendSlot], float]) -> tuple[T, BackendSlot]:
+        """Walk the chain: each backend at most once, retried per the policy; the first success wins.
+
+        Raises:
+            the only backend's own error; `LLMAllBackendsFailedError` when several failed; `LLMCircuitOpenError` when
+            every backend was skipped; `LLMDeadlineExceededError` when the deadline ended the call.
+        """
+        for index, slot in enumerate(self.slots):
+            if self.sent and self.deadline.remaining() < self.min_time:
+                self.deadline_hit = True
+                break
+            # The deadline ended the call only if it ended the last turn that ran: a fallback that answers 401 after
+            # the first backend used up the backoff budget reports its 401, not a timeout.
+            deadline_before, self.deadline_hit = self.deadline_hit, False
+            try:
+                return await self._run_on(index, slot, op, limit(slot)), slot
+            except Exception as exc:
+                if isinstance(exc, LLMCircuitOpenError) and slot.name in self.last_failure:
+                    exc = self.last_failure[slot.name]  # the breaker opened between retries: report what happened
+                if isinstance(exc, LLMCircuitOpenError):  # a skipped backend changes nothing about the deadline
+                    self.deadline_hit = self.deadline_hit or deadline_before
+                self.errors.append((slot.name, exc))
+                if blocks_failover(exc, self.policy.structured_failover):
+                    break
+                if index + 1 < len(self.slots) and not isinstance(exc, LLMCircuitOpenError):
+                    logger.warning("%s failed (%s); trying %s", slot.name, type(exc).__name__,
+                                   self.slots[index + 1].name)
+        raise self.final_error()
+
+    async def _run_on(self, index: int, slot: BackendSlot, op: Operation[T], limit: float) -> T:
+        """One backend's turn: attempts until one succeeds or `_stop_reason` ends the turn (its error is raised)."""
+        request = self._request_for(index, slot)
+        number = 0
+        while True:
+            number += 1
+            try:
+                return await self._attempt(slot, request, op, limit)
+            except Exception as exc:
+                if not is_retryable(exc):
+                    raise
+                wait = self._wait(slot, exc, number)
+                reason = self._stop_reason(index, slot, exc, number, wait)
+                if reason is not None:
+                    logger.debug("%s: not retrying (%s)", slot.name, reason)
+                    raise
+                logger.info("%s attempt %d failed (%s, status %s); retrying in %.2fs", slot.name, number,
+                            type(exc).__name__, getattr(exc, "status_code", None), wait)
+            await asyncio.sleep(wait)
+
+    def _request_for(self, index: int, slot: BackendSlot) -> LLMRequest:
+        """The request for one backend: a model override the first backend was asked for goes to a fallback only
+        when that backend lists the model; otherwise the fallback uses its own configured model. The caller's
+        request is never changed."""
+        override = self.request.extra_params.get("model_name_override") if self.request.extra_params else None
+        if index == 0 or not override:
+            return self.request
+        try:
+            served = override in slot.backend.get_available_models()
+        except Exception:  # a listing that fails means "unknown", which means "not served"
+            served = False
+        if served:
+            return self.request
+        model = slot.backend.config.model_name
+        if (slot.name, override) not in _model_swaps_logged:  # said once per backend and model, not on every call
+            _model_swaps_logged.add((slot.name, override))
+            logger.warning("%s does not list model %r (asked of %s); it answers with its configured model %r",
+                           slot.name, override, self.slots[0].name, model)
+        extra = {**self.request.extra_params, "model_name_override": model}
+        return dataclasses.replace(self.request, extra_params=extra)
+
+    async def _attempt(self, slot: BackendSlot, request: LLMRequest, op: Operation[T], limit: float) -> T:
+        model = model_of(slot.backend, request)
+        ticket, permit = await self._admit(slot, request, model)
+        try:
+            release = await self._acquire_slot(slot, model)
+        except BaseException:
+            slot.breaker.release(ticket)
+            if permit is not None:
+                await permit.release(sent=False)
+            raise
+        bound = min(limit, self.deadline.remaining())
+        slot.requests += 1
+        self.sent += 1
+        start = time.monotonic()
+        try:
+            async with asyncio.timeout(bound):
+                result = await op(slot, request, release)
+        except asyncio.CancelledError:
+            slot.breaker.release(ticket)
+            self._trail(slot, model, "cancelled", start)
+            if permit is not None:
+                await permit.release()
+            raise
+        except TimeoutError as exc:  # our bound expired (an SDK's own timeout arrives as LLMTimeoutError)
+            error = self._timeout_error(slot, model, bound, limit)
+            self._failed(slot, ticket, model, start, error)
+            raise error from exc
+        except Exception as exc:
+            self._failed(slot, ticket, model, start, exc)
+            if permit is not None:
+                await self._limiter_failed(slot, permit, exc)
+            raise
+        if permit is not None:
+            if isinstance(result, OpenedStream):
+                result.permit = permit  # settled by the usage of its final event
+            else:
+                await permit.settle(_total_tokens(result))
+        elapsed = time.monotonic() - start
+        slot.succeeded(ticket, elapsed if self.timed else None)
+        self._trail(slot, model, "ok", start)
+        return result
+
+    async def _admit(self, slot: BackendSlot, request: LLMRequest, model: str) -> tuple[Ticket, Permit | None]:
+        """The rate limiter's permit (when limits are set), then the breaker's ticket (checked against the fleet's
+        record when state is shared). The limiter goes first: waiting for capacity holds no half-open probe, no
+        concurrency slot and no connection.
+
+        Raises:
+            LLMLocalRateLimitError: no capacity before the deadline. LLMCircuitOpenError: the breaker refuses.
+        """
+        # (no wait for capacity when the local breaker would refuse anyway)
+        limited = self.limiter is not None and slot.breaker.would_admit()
+        permit = await self._permit(slot, request, model) if limited else None
+        ticket = slot.breaker.admit()
+        wait = slot.breaker.retry_in()
+        if ticket is not None and slot.shared is not None:
+            local, (ticket, wait) = ticket, await slot.shared.admit(ticket)
+            if ticket is None:
+                slot.breaker.release(local)
+        if ticket is None:
+            if permit is not None:
+                await permit.release(sent=False)
+            self._skipped(slot, model, "skipped: circuit open")
+            raise LLMCircuitOpenError(f"circuit open after repeated failures; retry in {wait:.1f}s",
+                                      backend=slot.name, model=model, retry_after=wait)
+        return ticket, permit
+
+    async def _permit(self, slot: BackendSlot, request: LLMRequest, model: str) -> Permit:
+        """Wait for the limiter's room for this attempt, within the call's deadline (less the time an attempt needs).
+
+        Raises:
+            LLMLocalRateLimitError: no room before the deadline; raised at once, no request sent.
+        """
+        assert self.limiter is not None
+        estimate = estimate_tokens(request, slot.backend.config.max_tokens)
+        try:
+            return await self.limiter.acquire(slot.name, estimate, max(0.0, self.deadline.remaining() - self.min_time))
+        except LLMLocalRateLimitError as exc:
+            exc.model = model
+            self._skipped(slot, model, "skipped: client-side rate limit")
+            raise
+
+    async def _limiter_failed(self, slot: BackendSlot, permit: Permit, exc: BaseException) -> None:
+        """A failed attempt gives its tokens back; a vendor 429 with Retry-After pauses the backend (for the fleet)."""
+        await permit.release()
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(exc, LLMRateLimitError) and not isinstance(exc, LLMQuotaExceededError) and retry_after:
+            assert self.limiter is not None
+            await self.limiter.pause(slot.name, retry_after)
+
+    async def _acquire_slot(self, slot: BackendSlot, model: str) -> Callable[[], None]:
+        """Wait for one of the backend's concurrency slots (when it has a limit), within the call's deadline.
+
+        The wait is not part of the attempt: no attempt timeout runs, and a wait that outlasts the deadline is the
+        deadline's error, never the backend's (its breaker does not hear of it).
+        """
+        semaphore = slot.limit()
+        if semaphore is None:
+            return _nothing
+        if semaphore.locked():
+            try:
+                async with asyncio.timeout(max(0.0, self.deadline.remaining() - self.min_time)):
+                    await semaphore.acquire()
+            except TimeoutError:
+                self.deadline_hit = True
+                self._skipped(slot, model, "skipped: no free concurrency slot")
+                raise LLMTimeoutError("no free concurrency slot before the call's deadline", backend=slot.name,
+                                      model=model, retryable=False) from None
+        else:
+            await semaphore.acquire()
+        return semaphore.release
+
+    def _timeout_error(self, slot: BackendSlot, model: str, bound: float, limit: float) -> LLMBackendError:
+        by_deadline = bound < limit
+        self.deadline_hit = self.deadline_hit or by_deadline
+        why = "the call's deadline" if by_deadline else "the attempt timeout"
+        return LLMTimeoutError(f"no answer within {bound:.2f}s ({why})", backend=slot.name, model=model,
+                               retryable=not by_deadline)
+
+    def _failed(self, slot: BackendSlot, ticket: Any, model: str, start: float, exc: Exception) -> None:
+        scrub_exception(exc, slot.backend.config.secret())  # a custom backend's errors, too, leave without its key
+        slot.failed(ticket, exc)
+        self.last_failure[slot.name] = exc
+        self._trail(slot, model, type(exc).__name__, start, getattr(exc, "status_code", None))
+
+    def _trail(self, slot: BackendSlot, model: str, outcome: str, start: float, status: int | None = None) -> None:
+        elapsed = time.monotonic() - start
+        self.attempts.append(Attempt(slot.name, model, outcome, elapsed, status))
+        self.span.attempt(slot.name, model, outcome, elapsed, status)
+
+    def _skipped(self, slot: BackendSlot, model: str, why: str) -> None:
+        self.attempts.append(Attempt(slot.name, model, why, 0.0))
+        self.span.attempt(slot.name, model, why, 0.0)
+
+    # -- the retry rule --------------------------------------------------------------------------------------------
+
+    def _wait(self, slot: BackendSlot, exc: BaseException, number: int) -> float:
+        base = self.policy.retry_delay if self.policy.retry_delay is not None else slot.backend.config.retry_delay
+        return retry_wait(exc, number, base, self.policy.backoff_max, self.policy.jitter)
+
+    def _stop_reason(self, index: int, slot: BackendSlot, exc: BaseException | None, number: int,
+                     sleep: float) -> str | None:
+        attempts = self.policy.retry_attempts or slot.backend.config.retry_attempts
+        retry_after = getattr(exc, "retry_after", None)
+        if number >= attempts:
+            return "attempts exhausted"
+        if retry_after is not None and retry_after > self.policy.retry_after_max:
+            return f"Retry-After {retry_after:g}s is above the {self.policy.retry_after_max:g}s cap"
+        if isinstance(exc, LLMRateLimitError) and any(s.breaker.would_admit() for s in self.slots[index + 1:]):
+            return "rate limited while another backend can serve"
+        if not slot.breaker.would_admit():
+            return "circuit opened"
+        if self.deadline.remaining() < sleep + self.min_time:
+            self.deadline_hit = True
+            return "the deadline would pass before the next attempt"
+        return None
+
+    # -- the outcome ------------------------------------------------------------------------------------------------
+
+    def finish(self, response: LLMResponse, slot: BackendSlot) -> LLMResponse:
+        """Name the backend that served, attach the attempt trail and the (deferred) cost, and tell the ledger and the
+        span."""
+        response.backend_type = slot.name
+        if response.metadata is None:
+            response.metadata = {}
+        response.metadata["attempts"] = [attempt.as_dict() for attempt in self.attempts]
+        providers = self.price_providers
+        cost = defer_cost(response, slot.name, slot.backend.config.base_url,
+                          providers.get(slot.name) if providers else None)
+        ledger = self.ledger
+        if ledger is not None:
+            ledger.record_response(response, cost)
+            if len(self.attempts) > 1:
+                ledger.record_attempts(self.attempts)
+        self.span.finish(response)
+        return response
+
+    def final_error(self) -> BaseException:
+        """The error a failed call raises (see `run`)."""
+        real = [(name, exc) for name, exc in self.errors if not isinstance(exc, LLMCircuitOpenError)]
+        skipped = [exc for _, exc in self.errors if isinstance(exc, LLMCircuitOpenError)]
+        if self.deadline_hit or not self.errors:
+            return self._deadline_error()
+        if not real:
+            return skipped[0] if len(skipped) == 1 else _all_open_error(skipped)
+        if len(real) == 1:  # the contract re-raises what a custom backend raised, as it was
+            error = real[0][1]
+            for skip in skipped:
+                error.add_note(f"{skip.backend} was skipped: {skip.message}")
+            return error
+        summary = "; ".join(f"{name}: {type(exc).__name__}" for name, exc in self.errors)
+        return LLMAllBackendsFailedError(f"all {len(self.errors)} backends failed ({summary})",
+                                         [_as_llm_error(name, exc) for name, exc in self.errors])
+
+    def _deadline_error(self) -> LLMDeadlineExceededError:
+        last = self.errors[-1][1] if self.errors else None
+        trail = ", ".join(f"{a.backend} {a.outcome}" for a in self.attempts) or "none"
+        error = LLMDeadlineExceededError(
+            f"deadline of {self.deadline.budget:g}s reached after {self.sent} attempt(s): {trail}",
+            errors=[exc for _, exc in self.errors],
+            attempts=[attempt.as_dict() for attempt in self.attempts],
+            backend=self.errors[-1][0] if self.errors else None,
+            retry_after=getattr(last, "retry_after", None),
+        )
+        error.__cause__ = last
+        return error
+
+    # -- streams ----------------------------------------------------------------------------------------------------
+
+    async def stream(self, first_chunk: Callable[[BackendSlot], float]) -> AsyncGenerator[StreamEvent, None]:
+        """Open a stream with retry and failover, then relay it; after the first event, failures are final.
+
+        The relay is the hot loop of a stream: one idle timer for the whole stream (not one per event), and the wait
+        for the next event inlined here rather than in a coroutine of its own.
+        """
+        self.timed = False
+        opened, slot = await self.run(open_stream_op, first_chunk)
+        model = model_of(slot.backend, self.request)
+        idle, idle_timeout = IdleTimeout(), self.policy.idle_timeout
+        expires, clock = self.deadline.expires, time.monotonic
+        next_event = opened.events.__anext__
+        parts: list[str] = []
+        event = opened.first
+        self.span.first_chunk()
+        try:
+            while not isinstance(event, ResponseDone):
+                if isinstance(event, TextDelta) and type(event.text) is str:
+                    parts.append(event.text)
+                elif not isinstance(event, ToolCallDelta):  # a custom backend's malformed event
+                    raise self._malformed(event, slot, model, opened, parts)
+                yield event
+                left = expires - clock()  # `Deadline.remaining()`, inlined: this runs once per event
+                bound = idle_timeout if idle_timeout < left else max(0.0, left)
+                try:
+                    with idle.arm(bound):
+                        event = await next_event()
+                except LLMStructuredOutputError:  # the answer failed its schema after the repair: not a broken stream
+                    raise
+                except Exception as exc:  # CancelledError and GeneratorExit pass through untouched
+                    error = self._relay_error(exc, slot, model, "".join(parts), bound)
+                    scrub_exception(exc, slot.backend.config.secret())  # a custom backend's error may quote its key
+                    self._stream_failed(slot, model, opened, error)
+                    if error is exc:
+                        raise
+                    raise error from (None if isinstance(exc, StopAsyncIteration) else exc)
+            if not isinstance(event.response, LLMResponse):
+                raise self._malformed(event, slot, model, opened, parts)
+            slot.sample_latency(time.monotonic() - opened.started)
+            if opened.permit is not None:
+                await opened.permit.settle(_total_tokens(event.response))
+            yield ResponseDone(self.finish(event.response, slot))
+        finally:
+            idle.close()
+            await opened.close()
+
+    def _malformed(self, event: object, slot: BackendSlot, model: str, opened: OpenedStream,
+                   parts: list[str]) -> LLMStreamError:
+        """The (recorded) error for a custom backend's event that is not a stream event."""
+        error = LLMStreamError(f"malformed stream: {bad_event(event)}", partial_content="".join(parts),
+                               backend=slot.name, model=model)
+        self._stream_failed(slot, model, opened, error)
+        return error
+
+    def _relay_error(self, exc: Exception, slot: BackendSlot, model: str, partial: str,
+                     bound: float) -> LLMStreamError:
+        """The `LLMStreamError` a failure after the first event becomes (a backend's own one stays as it is)."""
+        if isinstance(exc, LLMStreamError):
+            exc.backend = exc.backend or slot.name
+            return exc
+        if isinstance(exc, StopAsyncIteration):
+            message = "stream ended without its final event"
+        elif isinstance(exc, TimeoutError):
+            deadline = bound < self.policy.idle_timeout
+            message = "stream stalled: " + ("the call's deadline passed" if deadline else f"no event for {bound:g}s")
+        else:  # a custom backend's own failure
+            message = f"stream failed after it began: {type(exc).__name__}: {exc}"
+        return LLMStreamError(message, partial_content=partial, backend=slot.name, model=model)
+
+    def _stream_failed(self, slot: BackendSlot, model: str, opened: OpenedStream, error: LLMStreamError) -> None:
+        scrub_exception(error, slot.backend.config.secret())
+        slot.failed(None, error)
+        self._trail(slot, model, f"{type(error).__name__} after the first event", opened.started,
+                    error.status_code)
+
+
+def _total_tokens(response: Any) -> int | None:
+    usage = getattr(response, "usage", None)
+    total = usage.get("total_tokens") if isinstance(usage, dict) else None
+    return total if isinstance(total, int) else None
+
+
+def _as_llm_error(name: str, exc: BaseException) -> LLMError:
+    if isinstance(exc, LLMError):
+        return exc
+    wrapped = LLMBackendError(f"{type(exc).__name__}: {exc}", backend=name)
+    wrapped.__cause__ = exc
+    return wrapped
+
+
+def _all_open_error(skipped: Sequence[LLMCircuitOpenError]) -> LLMCircuitOpenError:
+    wait = min(exc.retry_after or 0.0 for exc in skipped)
+    names = ", ".join(str(exc.backend) for exc in skipped)
+    return LLMCircuitOpenError(f"every backend's circuit is open ({names}); retry in {wait:.1f}s", retry_after=wait)

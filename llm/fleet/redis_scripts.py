@@ -1,0 +1,214 @@
+"""The Lua scripts of `RedisStore` (`llm.fleet.store`): each store operation is one script, run atomically by the
+server. Times are the server's (`TIME`, integer milliseconds), so the processes of a fleet need no synchronised clocks.
+
+Keys (`KEYS[n]`) are named by the caller, `{prefix}:{<backend>}:<what>`:
+
+    rl:log         sorted set of admissions in the window, member "<id>:<tokens>", score = admission time (ms)
+    rl:tokens      the tokens the log holds (kept with it, so an admission costs O(log n), not a sum over the log)
+    rl:seq         the id counter
+    members        sorted set of the stores (one per process and manager) that asked in the last window: the fleet
+                   size, by which each process divides the limits while Redis is down
+    pause          time (ms) a Retry-After pause lasts until
+    breaker        hash: until (ms; 0 = closed), probe (lease end, ms), opened (times), consec (failures in a row)
+    breaker:window hash: "s:<bucket>" / "f:<bucket>" -> successes / failures counted in that bucket
+
+Every key expires: the window keys one window (plus 1 s) after their last write, the breaker record an hour after its
+open period ends.
+"""
+
+from __future__ import annotations
+
+__all__ = ["BUCKETS", "RECORD_TTL_MS", "SCRIPTS"]
+
+#: Buckets a breaker's failure window is counted in (its granularity is window / BUCKETS).
+BUCKETS = 10
+#: A breaker record outlives its open period by this long, then expires (an absent record means closed).
+RECORD_TTL_MS = 3_600_000
+
+# Server time in integer milliseconds, and the token count a window member ("<id>:<tokens>") carries.
+_PRELUDE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function tokens_of(member) return tonumber(string.match(member, ':(%d+)$')) end
+"""
+
+# Admissions, batched: the calls that queue up while one batch is in flight go to the server together (one command,
+# one reply). KEYS: window log (zset), token total, pause, id sequence, members. ARGV: this store's member id, then per
+# admission: rpm, tpm, tokens, window ms (rpm/tpm 0: no such limit). Returns one answer per admission, in order:
+# {granted, wait ms, reason or entry id, requests left, tokens left (-1: not limited), stores that asked through this
+# backend's window in the last window}.
+_ADMIT = _PRELUDE + """
+local members
+local function admit(rpm, tpm, tokens, window)
+  local paused = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if paused > now then return {0, paused - now, 'paused', -1, -1, members} end
+  if rpm == 0 and tpm == 0 then return {1, 0, '', -1, -1, members} end
+  local cutoff = now - window
+  local total = tonumber(redis.call('GET', KEYS[2]) or '0')
+  local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff)
+  for _, member in ipairs(old) do total = total - tokens_of(member) end
+  if #old > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cutoff) end
+  local count = redis.call('ZCARD', KEYS[1])
+  if count == 0 or total < 0 then total = 0 end
+  if tpm > 0 and tokens > tpm then tokens = tpm end
+  local wait, reason = 0, ''
+  if rpm > 0 and count >= rpm then
+    local oldest = redis.call('ZRANGE', KEYS[1], count - rpm, count - rpm, 'WITHSCORES')
+    wait, reason = tonumber(oldest[2]) + window - now, 'rpm'
+  end
+  if tpm > 0 and total + tokens > tpm then
+    local need, freed = total + tokens - tpm, 0
+    local entries = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+    for i = 1, #entries, 2 do
+      freed = freed + tokens_of(entries[i])
+      if freed >= need then
+        local w = tonumber(entries[i + 1]) + window - now
+        if w > wait then wait, reason = w, 'tpm' end
+        break
+      end
+    end
+  end
+  local ttl = window + 1000
+  local function left(limit, used) if limit > 0 then return math.max(0, limit - used) end return -1 end
+  if wait > 0 then
+    redis.call('SET', KEYS[2], total, 'PX', ttl)
+    redis.call('PEXPIRE', KEYS[1], ttl)
+    return {0, wait, reason, left(rpm, count), left(tpm, total), members}
+  end
+  local id = redis.call('INCR', KEYS[4])
+  redis.call('ZADD', KEYS[1], now, id .. ':' .. tokens)
+  total = total + tokens
+  redis.call('SET', KEYS[2], total, 'PX', ttl)
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('PEXPIRE', KEYS[4], ttl)
+  return {1, 0, tostring(id), left(rpm, count + 1), left(tpm, total), members}
+end
+local horizon = tonumber(ARGV[5])  -- the first admission's window
+redis.call('ZADD', KEYS[5], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - horizon)
+redis.call('PEXPIRE', KEYS[5], horizon + 1000)
+members = redis.call('ZCARD', KEYS[5])
+local answers = {}
+for i = 2, #ARGV, 4 do
+  answers[#answers + 1] = admit(tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]),
+                                tonumber(ARGV[i + 3]))
+end
+return answers
+"""
+
+# Corrections, batched. KEYS: window log, token total. ARGV per correction: member "<id>:<tokens>", id, new tokens,
+# drop (1: remove the admission). An admission already out of the window is left alone.
+_ADJUST = """
+local total = tonumber(redis.call('GET', KEYS[2]) or '0')
+local ttl = redis.call('PTTL', KEYS[1])  -- read first: removing the last member deletes the key
+if ttl <= 0 then ttl = 1000 end
+for i = 1, #ARGV, 4 do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    total = total - tonumber(string.match(ARGV[i], ':(%d+)$'))
+    if ARGV[i + 3] == '0' then
+      total = total + tonumber(ARGV[i + 2])
+      redis.call('ZADD', KEYS[1], score, ARGV[i + 1] .. ':' .. ARGV[i + 2])
+    end
+  end
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ttl) end
+redis.call('SET', KEYS[2], math.max(0, total), 'PX', ttl)
+return 1
+"""
+
+# KEYS: pause. ARGV: pause ms. Returns the pause in force, ms.
+_PAUSE = _PRELUDE + """
+local ms = tonumber(ARGV[1])
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if now + ms > current then
+  redis.call('SET', KEYS[1], now + ms, 'PX', ms)
+  return ms
+end
+return current - now
+"""
+
+# KEYS: window log, token total, pause. ARGV: window ms. Returns {requests, tokens, pause ms}; read-only.
+_USAGE = _PRELUDE + """
+local cutoff = now - tonumber(ARGV[1])
+local total = tonumber(redis.call('GET', KEYS[2]) or '0')
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff)) do total = total - tokens_of(member) end
+local count = redis.call('ZCOUNT', KEYS[1], '(' .. cutoff, '+inf')
+if count == 0 then total = 0 end
+local paused = tonumber(redis.call('GET', KEYS[3]) or '0') - now
+return {count, math.max(0, total), math.max(0, paused)}
+"""
+
+# Breaker scripts. KEYS: record hash (until, probe, opened, consec), window hash ("s:<bucket>"/"f:<bucket>" -> n).
+# ARGV[1]: bucket width ms; ARGV[2..]: per script. All but claim_probe return `record()`.
+_BREAKER_PRELUDE = _PRELUDE + """
+local width = tonumber(ARGV[1])
+local bucket = math.floor(now / width)
+local function refresh_ttl(until_)
+  local ttl = math.max(0, until_ - now) + @RECORD_TTL
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('PEXPIRE', KEYS[2], width * @BUCKETS + 1000)
+end
+local function record()
+  local ok, failed = 0, 0
+  local fields = redis.call('HGETALL', KEYS[2])
+  for i = 1, #fields, 2 do
+    local kind, b = string.match(fields[i], '^(%a):(%d+)$')
+    if tonumber(b) <= bucket - @BUCKETS then redis.call('HDEL', KEYS[2], fields[i])
+    elseif kind == 's' then ok = ok + tonumber(fields[i + 1])
+    else failed = failed + tonumber(fields[i + 1]) end
+  end
+  local h = redis.call('HMGET', KEYS[1], 'until', 'probe', 'opened', 'consec')
+  local until_, probe = tonumber(h[1] or '0'), tonumber(h[2] or '0')
+  local closed = 0
+  if until_ == 0 then closed = 1 end
+  local probe_taken = 0
+  if probe > now then probe_taken = 1 end
+  return {closed, until_ - now, probe_taken, ok, failed, tonumber(h[4] or '0'), tonumber(h[3] or '0')}
+end
+""".replace("@RECORD_TTL", str(RECORD_TTL_MS)).replace("@BUCKETS", str(BUCKETS))
+
+_BREAKER_STATE = _BREAKER_PRELUDE + "return record()"
+
+# ARGV[2]: 1 success, 0 failure.
+_RECORD_OUTCOME = _BREAKER_PRELUDE + """
+local kind = 'f:'
+if ARGV[2] == '1' then kind = 's:' end
+redis.call('HINCRBY', KEYS[2], kind .. string.format('%d', bucket), 1)
+if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'consec', 0) else redis.call('HINCRBY', KEYS[1], 'consec', 1) end
+refresh_ttl(tonumber(redis.call('HGET', KEYS[1], 'until') or '0'))
+return record()
+"""
+
+# ARGV[2]: open period ms.
+_OPEN_BREAKER = _BREAKER_PRELUDE + """
+local current = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
+if current <= now then redis.call('HINCRBY', KEYS[1], 'opened', 1) end
+local until_ = math.max(current, now + tonumber(ARGV[2]))
+redis.call('HSET', KEYS[1], 'until', until_, 'probe', 0)
+refresh_ttl(until_)
+return record()
+"""
+
+# ARGV[2]: probe lease ms. Returns 1 when this caller got the probe.
+_CLAIM_PROBE = _BREAKER_PRELUDE + """
+local h = redis.call('HMGET', KEYS[1], 'until', 'probe')
+local until_, probe = tonumber(h[1] or '0'), tonumber(h[2] or '0')
+if until_ == 0 or until_ > now or probe > now then return 0 end
+redis.call('HSET', KEYS[1], 'probe', now + tonumber(ARGV[2]))
+return 1
+"""
+
+_CLOSE_BREAKER = _BREAKER_PRELUDE + """
+redis.call('HSET', KEYS[1], 'until', 0, 'probe', 0, 'consec', 0)
+redis.call('DEL', KEYS[2])
+refresh_ttl(0)
+return record()
+"""
+
+SCRIPTS = {
+    "admit": _ADMIT, "adjust": _ADJUST, "pause": _PAUSE, "usage": _USAGE, "breaker_state": _BREAKER_STATE,
+    "record_outcome": _RECORD_OUTCOME, "open_breaker": _OPEN_BREAKER, "claim_probe": _CLAIM_PROBE,
+    "close_breaker": _CLOSE_BREAKER,
+}
