@@ -45,6 +45,7 @@ from llm.base import (
     TextDelta,
     ToolCallDelta,
 )
+from llm.core.chains import exception_chain
 from llm.errors import (
     LLMBackendError,
     LLMConnectionError,
@@ -359,7 +360,7 @@ def _response_error(exc: Any, *, backend: str, model: str) -> LLMBackendError:
 
     status = exc.status_code if exc.status_code > 0 else None
     # The client re-raises HTTPStatusError as ResponseError `from None`: the response (and its Retry-After header)
-    # is still reachable as the implicit context.
-    context = exc.__context__
-    headers = context.response.headers if isinstance(context, httpx.HTTPStatusError) else None
+    # stays reachable in the chain, as the suppressed context.
+    http_error = next((e for e in exception_chain(exc) if isinstance(e, httpx.HTTPStatusError)), None)
+    headers = http_error.response.headers if http_error is not None else None
     return error_for_status(status, str(exc.error), headers=headers, backend=backend, model=model)

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal, TypeAlias
 
+from llm.core.chains import exception_chain
 from llm.errors import LLMConfigError
 
 __all__ = [
@@ -304,7 +305,7 @@ class EventBounds:
 
 def response_too_large(exc: BaseException) -> ResponseTooLarge | None:
     """The `ResponseTooLarge` in `exc`'s chain (the SDKs may wrap it), or None."""
-    for current in _chain(exc):
+    for current in exception_chain(exc, as_printed=True):
         if isinstance(current, ResponseTooLarge):
             return current
     return None
@@ -316,20 +317,11 @@ def response_too_large(exc: BaseException) -> ResponseTooLarge | None:
 def transport_failure(exc: BaseException) -> Literal["timeout", "connection"] | None:
     """What an SDK exception really was when an aiohttp or OS-level error lies underneath it: "timeout",
     "connection", or None when none does (the SDK's own classification then stands)."""
-    for current in _chain(exc):
+    for current in exception_chain(exc, as_printed=True):
         kind = _classify(current)
         if kind is not None:
             return kind
     return None
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
 
 
 def _classify(exc: BaseException) -> Literal["timeout", "connection"] | None:
