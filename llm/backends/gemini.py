@@ -470,12 +470,15 @@ def _details(details: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 
 def _retry_delay(details: list[dict[str, Any]]) -> float | None:
-    """Seconds from a RetryInfo detail's `retryDelay` (a protobuf Duration in JSON: "30s", "1.5s")."""
+    """Seconds from a RetryInfo detail's `retryDelay` (a protobuf Duration in JSON: "30s", "1.5s"), checked by
+    `llm.errors.sane_retry_after`."""
     for detail in _details(details, "RetryInfo"):
         try:
-            return max(0.0, float(str(detail.get("retryDelay")).removesuffix("s")))
+            seconds = errors.sane_retry_after(float(str(detail.get("retryDelay")).removesuffix("s")))
         except ValueError:
             continue
+        if seconds is not None:
+            return seconds
     return None
 
 
