@@ -55,9 +55,7 @@ from llm.errors import (
     LLMValidationError,
 )
 
-__all__ = ["DEFAULT_OLLAMA_URL", "OllamaBackend"]
-
-DEFAULT_OLLAMA_URL = "http://localhost:11434"
+__all__ = ["OllamaBackend"]
 
 FINISH_REASONS: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
 
@@ -236,10 +234,12 @@ class OllamaBackend(SDKBackend):
     stream_end_marker: ClassVar[str] = 'final "done": true line'
 
     def __init__(self, config: LLMConfig) -> None:
+        from llm.config import OLLAMA_DEFAULT_URL  # here: the settings module is not needed to import an adapter
+
         require_sdk("ollama", "ollama", self.display_name)
         super().__init__(config)
         #: Where the Ollama server is (ScoutAgent contract: `config.base_url` or the local default).
-        self.base_url: str = config.base_url or DEFAULT_OLLAMA_URL
+        self.base_url: str = config.base_url or OLLAMA_DEFAULT_URL
 
     def _create_client(self) -> Any:
         import httpx  # the ollama client is built on httpx (not httpx2)
