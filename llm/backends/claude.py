@@ -19,7 +19,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 from llm.accounting.usage import anthropic_usage
-from llm.backends.sdk.adapter import StreamAccumulator, error_for_status, normalise_finish_reason
+from llm.backends.sdk.accumulator import StreamAccumulator
+from llm.backends.sdk.conventions import normalise_finish_reason, refuse_params
+from llm.backends.sdk.error_map import error_for_status
 from llm.backends.sdk.stainless import HEADERS_KEY, StainlessBackend, request_headers
 from llm.backends.sdk.transport import response_too_large, transport_failure
 from llm.base import (
@@ -60,8 +62,8 @@ FINISH_REASONS: dict[str, FinishReason] = {
 
 #: Sampling extras sent under the same name.
 SAMPLING_PARAMS = ("top_p", "top_k")
-#: Extras the Messages API has no equivalent for: rejected before the call instead of silently dropped.
-UNSUPPORTED_PARAMS = ("seed", "frequency_penalty", "presence_penalty")
+#: Extras request validation accepts that the Messages API has no equivalent for (`refuse_params`).
+NO_EQUIVALENT_PARAMS = ("seed", "frequency_penalty", "presence_penalty")
 
 #: Our tool_choice strings -> Anthropic's (`{"type": "tool", "name": ...}` is built for a function choice).
 TOOL_CHOICES: dict[str, dict[str, str]] = {
@@ -217,9 +219,7 @@ def _stop_sequences(stop: Any) -> list[str]:
 
 def _sampling_params(effective: Mapping[str, Any]) -> dict[str, Any]:
     """The request's extras as Messages API parameters; extras the API lacks raise instead of vanishing."""
-    for key in UNSUPPORTED_PARAMS:
-        if key in effective:
-            raise _invalid("not supported by the Anthropic Messages API", f"extra_params.{key}")
+    refuse_params(effective, NO_EQUIVALENT_PARAMS, "the Anthropic Messages API")
     top_k = effective.get("top_k")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise _invalid(f"must be a positive integer, got {top_k!r}", "extra_params.top_k")

@@ -21,15 +21,16 @@ from urllib.parse import urlparse
 
 from llm import errors
 from llm.accounting.usage import gemini_usage
-from llm.backends.sdk.adapter import (
+from llm.backends.sdk.accumulator import StreamAccumulator
+from llm.backends.sdk.adapter import SDKBackend
+from llm.backends.sdk.conventions import (
     CONNECT_TIMEOUT,
-    SDKBackend,
-    StreamAccumulator,
     aclose_quietly,
-    error_for_status,
     normalise_finish_reason,
+    refuse_params,
     require_sdk,
 )
+from llm.backends.sdk.error_map import error_for_status
 from llm.backends.sdk.transport import pool_limits
 from llm.base import (
     FinishReason,
@@ -59,8 +60,8 @@ FINISH_REASONS: dict[str, FinishReason] = {
 TOOL_CHOICE_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY", "any": "ANY"}
 #: `extra_params` keys passed to `GenerateContentConfig` under the same name.
 PASSTHROUGH_PARAMS = ("top_p", "top_k", "seed", "frequency_penalty", "presence_penalty")
-#: `extra_params` keys Gemini has no equivalent for: rejected instead of silently dropped.
-UNSUPPORTED_PARAMS = ("user",)
+#: Extras request validation accepts that Gemini has no equivalent for (`refuse_params`).
+NO_EQUIVALENT_PARAMS = ("user",)
 
 #: ErrorInfo reasons of a 400 INVALID_ARGUMENT that really mean "bad credentials".
 AUTH_REASONS = frozenset({"API_KEY_INVALID", "API_KEY_EXPIRED"})
@@ -294,8 +295,7 @@ def _invalid(where: str, message: str) -> errors.LLMValidationError:
 
 
 def _sampling_config(effective: Mapping[str, Any]) -> dict[str, Any]:
-    if unsupported := [key for key in UNSUPPORTED_PARAMS if key in effective]:
-        raise _invalid(f"extra_params.{unsupported[0]}", "not supported by Gemini")
+    refuse_params(effective, NO_EQUIVALENT_PARAMS, "Gemini")
     config = {key: effective[key] for key in PASSTHROUGH_PARAMS if key in effective}
     stop = effective.get("stop")
     if stop is not None:

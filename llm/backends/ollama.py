@@ -28,14 +28,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from llm.accounting.usage import ollama_usage
-from llm.backends.sdk.adapter import (
-    CONNECT_TIMEOUT,
-    SDKBackend,
-    StreamAccumulator,
-    error_for_status,
-    normalise_finish_reason,
-    require_sdk,
-)
+from llm.backends.sdk.accumulator import StreamAccumulator
+from llm.backends.sdk.adapter import SDKBackend
+from llm.backends.sdk.conventions import CONNECT_TIMEOUT, normalise_finish_reason, refuse_params, require_sdk
+from llm.backends.sdk.error_map import error_for_status
 from llm.base import (
     FinishReason,
     LLMConfig,
@@ -71,8 +67,8 @@ OPTION_NAMES = {
     "presence_penalty": "presence_penalty",
 }
 
-#: Settings Ollama has no equivalent for: rejected, so that they are not silently ignored.
-UNSUPPORTED_PARAMS = ("user",)
+#: Extras request validation accepts that Ollama has no equivalent for (`refuse_params`).
+NO_EQUIVALENT_PARAMS = ("user",)
 
 #: The timing counters of the final chunk kept in `LLMResponse.metadata` (nanoseconds).
 METADATA_FIELDS = ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration")
@@ -197,10 +193,7 @@ def schema_keys_dropped_by_sdk(tool: Mapping[str, Any]) -> list[str]:
 
 def to_ollama_options(effective: Mapping[str, Any]) -> dict[str, Any]:
     """Sampling settings -> Ollama `options` (`max_tokens` is `num_predict`; `stop` is always a list)."""
-    for name in UNSUPPORTED_PARAMS:
-        if name in effective:
-            field = f"extra_params.{name}"
-            raise LLMValidationError(f"{field}: Ollama has no equivalent; remove it", field=field)
+    refuse_params(effective, NO_EQUIVALENT_PARAMS, "Ollama")
     options = {ollama_name: effective[ours] for ours, ollama_name in OPTION_NAMES.items() if ours in effective}
     if isinstance(options.get("stop"), str):
         options["stop"] = [options["stop"]]

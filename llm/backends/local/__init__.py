@@ -34,7 +34,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from llm.accounting.usage import openai_usage
 from llm.backends.local.bridge import TokenBridge
 from llm.backends.local.worker import Chunks, ModelRunner
-from llm.backends.sdk.adapter import CONTEXT_LENGTH_PHRASES, SDKBackend, StreamAccumulator
+from llm.backends.sdk.accumulator import StreamAccumulator
+from llm.backends.sdk.adapter import SDKBackend
+from llm.backends.sdk.conventions import refuse_params
+from llm.backends.sdk.error_map import CONTEXT_LENGTH_PHRASES
 from llm.base import (
     FinishReason,
     LLMBackendType,
@@ -100,8 +103,8 @@ FINISH_REASONS: dict[str, FinishReason] = {
 }
 #: `extra_params` keys `create_chat_completion` takes under the same name.
 PASSTHROUGH_PARAMS = ("top_p", "top_k", "stop", "seed", "frequency_penalty", "presence_penalty")
-#: Settings with no llama.cpp equivalent: rejected, so that they are not silently ignored.
-UNSUPPORTED_PARAMS = ("user",)
+#: Extras request validation accepts that llama.cpp has no equivalent for (`refuse_params`).
+NO_EQUIVALENT_PARAMS = ("user",)
 #: Exceptions llama-cpp-python raises during a call -> our class (after the context-length check).
 ERROR_CLASSES: tuple[tuple[type[BaseException], type[LLMBackendError]], ...] = (
     (TimeoutError, LLMTimeoutError),
@@ -198,10 +201,7 @@ def to_llama_params(effective: Mapping[str, Any]) -> dict[str, Any]:
     Raises:
         LLMValidationError: for a setting llama.cpp has no equivalent for, or an unknown `response_format`.
     """
-    for name in UNSUPPORTED_PARAMS:
-        if name in effective:
-            field = f"extra_params.{name}"
-            raise LLMValidationError(f"{field}: the local backend has no equivalent; remove it", field=field)
+    refuse_params(effective, NO_EQUIVALENT_PARAMS, "the local backend")
     params = {name: effective[name] for name in PASSTHROUGH_PARAMS if name in effective}
     params["temperature"] = effective["temperature"]
     params["max_tokens"] = effective["max_tokens"]

@@ -1,7 +1,7 @@
 """HTTP status plus vendor error code -> the most specific `LLMBackendError`: the one table every adapter shares.
 
 Also `retry_after_seconds` (the wait a response asks for) and `malformed` (an answer that is not the shape its API
-documents). Re-exported by `llm.backends.sdk.adapter`, where adapters import them from.
+documents).
 """
 
 from __future__ import annotations

@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from importlib import import_module
 from typing import Any, ClassVar
 
-from llm.backends.sdk.adapter import CONNECT_TIMEOUT, SDKBackend, require_sdk
+from llm.backends.sdk.adapter import SDKBackend
+from llm.backends.sdk.conventions import CONNECT_TIMEOUT, require_sdk
 from llm.backends.sdk.transport import HttpTransport, ResponseLimits, resolve_transport, sdk_http_client
 from llm.base import LLMConfig
 from llm.errors import LLMServerError, LLMValidationError
