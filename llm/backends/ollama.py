@@ -3,20 +3,7 @@
 API reference: https://github.com/ollama/ollama/blob/main/docs/api.md#generate-a-chat-completion
 Errors (the `{"error": "..."}` envelope, and errors as an NDJSON line once a stream began):
 https://docs.ollama.com/api/errors
-
-What Ollama cannot do, and what this adapter does about it:
-
-* No `tool_choice`. `"none"` sends no tools; a specific function sends only that tool; `"required"`/`"any"` send the
-  tools, but Ollama cannot force a call: the model may still answer in text.
-* No tool-call ids. Calls in answers get `call_<index>` ids; a `role: "tool"` result goes back with the `tool_name` of
-  the call it answers, looked up by its `tool_call_id`.
-* Images only inline: `data:` URLs become base64 `images`; http(s) image URLs are rejected (`LLMValidationError`).
-* No `user` parameter (rejected rather than dropped).
-* The `ollama` client's `Tool` model keeps only `type`, `items`, `description` and `enum` of each parameter property and
-  drops the rest (nested `properties`, `anyOf`, ...; ollama/ollama-python#429, #724). A warning names what is dropped.
-* No retries in the client; timeouts are explicit (the client's default is to wait forever). Redirects are not
-  followed, so traffic stays on the configured `base_url`. Without a configured key the client sends
-  `OLLAMA_API_KEY` from the environment, if set.
+What Ollama lacks (`tool_choice`, tool-call ids, image URLs, `user`) is handled where it is translated, below.
 """
 
 from __future__ import annotations
@@ -73,7 +60,8 @@ NO_EQUIVALENT_PARAMS = ("user",)
 #: The timing counters of the final chunk kept in `LLMResponse.metadata` (nanoseconds).
 METADATA_FIELDS = ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration")
 
-#: What the client's `Tool` model keeps of a tool's JSON schema; anything else is dropped before it is sent.
+#: What the client's `Tool` model keeps of a tool's JSON schema; anything else is dropped before it is sent, and a
+#: warning names it (https://github.com/ollama/ollama-python/issues/429, /issues/724).
 SDK_PARAMETER_KEYS = frozenset({"type", "$defs", "items", "required", "properties"})
 SDK_PROPERTY_KEYS = frozenset({"type", "items", "description", "enum"})
 HARMLESS_SCHEMA_KEYS = frozenset({"title", "$schema"})
@@ -85,7 +73,8 @@ def map_finish_reason(done_reason: str | None) -> FinishReason:
 
 
 def to_ollama_messages(messages: list[dict[str, Any]], system_prompt: str | None = None) -> list[dict[str, Any]]:
-    """OpenAI-format messages -> Ollama's; `system_prompt` first. System messages stay where they are.
+    """OpenAI-format messages -> Ollama's; `system_prompt` first. System messages stay where they are. Ollama has no
+    tool-call ids: a `role: "tool"` result goes back with the `tool_name` of the call its `tool_call_id` names.
 
     Raises:
         LLMValidationError: for what Ollama cannot take (http image URLs, tool arguments that are not a JSON object).
@@ -136,6 +125,7 @@ def _split_content(content: Any, where: str) -> tuple[str, list[str]]:
 
 
 def _image_payload(url: str, where: str) -> str:
+    """A `data:` URL -> its base64 payload (Ollama's `images`); Ollama takes no image URLs."""
     header, comma, payload = url.partition(",")
     if not url.startswith("data:") or not comma or not header.endswith(";base64"):
         raise LLMValidationError(
@@ -170,7 +160,8 @@ def _to_ollama_tool_call(call: Mapping[str, Any], where: str) -> dict[str, Any]:
 def to_ollama_tools(
     tools: list[dict[str, Any]] | None, tool_choice: str | dict[str, Any] | None
 ) -> list[dict[str, Any]] | None:
-    """The tools to send for a `tool_choice` (Ollama has no such parameter; see the module docstring)."""
+    """The tools to send for a `tool_choice`, which Ollama lacks: "none" sends no tools, a named function only that
+    tool; "required"/"any" send them all, though the model may still answer in text."""
     if not tools or tool_choice == "none":
         return None
     if isinstance(tool_choice, Mapping):
@@ -240,6 +231,8 @@ class OllamaBackend(SDKBackend):
 
         timeout = float(self.config.timeout)
         key = self.config.secret()
+        # Explicit timeouts (the client's default waits forever); redirects not followed, so traffic stays on
+        # `base_url`. Without a configured key the client sends `OLLAMA_API_KEY` from the environment, if set.
         return ollama.AsyncClient(
             host=self.base_url,
             timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
