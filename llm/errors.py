@@ -69,10 +69,11 @@ def sane_retry_after(value: Any) -> float | None:
     """A vendor's wait in seconds, checked: None unless a finite number >= 0; capped at `RETRY_AFTER_CEILING`."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    seconds = float(value) if not isinstance(value, int) or value.bit_length() < 64 else math.inf
-    if math.isnan(seconds) or seconds < 0:
+    if isinstance(value, int):  # compared as an int: a 400-digit integer is finite, and absurd
+        return float(min(value, RETRY_AFTER_CEILING)) if value >= 0 else None
+    if not math.isfinite(value) or value < 0:
         return None
-    return min(seconds, RETRY_AFTER_CEILING)
+    return min(value, RETRY_AFTER_CEILING)
 
 
 class LLMError(Exception):

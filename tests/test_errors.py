@@ -11,7 +11,7 @@ import llm
 import llm.base
 import llm.errors
 import llm.manager
-from llm.backends.sdk.adapter import error_for_status, retry_after_seconds
+from llm.backends.sdk.error_map import error_for_status, retry_after_seconds
 from llm.errors import (
     LLMAllBackendsFailedError,
     LLMAuthenticationError,

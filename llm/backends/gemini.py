@@ -11,25 +11,24 @@ and continuation off), connect capped at `CONNECT_TIMEOUT`, read timeout `config
 from __future__ import annotations
 
 import base64
-import binascii
 import json
-import mimetypes
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable
 from contextvars import ContextVar
 from typing import Any, ClassVar
-from urllib.parse import urlparse
 
 from llm import errors
 from llm.accounting.usage import gemini_usage
-from llm.backends.sdk.adapter import (
-    CONNECT_TIMEOUT,
-    SDKBackend,
-    StreamAccumulator,
-    aclose_quietly,
-    error_for_status,
-    normalise_finish_reason,
-    require_sdk,
+from llm.backends.gemini_request import (
+    invalid_field,
+    to_gemini_contents,
+    to_gemini_sampling,
+    to_gemini_tool_config,
+    to_gemini_tools,
 )
+from llm.backends.sdk.accumulator import StreamAccumulator
+from llm.backends.sdk.adapter import SDKBackend
+from llm.backends.sdk.conventions import CONNECT_TIMEOUT, aclose_quietly, normalise_finish_reason, require_sdk
+from llm.backends.sdk.error_map import error_for_status
 from llm.backends.sdk.transport import pool_limits
 from llm.base import (
     FinishReason,
@@ -39,11 +38,9 @@ from llm.base import (
     StreamEvent,
     TextDelta,
     ToolCallDelta,
-    parse_tool_arguments,
 )
 
-__all__ = ["GeminiBackend", "map_finish_reason", "to_gemini_contents", "to_gemini_tool_config", "to_gemini_tools",
-           "translate_gemini_error"]
+__all__ = ["GeminiBackend", "map_finish_reason", "translate_gemini_error"]
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/"
 #: The REST version the adapter speaks (the SDK's own default is "v1", which lags behind on tools and thinking).
@@ -55,12 +52,6 @@ FINISH_REASONS: dict[str, FinishReason] = {
                      "IMAGE_PROHIBITED_CONTENT", "MODEL_ARMOR"), "content_filter"),
     **dict.fromkeys(("MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS"), "error"),
 }
-#: Our tool_choice strings -> Gemini `functionCallingConfig.mode`.
-TOOL_CHOICE_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY", "any": "ANY"}
-#: `extra_params` keys passed to `GenerateContentConfig` under the same name.
-PASSTHROUGH_PARAMS = ("top_p", "top_k", "seed", "frequency_penalty", "presence_penalty")
-#: `extra_params` keys Gemini has no equivalent for: rejected instead of silently dropped.
-UNSUPPORTED_PARAMS = ("user",)
 
 #: ErrorInfo reasons of a 400 INVALID_ARGUMENT that really mean "bad credentials".
 AUTH_REASONS = frozenset({"API_KEY_INVALID", "API_KEY_EXPIRED"})
@@ -174,13 +165,13 @@ class GeminiBackend(SDKBackend):
         from google.genai import types
 
         if not model or any(bad in model for bad in ("..", "?", "&")):  # google-genai would raise a bare ValueError
-            raise _invalid("model", f"invalid Gemini model name {model!r}")
+            raise invalid_field("model", f"invalid Gemini model name {model!r}")
         effective = self._get_effective_config(request)
         system, contents = to_gemini_contents(request.messages, request.system_prompt)
         config: dict[str, Any] = {
             "temperature": effective["temperature"],
             "max_output_tokens": effective["max_tokens"],
-            **_sampling_config(effective),
+            **to_gemini_sampling(effective),
             # Both would make the SDK send more requests on its own; the manager is the one retry owner.
             "automatic_function_calling": {"disable": True},
             "automatic_continuation": False,
@@ -196,7 +187,7 @@ class GeminiBackend(SDKBackend):
         try:
             typed = types.GenerateContentConfig.model_validate(config)
         except ValueError as exc:  # pydantic: an extra_params value of the wrong type
-            raise _invalid("extra_params", f"rejected by google-genai: {exc}") from None
+            raise invalid_field("extra_params", f"rejected by google-genai: {exc}") from None
         return {"model": model, "contents": contents, "config": typed}
 
     async def _send(self, params: dict[str, Any]) -> Any:
@@ -286,145 +277,6 @@ def _tool_call_event(part: Any, index: int, acc: StreamAccumulator) -> ToolCallD
     return ToolCallDelta(index, call_id, call.name or "", json.dumps(call.args or {}, ensure_ascii=False))
 
 
-# -- requests -----------------------------------------------------------------------------------------------------
-
-
-def _invalid(where: str, message: str) -> errors.LLMValidationError:
-    return errors.LLMValidationError(f"{where}: {message}", field=where)
-
-
-def _sampling_config(effective: Mapping[str, Any]) -> dict[str, Any]:
-    if unsupported := [key for key in UNSUPPORTED_PARAMS if key in effective]:
-        raise _invalid(f"extra_params.{unsupported[0]}", "not supported by Gemini")
-    config = {key: effective[key] for key in PASSTHROUGH_PARAMS if key in effective}
-    stop = effective.get("stop")
-    if stop is not None:
-        config["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
-    if "response_format" in effective:
-        config.update(_response_format(effective["response_format"]))
-    return config
-
-
-def _response_format(value: Any) -> dict[str, Any]:
-    kind = value.get("type") if isinstance(value, Mapping) else None
-    schema = value.get("json_schema", {}).get("schema") if kind == "json_schema" else None
-    if kind == "text":
-        return {}
-    if kind == "json_object" or isinstance(schema, Mapping):
-        return {"response_mime_type": "application/json", **({"response_json_schema": schema} if schema else {})}
-    raise _invalid("extra_params.response_format", "expected type 'text', 'json_object' or 'json_schema' (+ schema)")
-
-
-def to_gemini_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """OpenAI function tools -> one Gemini Tool holding every function declaration (JSON schemas passed unchanged),
-    in the REST API's camelCase (`functionDeclarations`, `parametersJsonSchema`)."""
-    fields = {"name": "name", "description": "description", "parameters": "parametersJsonSchema"}
-    declarations = [{gemini: tool["function"][ours] for ours, gemini in fields.items() if tool["function"].get(ours)}
-                    for tool in tools]
-    return [{"functionDeclarations": declarations}]
-
-
-def to_gemini_tool_config(choice: str | Mapping[str, Any]) -> dict[str, Any]:
-    """Our tool_choice -> Gemini `toolConfig`: AUTO / ANY / NONE, or ANY restricted to one named function."""
-    if isinstance(choice, str):
-        return {"function_calling_config": {"mode": TOOL_CHOICE_MODES[choice]}}
-    return {"function_calling_config": {"mode": "ANY", "allowed_function_names": [choice["function"]["name"]]}}
-
-
-def to_gemini_contents(
-    messages: list[dict[str, Any]], system_prompt: str | None = None
-) -> tuple[str | None, list[dict[str, Any]]]:
-    """OpenAI-format messages -> (system instruction, Gemini contents).
-
-    System text is `system_prompt` then every system message, joined by blank lines. Assistant turns become "model"
-    contents (text and `function_call` parts); consecutive `role: "tool"` messages become one "user" content of
-    `function_response` parts, each named after the earlier call with the same id. Raises `LLMValidationError` for a
-    tool result without an earlier call, an image in a system message, a bad data URL.
-    """
-    system = [system_prompt] if system_prompt else []
-    contents: list[dict[str, Any]] = []
-    call_names: dict[str, str] = {}
-    results: list[dict[str, Any]] | None = None  # the parts of the tool-results content being built
-    for i, message in enumerate(messages):
-        role, where = message["role"], f"messages[{i}]"
-        if role == "tool":
-            if results is None:
-                results = []
-                contents.append({"role": "user", "parts": results})
-            results.append(_function_response_part(message, call_names, where))
-            continue
-        results = None
-        parts = _content_parts(message.get("content"), f"{where}.content")
-        if role == "system":
-            if any("text" not in part for part in parts):
-                raise _invalid(f"{where}.content", "system messages accept text parts only")
-            system += ["\n".join(part["text"] for part in parts)] if parts else []
-        elif role == "assistant":
-            parts += _function_call_parts(message.get("tool_calls") or [], call_names, where)
-            if parts:
-                contents.append({"role": "model", "parts": parts})
-        else:
-            contents.append({"role": "user", "parts": parts})
-    return ("\n\n".join(system) or None), contents
-
-
-def _content_parts(content: Any, where: str) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"text": content}] if content else []
-    return [{"text": part["text"]} if part["type"] == "text" else _image_part(part["image_url"]["url"], f"{where}[{j}]")
-            for j, part in enumerate(content or [])]
-
-
-def _image_part(url: str, where: str) -> dict[str, Any]:
-    """A data: URL -> `inline_data` (bytes); any other URL -> `file_data` with a MIME type guessed from its path."""
-    if not url.startswith("data:"):
-        mime = mimetypes.guess_type(urlparse(url).path)[0] or "image/jpeg"
-        return {"file_data": {"file_uri": url, "mime_type": mime}}
-    header, _, payload = url[len("data:"):].partition(",")
-    mime, _, encoding = header.partition(";")
-    if encoding != "base64" or not mime:
-        raise _invalid(where, "data URLs must be 'data:<mime>;base64,<data>'")
-    return {"inline_data": {"mime_type": mime, "data": _base64_bytes(payload, where)}}
-
-
-def _base64_bytes(text: Any, where: str) -> bytes:  # standard or URL-safe alphabet
-    try:
-        return base64.b64decode(str(text).replace("-", "+").replace("_", "/"), validate=True)
-    except (binascii.Error, ValueError):
-        raise _invalid(where, "not valid base64") from None
-
-
-def _function_call_parts(calls: list[Any], call_names: dict[str, str], where: str) -> list[dict[str, Any]]:
-    parts = []
-    for call in calls:
-        function = call["function"]
-        call_names[call["id"]] = function["name"]
-        args = parse_tool_arguments(function.get("arguments"))
-        part: dict[str, Any] = {"function_call": {"id": call["id"], "name": function["name"], "args": args}}
-        # Gemini 3 wants its thought signature back on the call: the caller copies it from
-        # `response.metadata["thought_signatures"][id]` into the tool call dict as "thought_signature".
-        if call.get("thought_signature"):
-            part["thought_signature"] = _base64_bytes(call["thought_signature"], f"{where}.tool_calls")
-        parts.append(part)
-    return parts
-
-
-def _function_response_part(message: Mapping[str, Any], call_names: dict[str, str], where: str) -> dict[str, Any]:
-    call_id = message["tool_call_id"]
-    name = call_names.get(call_id) or message.get("name")
-    if not name:
-        raise _invalid(f"{where}.tool_call_id", f"no earlier assistant tool call has id {call_id!r} (Gemini needs "
-                                                 "the function's name)")
-    content = message.get("content")
-    text = content if isinstance(content, str) else "".join(p.get("text", "") for p in content or [])
-    try:
-        value = json.loads(text)
-    except ValueError:
-        value = text
-    response = value if isinstance(value, dict) else {"result": text}  # Gemini wants an object
-    return {"function_response": {"id": call_id, "name": name, "response": response}}
-
-
 # -- errors -------------------------------------------------------------------------------------------------------
 
 
@@ -470,12 +322,15 @@ def _details(details: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 
 def _retry_delay(details: list[dict[str, Any]]) -> float | None:
-    """Seconds from a RetryInfo detail's `retryDelay` (a protobuf Duration in JSON: "30s", "1.5s")."""
+    """Seconds from a RetryInfo detail's `retryDelay` (a protobuf Duration in JSON: "30s", "1.5s"), checked by
+    `llm.errors.sane_retry_after`."""
     for detail in _details(details, "RetryInfo"):
         try:
-            return max(0.0, float(str(detail.get("retryDelay")).removesuffix("s")))
+            seconds = errors.sane_retry_after(float(str(detail.get("retryDelay")).removesuffix("s")))
         except ValueError:
             continue
+        if seconds is not None:
+            return seconds
     return None
 
 

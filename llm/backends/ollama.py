@@ -3,20 +3,7 @@
 API reference: https://github.com/ollama/ollama/blob/main/docs/api.md#generate-a-chat-completion
 Errors (the `{"error": "..."}` envelope, and errors as an NDJSON line once a stream began):
 https://docs.ollama.com/api/errors
-
-What Ollama cannot do, and what this adapter does about it:
-
-* No `tool_choice`. `"none"` sends no tools; a specific function sends only that tool; `"required"`/`"any"` send the
-  tools, but Ollama cannot force a call: the model may still answer in text.
-* No tool-call ids. Calls in answers get `call_<index>` ids; a `role: "tool"` result goes back with the `tool_name` of
-  the call it answers, looked up by its `tool_call_id`.
-* Images only inline: `data:` URLs become base64 `images`; http(s) image URLs are rejected (`LLMValidationError`).
-* No `user` parameter (rejected rather than dropped).
-* The `ollama` client's `Tool` model keeps only `type`, `items`, `description` and `enum` of each parameter property and
-  drops the rest (nested `properties`, `anyOf`, ...; ollama/ollama-python#429, #724). A warning names what is dropped.
-* No retries in the client; timeouts are explicit (the client's default is to wait forever). Redirects are not
-  followed, so traffic stays on the configured `base_url`. Without a configured key the client sends
-  `OLLAMA_API_KEY` from the environment, if set.
+What Ollama lacks (`tool_choice`, tool-call ids, image URLs, `user`) is handled where it is translated, below.
 """
 
 from __future__ import annotations
@@ -28,14 +15,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from llm.accounting.usage import ollama_usage
-from llm.backends.sdk.adapter import (
-    CONNECT_TIMEOUT,
-    SDKBackend,
-    StreamAccumulator,
-    error_for_status,
-    normalise_finish_reason,
-    require_sdk,
-)
+from llm.backends.sdk.accumulator import StreamAccumulator
+from llm.backends.sdk.adapter import SDKBackend
+from llm.backends.sdk.conventions import CONNECT_TIMEOUT, normalise_finish_reason, refuse_params, require_sdk
+from llm.backends.sdk.error_map import error_for_status
 from llm.base import (
     FinishReason,
     LLMConfig,
@@ -45,6 +28,7 @@ from llm.base import (
     TextDelta,
     ToolCallDelta,
 )
+from llm.core.chains import exception_chain
 from llm.errors import (
     LLMBackendError,
     LLMConnectionError,
@@ -54,9 +38,7 @@ from llm.errors import (
     LLMValidationError,
 )
 
-__all__ = ["DEFAULT_OLLAMA_URL", "OllamaBackend"]
-
-DEFAULT_OLLAMA_URL = "http://localhost:11434"
+__all__ = ["OllamaBackend"]
 
 FINISH_REASONS: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
 
@@ -72,13 +54,14 @@ OPTION_NAMES = {
     "presence_penalty": "presence_penalty",
 }
 
-#: Settings Ollama has no equivalent for: rejected, so that they are not silently ignored.
-UNSUPPORTED_PARAMS = ("user",)
+#: Extras request validation accepts that Ollama has no equivalent for (`refuse_params`).
+NO_EQUIVALENT_PARAMS = ("user",)
 
 #: The timing counters of the final chunk kept in `LLMResponse.metadata` (nanoseconds).
 METADATA_FIELDS = ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration")
 
-#: What the client's `Tool` model keeps of a tool's JSON schema; anything else is dropped before it is sent.
+#: What the client's `Tool` model keeps of a tool's JSON schema; anything else is dropped before it is sent, and a
+#: warning names it (https://github.com/ollama/ollama-python/issues/429, /issues/724).
 SDK_PARAMETER_KEYS = frozenset({"type", "$defs", "items", "required", "properties"})
 SDK_PROPERTY_KEYS = frozenset({"type", "items", "description", "enum"})
 HARMLESS_SCHEMA_KEYS = frozenset({"title", "$schema"})
@@ -90,7 +73,8 @@ def map_finish_reason(done_reason: str | None) -> FinishReason:
 
 
 def to_ollama_messages(messages: list[dict[str, Any]], system_prompt: str | None = None) -> list[dict[str, Any]]:
-    """OpenAI-format messages -> Ollama's; `system_prompt` first. System messages stay where they are.
+    """OpenAI-format messages -> Ollama's; `system_prompt` first. System messages stay where they are. Ollama has no
+    tool-call ids: a `role: "tool"` result goes back with the `tool_name` of the call its `tool_call_id` names.
 
     Raises:
         LLMValidationError: for what Ollama cannot take (http image URLs, tool arguments that are not a JSON object).
@@ -141,6 +125,7 @@ def _split_content(content: Any, where: str) -> tuple[str, list[str]]:
 
 
 def _image_payload(url: str, where: str) -> str:
+    """A `data:` URL -> its base64 payload (Ollama's `images`); Ollama takes no image URLs."""
     header, comma, payload = url.partition(",")
     if not url.startswith("data:") or not comma or not header.endswith(";base64"):
         raise LLMValidationError(
@@ -175,7 +160,8 @@ def _to_ollama_tool_call(call: Mapping[str, Any], where: str) -> dict[str, Any]:
 def to_ollama_tools(
     tools: list[dict[str, Any]] | None, tool_choice: str | dict[str, Any] | None
 ) -> list[dict[str, Any]] | None:
-    """The tools to send for a `tool_choice` (Ollama has no such parameter; see the module docstring)."""
+    """The tools to send for a `tool_choice`, which Ollama lacks: "none" sends no tools, a named function only that
+    tool; "required"/"any" send them all, though the model may still answer in text."""
     if not tools or tool_choice == "none":
         return None
     if isinstance(tool_choice, Mapping):
@@ -198,10 +184,7 @@ def schema_keys_dropped_by_sdk(tool: Mapping[str, Any]) -> list[str]:
 
 def to_ollama_options(effective: Mapping[str, Any]) -> dict[str, Any]:
     """Sampling settings -> Ollama `options` (`max_tokens` is `num_predict`; `stop` is always a list)."""
-    for name in UNSUPPORTED_PARAMS:
-        if name in effective:
-            field = f"extra_params.{name}"
-            raise LLMValidationError(f"{field}: Ollama has no equivalent; remove it", field=field)
+    refuse_params(effective, NO_EQUIVALENT_PARAMS, "Ollama")
     options = {ollama_name: effective[ours] for ours, ollama_name in OPTION_NAMES.items() if ours in effective}
     if isinstance(options.get("stop"), str):
         options["stop"] = [options["stop"]]
@@ -235,10 +218,12 @@ class OllamaBackend(SDKBackend):
     stream_end_marker: ClassVar[str] = 'final "done": true line'
 
     def __init__(self, config: LLMConfig) -> None:
+        from llm.config import OLLAMA_DEFAULT_URL  # here: the settings module is not needed to import an adapter
+
         require_sdk("ollama", "ollama", self.display_name)
         super().__init__(config)
         #: Where the Ollama server is (ScoutAgent contract: `config.base_url` or the local default).
-        self.base_url: str = config.base_url or DEFAULT_OLLAMA_URL
+        self.base_url: str = config.base_url or OLLAMA_DEFAULT_URL
 
     def _create_client(self) -> Any:
         import httpx  # the ollama client is built on httpx (not httpx2)
@@ -246,6 +231,8 @@ class OllamaBackend(SDKBackend):
 
         timeout = float(self.config.timeout)
         key = self.config.secret()
+        # Explicit timeouts (the client's default waits forever); redirects not followed, so traffic stays on
+        # `base_url`. Without a configured key the client sends `OLLAMA_API_KEY` from the environment, if set.
         return ollama.AsyncClient(
             host=self.base_url,
             timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
@@ -359,7 +346,7 @@ def _response_error(exc: Any, *, backend: str, model: str) -> LLMBackendError:
 
     status = exc.status_code if exc.status_code > 0 else None
     # The client re-raises HTTPStatusError as ResponseError `from None`: the response (and its Retry-After header)
-    # is still reachable as the implicit context.
-    context = exc.__context__
-    headers = context.response.headers if isinstance(context, httpx.HTTPStatusError) else None
+    # stays reachable in the chain, as the suppressed context.
+    http_error = next((e for e in exception_chain(exc) if isinstance(e, httpx.HTTPStatusError)), None)
+    headers = http_error.response.headers if http_error is not None else None
     return error_for_status(status, str(exc.error), headers=headers, backend=backend, model=model)

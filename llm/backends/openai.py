@@ -17,7 +17,9 @@ from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 from llm.accounting.usage import openai_usage
-from llm.backends.sdk.adapter import StreamAccumulator, error_for_status, normalise_finish_reason
+from llm.backends.sdk.accumulator import StreamAccumulator
+from llm.backends.sdk.conventions import normalise_finish_reason
+from llm.backends.sdk.error_map import error_for_status
 from llm.backends.sdk.stainless import HEADERS_KEY, StainlessBackend, request_headers
 from llm.backends.sdk.transport import HttpTransport, ResponseLimits, response_too_large, transport_failure
 from llm.base import (

@@ -19,6 +19,8 @@ import re
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
+from llm.core.chains import exception_chain
+
 __all__ = ["MASK", "redact", "scrub_exception"]
 
 MASK = "[REDACTED]"
@@ -118,24 +120,10 @@ def _scrub_one(exc: BaseException, secrets: tuple[str, ...]) -> None:
         notes[:] = [redact(note, secrets) if isinstance(note, str) else note for note in notes]
 
 
-def _chain(exc: BaseException) -> Iterable[BaseException]:
-    seen: set[int] = set()
-    stack = [exc]
-    while stack:
-        item = stack.pop()
-        if id(item) in seen:
-            continue
-        seen.add(id(item))
-        yield item
-        stack.extend(e for e in (item.__cause__, item.__context__) if e is not None)
-        if isinstance(item, BaseExceptionGroup):
-            stack.extend(item.exceptions)
-
-
 def scrub_exception(exc: BaseException, *secrets: str | None) -> BaseException:
     """Mask secrets in `exc` and every exception chained to it, in place; returns `exc`."""
     known = tuple(secret for secret in secrets if secret)
-    for item in _chain(exc):
+    for item in exception_chain(exc):
         with contextlib.suppress(Exception):  # scrubbing must never replace the error being reported
             _scrub_one(item, known)
     return exc

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm.base import LLMRequest
-from llm.errors import LLMLocalRateLimitError
+from llm.errors import LLMLocalRateLimitError, sane_retry_after
 from llm.fleet.store import Admission, Entry, LocalStore, StateStore
 
 __all__ = [
@@ -288,14 +288,15 @@ def _is_count(value: Any) -> bool:
 
 
 def sanitize_pause(seconds: Any, cap: float = DEFAULT_MAX_PAUSE) -> float | None:
-    """A Retry-After as a pause in seconds: None for anything but a positive finite number; capped at `cap`."""
-    try:
-        value = float(seconds)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    if not math.isfinite(value) or value <= 0:
-        return None
-    return min(value, cap)
+    """A Retry-After (a number, or a header's text) as a pause in seconds, checked by `llm.errors.sane_retry_after`:
+    None when it is refused or zero (no pause); capped at `cap`."""
+    if isinstance(seconds, str):
+        try:
+            seconds = float(seconds)
+        except ValueError:
+            return None
+    value = sane_retry_after(seconds)
+    return min(value, cap) if value else None
 
 
 def estimate_tokens(request: LLMRequest, default_max_tokens: int = 0) -> int:

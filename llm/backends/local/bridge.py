@@ -1,19 +1,7 @@
 """`TokenBridge`: hands items from a producer thread to an asyncio consumer, bounded and lossless.
 
 The local backend generates tokens in a worker thread; the event loop must neither block on it nor lose anything it
-produces. The bridge gives:
-
-* backpressure: `put()` blocks the producer while `maxsize` items wait unread (a slow reader slows generation down
-  instead of growing a buffer), and never drops an item;
-* an end marker that is never dropped either: `finish()` always enqueues it, even when the buffer is full, so the
-  consumer always learns how the production ended (normally, or with the producer's exception);
-* prompt cancellation: when the consumer closes the bridge (`aclose()`, `break`, task cancellation), the producer's
-  next `put()` returns False at once, and a producer blocked on a full buffer wakes up;
-* no wait forever: a producer blocked longer than `put_timeout` (a consumer that stopped reading without closing)
-  gives up, and `put()` returns False.
-
-The consumer wakes through `loop.call_soon_threadsafe`, so the loop never blocks on a lock held for long: the lock only
-guards a deque.
+produces.
 """
 
 from __future__ import annotations
@@ -33,6 +21,18 @@ _END = object()
 
 class TokenBridge(Generic[T]):
     """A bounded, lossless queue from one producer thread to one asyncio consumer. Create it in the consumer's loop.
+
+    * backpressure: `put()` blocks the producer while `maxsize` items wait unread (a slow reader slows generation down
+      instead of growing a buffer), and never drops an item;
+    * an end marker that is never dropped either: `finish()` always enqueues it, even when the buffer is full, so the
+      consumer always learns how the production ended (normally, or with the producer's exception);
+    * prompt cancellation: when the consumer closes the bridge (`aclose()`, `break`, task cancellation), the producer's
+      next `put()` returns False at once, and a producer blocked on a full buffer wakes up;
+    * no wait forever: a producer blocked longer than `put_timeout` (a consumer that stopped reading without closing)
+      gives up, and `put()` returns False.
+
+    The consumer wakes through `loop.call_soon_threadsafe`, so the loop never blocks on a lock held for long: the lock
+    only guards a deque.
 
     Args:
         maxsize: how many unread items the producer may get ahead before `put()` blocks.

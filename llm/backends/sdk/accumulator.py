@@ -1,7 +1,4 @@
-"""`StreamAccumulator`: builds one `LLMResponse` out of stream events, for streams and whole answers alike.
-
-Re-exported by `llm.backends.sdk.adapter`, where adapters import it from.
-"""
+"""`StreamAccumulator`: builds one `LLMResponse` out of stream events, for streams and whole answers alike."""
 
 from __future__ import annotations
 

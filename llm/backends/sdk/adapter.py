@@ -1,31 +1,13 @@
-"""The skeleton every vendor adapter shares.
+"""The skeleton every vendor adapter shares: `SDKBackend`, which an adapter subclasses to implement only translation
+and the SDK call (the abstract hooks at the end of the class).
 
-An adapter subclasses `SDKBackend` and implements only translation and the SDK call:
-
-* `_create_client()`: the vendor's async SDK client, SDK retries off, explicit timeouts;
-* `_request_params(request, model, stream)`: our request -> the SDK call's keyword arguments;
-* `_send(params)` / `_open_stream(params)`: the call (the SDK's typed call, or for OpenAI and Anthropic its
-  documented generic call, `llm.backends.sdk.stainless`);
-* `_convert_response(raw, model)`: a whole answer -> `LLMResponse` (via a `StreamAccumulator`, so streaming and
-  non-streaming build the response the same way);
-* `_convert_chunk(chunk, acc)`: one stream chunk -> events, updating the accumulator's usage and finish reason;
-* `_translate_error(exc, model)`: an SDK or transport exception -> the most specific `LLMError`;
-* `_list_models()`: the cheap models listing behind `health_check`.
-
-`SDKBackend` does the rest: validation, timing, usage normalisation, stream assembly, one error scope over request
-preparation, sending, stream iteration and assembly (a failure after the first chunk becomes `LLMStreamError` with the
-partial text; anything odd from preparation is the caller's `LLMValidationError`), an answer of the wrong shape as
-`LLMServerError`, keys scrubbed from every error chain, stream closing.
-
-Rules every adapter follows, so that vendors behave alike:
+`SDKBackend` does the rest: validation, timing, usage normalisation, stream assembly, structured output, the error
+scope (`llm.backends.sdk.error_scope`), stream closing. Rules every adapter follows, so that vendors behave alike:
 
 * Finish reason: every complete answer names one; an answer or stream without it is incomplete and raises
   (`_check_answer_end`, `_check_stream_end`), never passed off as "stop".
-* Content filtering: a *prompt* a safety system blocks raises `LLMContentFilterError` (OpenAI's 400
-  `content_policy_violation`, Gemini's `promptFeedback.blockReason`); a filtered or refused *answer* is a response
-  with `finish_reason == "content_filter"` keeping whatever text arrived (OpenAI `finish_reason: content_filter` and
-  `message.refusal`, whose text goes to `metadata["refusal"]`; Anthropic `stop_reason: refusal`; Gemini
-  `finishReason: SAFETY` and kin, with `metadata["raw_finish_reason"]`).
+* Content filtering: a blocked *prompt* raises `LLMContentFilterError`; a filtered or refused *answer* is a response
+  with `finish_reason == "content_filter"` keeping whatever text arrived (the vendor's own word in `metadata`).
 * Usage: a vendor that reports none gives `usage == {}` and `metadata["usage_unknown"] = True`, never zeros.
 """
 
@@ -33,63 +15,23 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib.util
 import logging
 import time
 from abc import abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
-from types import TracebackType
-from typing import Any, ClassVar, Literal
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from typing import Any, ClassVar
 
 from llm.backends.base import LLMBackend
-from llm.backends.sdk.accumulator import StreamAccumulator as StreamAccumulator
-from llm.backends.sdk.error_map import (
-    CODE_STATUS as CODE_STATUS,
-)
-from llm.backends.sdk.error_map import (
-    CONTENT_FILTER_CODES as CONTENT_FILTER_CODES,
-)
-from llm.backends.sdk.error_map import (
-    CONTEXT_LENGTH_CODES as CONTEXT_LENGTH_CODES,
-)
-from llm.backends.sdk.error_map import (
-    CONTEXT_LENGTH_PHRASES as CONTEXT_LENGTH_PHRASES,
-)
-from llm.backends.sdk.error_map import (
-    MALFORMED as MALFORMED,
-)
-from llm.backends.sdk.error_map import (
-    QUOTA_CODES as QUOTA_CODES,
-)
-from llm.backends.sdk.error_map import (
-    STATUS_CLASSES as STATUS_CLASSES,
-)
-from llm.backends.sdk.error_map import (
-    error_for_status as error_for_status,
-)
-from llm.backends.sdk.error_map import (
-    malformed as malformed,
-)
-from llm.backends.sdk.error_map import (
-    retry_after_seconds as retry_after_seconds,
-)
-from llm.base import (
-    FinishReason,
-    LLMRequest,
-    LLMResponse,
-    ResponseDone,
-    StreamEvent,
-    TextDelta,
-    validate_request,
-)
-from llm.core.secrets import scrub_exception
+from llm.backends.sdk.accumulator import StreamAccumulator
+from llm.backends.sdk.conventions import aclose_quietly
+from llm.backends.sdk.error_map import MALFORMED, malformed
+from llm.backends.sdk.error_scope import ErrorScope
+from llm.base import LLMRequest, LLMResponse, ResponseDone, StreamEvent, TextDelta, validate_request
 from llm.errors import (
-    LLMBackendError,
     LLMConfigError,
     LLMConnectionError,
     LLMError,
     LLMServerError,
-    LLMStreamError,
     LLMStructuredOutputError,
     LLMValidationError,
 )
@@ -103,117 +45,6 @@ from llm.output.structured import (
     schema_problems,
 )
 
-#: Connect timeout cap (seconds): a vendor that does not accept a TCP connection in this long is down.
-CONNECT_TIMEOUT = 10.0
-
-
-def normalise_finish_reason(table: Mapping[str, FinishReason], reason: str | None) -> FinishReason | None:
-    """A vendor's finish reason -> ours, through the table its adapter declares (`FINISH_REASONS`): an unknown reason
-    is "stop", none at all stays None (the answer has not finished)."""
-    return table.get(reason, "stop") if reason else None
-
-
-def require_sdk(module: str, extra: str, display: str) -> None:
-    """Fail with an install hint when a vendor SDK is missing; checks without importing it."""
-    if importlib.util.find_spec(module.split(".")[0]) is None or importlib.util.find_spec(module) is None:
-        raise LLMConfigError(
-            f"{display} library not available. Install with: pip install 'scout-llm[{extra}]'"
-        )
-
-
-async def aclose_quietly(stream: Any) -> None:
-    """Close an SDK stream (async generator or stream object) and its HTTP response."""
-    for name in ("aclose", "close"):
-        closer = getattr(stream, name, None)
-        if closer is not None:
-            result = closer()
-            if hasattr(result, "__await__"):
-                await result
-            return
-
-
-
-class _ErrorScope:
-    """The one error scope of a call: preparation, sending, stream iteration and assembly of the answer.
-
-    Whatever leaves it is an `LLMError` whose chain carries no key (see `llm.core.secrets`):
-
-    * before the request was prepared (`prepared` False), an exception outside the `llm.errors` tree comes from our
-      side -- the caller's input or our translation of it -- and becomes `LLMValidationError` (field "request"): never
-      a backend failure, never retried, never counted by the breaker;
-    * after that, the adapter's `_translate_error` maps it; once a stream began (`acc.started`), any failure becomes
-      `LLMStreamError` with the partial text.
-
-    CancelledError, GeneratorExit and KeyboardInterrupt pass through untouched.
-    """
-
-    __slots__ = ("acc", "backend", "model", "prepared")
-
-    def __init__(self, backend: SDKBackend, model: str, acc: StreamAccumulator | None, prepared: bool) -> None:
-        self.backend = backend
-        self.model = model
-        self.acc = acc
-        self.prepared = prepared
-
-    def __enter__(self) -> _ErrorScope:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> Literal[False]:
-        if exc is None or not isinstance(exc, Exception):
-            return False
-        secret = self.backend.config.secret()
-        scrub_exception(exc, secret)
-        if isinstance(exc, LLMStreamError):
-            return False
-        mapped = exc if isinstance(exc, LLMError) else self._map(exc)
-        scrub_exception(mapped, secret)
-        if isinstance(mapped, LLMBackendError):
-            mapped.backend = mapped.backend or self.backend.name
-            mapped.model = mapped.model or self.model
-        if self.acc is not None and self.acc.started:
-            stream_error = LLMStreamError(
-                f"stream failed after it began: {getattr(mapped, 'message', str(mapped))}",
-                partial_content=self.acc.text,
-                backend=self.backend.name,
-                model=self.model,
-                status_code=getattr(mapped, "status_code", None),
-                request_id=getattr(mapped, "request_id", None),
-            )
-            raise stream_error from exc
-        if mapped is exc:
-            return False
-        raise mapped from exc
-
-    def _map(self, exc: Exception) -> LLMError:
-        if not self.prepared:
-            return LLMValidationError(
-                f"request: {self.backend.display_name} cannot take this request ({type(exc).__name__}: {exc})"[:500],
-                field="request",
-            )
-        try:
-            return self.backend._translate_error(exc, self.model)
-        except Exception as failure:  # noqa: BLE001 - a translator's own bug must not replace the error
-            return LLMBackendError(f"{type(exc).__name__} (untranslated: {type(failure).__name__})")
-
-    def prepare(self, request: LLMRequest, stream: bool) -> dict[str, Any]:
-        """Validate the request and build the SDK call's parameters; sets `model` and marks the scope prepared."""
-        backend = self.backend
-        validate_request(request, backend.temperature_range)
-        try:
-            backend._ensure_client()
-        except LLMError:
-            raise
-        except Exception as exc:
-            raise LLMConfigError(f"{backend.display_name} client could not be created: {type(exc).__name__}") from exc
-        self.model = backend.resolve_model(request)
-        if self.acc is not None:
-            self.acc.model = self.model
-        params = backend._request_params(request, self.model, stream)
-        self.prepared = True
-        return params
-
 
 class SDKBackend(LLMBackend):
     """Base of the four official-SDK adapters; see the module docstring for the hooks."""
@@ -224,7 +55,7 @@ class SDKBackend(LLMBackend):
     key_variable: ClassVar[str | None] = None
     #: What ends a complete stream, for the "cut short" error message.
     stream_end_marker: ClassVar[str] = "finish reason"
-    #: What this vendor's structured output cannot take (`llm.output.structured.SCHEMA_RULES`), refused before any request.
+    #: What this vendor's structured output cannot take (`llm.output.structured.SCHEMA_RULES`), refused unsent.
     schema_rules: ClassVar[frozenset[str]] = frozenset()
     #: Whether the vendor has a "any JSON object" mode (`{"type": "json_object"}`) besides JSON schemas.
     takes_json_object: ClassVar[bool] = True
@@ -248,11 +79,27 @@ class SDKBackend(LLMBackend):
             self._initialized = True
         return self._client
 
-    def _errors(self, model: str, acc: StreamAccumulator | None = None, *, request: bool = False) -> _ErrorScope:
+    def _errors(self, model: str, acc: StreamAccumulator | None = None, *, request: bool = False) -> ErrorScope:
         """The error scope of a call. `request=True` for a generation, whose scope starts unprepared until
-        `scope.prepare()`; other calls (a models listing, loading a model) send nothing of the caller's, so any
-        failure in them is the backend's."""
-        return _ErrorScope(self, model, acc, prepared=not request)
+        `_prepare()`; other calls (a models listing, loading a model) send nothing of the caller's, so any failure in
+        them is the backend's."""
+        return ErrorScope(self, model, acc, prepared=not request)
+
+    def _prepare(self, scope: ErrorScope, request: LLMRequest, stream: bool) -> dict[str, Any]:
+        """Validate the request and build the SDK call's parameters; sets the scope's model and marks it prepared."""
+        validate_request(request, self.temperature_range)
+        try:
+            self._ensure_client()
+        except LLMError:
+            raise
+        except Exception as exc:
+            raise LLMConfigError(f"{self.display_name} client could not be created: {type(exc).__name__}") from exc
+        scope.model = self.resolve_model(request)
+        if scope.acc is not None:
+            scope.acc.model = scope.model
+        params = self._request_params(request, scope.model, stream)
+        scope.prepared = True
+        return params
 
     async def generate(self, request: LLMRequest) -> LLMResponse:
         spec = self._output_spec(request)
@@ -269,7 +116,7 @@ class SDKBackend(LLMBackend):
 
     async def _generate_once(self, request: LLMRequest, spec: OutputSpec | None) -> LLMResponse:
         with self._errors(self.config.model_name, request=True) as scope:
-            params = scope.prepare(self._native_request(request, spec), stream=False)
+            params = self._prepare(scope, self._native_request(request, spec), stream=False)
             start = time.perf_counter()
             raw = await self._send(params)
             try:
@@ -317,7 +164,7 @@ class SDKBackend(LLMBackend):
     async def _stream_once(self, request: LLMRequest, spec: OutputSpec | None) -> AsyncGenerator[StreamEvent, None]:
         acc = StreamAccumulator(self.config.model_name)
         with self._errors(acc.model, acc, request=True) as scope:
-            params = scope.prepare(self._native_request(request, spec), stream=True)
+            params = self._prepare(scope, self._native_request(request, spec), stream=True)
             start = time.perf_counter()
             chunks = await self._open_stream(params)
             try:
@@ -337,7 +184,7 @@ class SDKBackend(LLMBackend):
             done = ResponseDone(acc.to_response(self, time.perf_counter() - start))
         yield done
 
-    # -- structured output (`LLMRequest.response_format`, see llm.output.structured) -----------------------------------------
+    # -- structured output (`LLMRequest.response_format`, see llm.output.structured) ------------------------------
 
     def _output_spec(self, request: LLMRequest) -> OutputSpec | None:
         """The request's `OutputSpec`, checked against what this vendor can take; None without `response_format`.
@@ -454,25 +301,33 @@ class SDKBackend(LLMBackend):
         return acc.to_response(self, response_time, raw)
 
     @abstractmethod
-    def _create_client(self) -> Any: ...
+    def _create_client(self) -> Any:
+        """The vendor's async SDK client: SDK retries off, explicit timeouts, settings from our config only."""
 
     @abstractmethod
-    def _request_params(self, request: LLMRequest, model: str, stream: bool) -> dict[str, Any]: ...
+    def _request_params(self, request: LLMRequest, model: str, stream: bool) -> dict[str, Any]:
+        """Our request -> the SDK call's keyword arguments (or, for `StainlessBackend`, the JSON body)."""
 
     @abstractmethod
-    async def _send(self, params: dict[str, Any]) -> Any: ...
+    async def _send(self, params: dict[str, Any]) -> Any:
+        """The call for a whole answer."""
 
     @abstractmethod
-    async def _open_stream(self, params: dict[str, Any]) -> Any: ...
+    async def _open_stream(self, params: dict[str, Any]) -> Any:
+        """The call for a stream: an async iterable of the vendor's chunks."""
 
     @abstractmethod
-    def _convert_response(self, raw: Any, model: str) -> LLMResponse: ...
+    def _convert_response(self, raw: Any, model: str) -> LLMResponse:
+        """A whole answer -> `LLMResponse`, through a `StreamAccumulator` as streams are."""
 
     @abstractmethod
-    def _convert_chunk(self, chunk: Any, acc: StreamAccumulator) -> Iterable[StreamEvent]: ...
+    def _convert_chunk(self, chunk: Any, acc: StreamAccumulator) -> Iterable[StreamEvent]:
+        """One stream chunk -> events, updating the accumulator's usage and finish reason."""
 
     @abstractmethod
-    def _translate_error(self, exc: Exception, model: str) -> LLMError: ...
+    def _translate_error(self, exc: Exception, model: str) -> LLMError:
+        """An SDK or transport exception -> the most specific `LLMError`."""
 
     @abstractmethod
-    async def _list_models(self) -> list[str]: ...
+    async def _list_models(self) -> list[str]:
+        """The cheap models listing behind `health_check`."""

@@ -1,13 +1,12 @@
 """HTTP status plus vendor error code -> the most specific `LLMBackendError`: the one table every adapter shares.
 
 Also `retry_after_seconds` (the wait a response asks for) and `malformed` (an answer that is not the shape its API
-documents). Re-exported by `llm.backends.sdk.adapter`, where adapters import them from.
+documents).
 """
 
 from __future__ import annotations
 
 import email.utils
-import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -23,6 +22,7 @@ from llm.errors import (
     LLMRateLimitError,
     LLMServerError,
     LLMTimeoutError,
+    sane_retry_after,
 )
 
 #: Error codes (OpenAI `code`/`type`, Anthropic `error.type`, Gemini `status`) that name a specific failure.
@@ -53,10 +53,8 @@ STATUS_CLASSES: dict[int, type[LLMBackendError]] = {
 
 
 def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
-    """The wait a response asks for: `retry-after-ms`, then `retry-after` in seconds or as an HTTP date.
-
-    Garbage, negative and non-finite values are ignored (None).
-    """
+    """The wait a response asks for: `retry-after-ms`, then `retry-after` in seconds or as an HTTP date (a date in
+    the past means now); each number checked by `llm.errors.sane_retry_after`, a header it refuses skipped."""
     if not headers:
         return None
     for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
@@ -64,10 +62,10 @@ def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
         if value is None:
             continue
         try:
-            seconds = float(value) / divisor
+            seconds = sane_retry_after(float(value) / divisor)
         except ValueError:
             continue
-        if math.isfinite(seconds) and seconds >= 0:
+        if seconds is not None:
             return seconds
     value = headers.get("retry-after")
     if value:
@@ -76,7 +74,7 @@ def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
         except (TypeError, ValueError):
             return None
         if when is not None and when.tzinfo is not None:
-            return max(0.0, when.timestamp() - time.time())
+            return sane_retry_after(max(0.0, when.timestamp() - time.time()))
     return None
 
 

@@ -1,15 +1,10 @@
 """The base of the adapters on the Stainless-generated SDKs (`openai`, `anthropic`): one client, one documented call.
 
 Generations go through the SDK's documented generic call, `client.post(path, content=..., cast_to=..., stream=...,
-stream_cls=..., options=...)`: the SDK's whole request pipeline (URL, auth, `anthropic-version`, the `x-stainless-*`
-headers, per-request options such as extra headers), its transport, its error statuses raised as its own exceptions,
-and for streams its own `AsyncStream` and event decoding -- without its typed parameter transform and response models,
-which cost more CPU per call than the HTTP exchange itself (bench/results/results.md). The adapters already build the
-request body as a dict and read the answer field by field; `LLMResponse.raw_response` still holds the SDK's typed
-object, built when first read (`llm.base.DeferredRaw`).
-
-The client gets everything from our settings, never from the SDK's own environment variables: the API key and the
-base URL (the vendor's default when none is configured) are always passed explicitly.
+stream_cls=..., options=...)`: the SDK's request pipeline, transport, error statuses and stream decoding, without its
+typed parameter transform and response models, whose CPU cost per call exceeds the HTTP exchange's. `raw_response`
+still holds the SDK's typed object, built when first read (`llm.base.DeferredRaw`). The client takes its key and base
+URL from our settings only, never from the SDK's environment variables.
 """
 
 from __future__ import annotations
@@ -20,7 +15,8 @@ from collections.abc import Mapping
 from importlib import import_module
 from typing import Any, ClassVar
 
-from llm.backends.sdk.adapter import CONNECT_TIMEOUT, SDKBackend, require_sdk
+from llm.backends.sdk.adapter import SDKBackend
+from llm.backends.sdk.conventions import CONNECT_TIMEOUT, require_sdk
 from llm.backends.sdk.transport import HttpTransport, ResponseLimits, resolve_transport, sdk_http_client
 from llm.base import LLMConfig
 from llm.errors import LLMServerError, LLMValidationError

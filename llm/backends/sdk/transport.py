@@ -1,26 +1,10 @@
 """The HTTP client under the OpenAI and Anthropic SDK clients: which transport, how big a pool, how much an answer may
 inflate to, and which transport errors lie underneath an SDK exception.
 
-Both SDKs speak HTTP through `httpx2` by default; each also ships a public aiohttp client
-(`openai.DefaultAioHttpClient`, `anthropic.DefaultAioHttpClient`, enabled by the `aiohttp` extra of each SDK), which
-costs less CPU per call (bench/results/results.md). A backend uses it whenever aiohttp is installed
-(`pip install 'scout-llm[fast]'`), unless told otherwise (`http_transport="httpx"`). Everything here goes through public
-interfaces: the SDKs' client classes, httpx2's client options (`limits`, `headers`, `event_hooks`) and its
-`AsyncByteStream`.
-
-One pooled client per backend: its pool holds up to `MAX_CONNECTIONS` connections and keeps every one of them alive
-between calls. (The SDKs' default pool keeps only 100 idle connections, so a burst of 256 concurrent calls would close
-and reopen 156 connections each time.)
-
-Size limits (`ResponseLimits`): a response hook (`LimitResponse`) puts every response body behind `LimitedStream`,
-which decodes gzip/deflate itself in bounded pieces and refuses, with `ResponseTooLarge`, a whole body that inflates
-past `max_response_bytes` or a server-sent event (the lines up to a blank line) longer than `max_event_bytes` or
-`MAX_EVENT_LINES` lines, in one linear pass. The event bound also keeps the SDKs' event decoders fast: Anthropic's
-joins an event's lines by repeated concatenation, quadratic in the number of lines (1 MiB of short lines took 18 s).
-
-The aiohttp client maps aiohttp's exceptions to httpx2's, but not always to the right class (OpenAI's copy turns a
-dropped connection into a connect *timeout*); `transport_failure` finds the aiohttp or OS error underneath so the
-adapters can classify it themselves.
+The transport is the SDK's public aiohttp client (`openai.DefaultAioHttpClient`, `anthropic.DefaultAioHttpClient`)
+when aiohttp is installed (`scout-llm[fast]`), else the SDK's `httpx2`; everything goes through public interfaces
+(the SDKs' client classes, httpx2's `limits`, `headers`, `event_hooks` and `AsyncByteStream`). See the README for the
+settings.
 """
 
 from __future__ import annotations
@@ -35,6 +19,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal, TypeAlias
 
+from llm.core.chains import exception_chain
 from llm.errors import LLMConfigError
 
 __all__ = [
@@ -46,7 +31,8 @@ HttpTransport: TypeAlias = Literal["auto", "aiohttp", "httpx"]
 #: The transports a backend accepts: "auto" is aiohttp when installed, else the SDK's httpx2.
 HTTP_TRANSPORTS: frozenset[str] = frozenset({"auto", "aiohttp", "httpx"})
 
-#: Connections one backend's client may hold open (1,000 concurrent streams fit); all of them are kept alive.
+#: Connections one backend's client may hold open (1,000 concurrent streams fit); all of them are kept alive, since
+#: the SDKs' default pool keeps 100 idle and a burst of 256 calls would close and reopen the rest each time.
 MAX_CONNECTIONS = 1000
 #: How long an idle pooled connection stays open (seconds); the httpx2 and aiohttp default.
 KEEPALIVE_EXPIRY = 5.0
@@ -55,7 +41,8 @@ KEEPALIVE_EXPIRY = 5.0
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 #: One server-sent event, decoded: a real event is a chunk of a few hundred bytes.
 DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
-#: Lines in one server-sent event: real ones have two (`event:` and `data:`).
+#: Lines in one server-sent event: real ones have two (`event:` and `data:`). The bound also keeps Anthropic's event
+#: decoder, which joins an event's lines by repeated concatenation (quadratic in their number), linear.
 MAX_EVENT_LINES = 1000
 #: The encodings `LimitedStream` decodes, and the only ones asked for.
 ACCEPT_ENCODING = "gzip, deflate"
@@ -169,7 +156,9 @@ def limited_stream_class() -> type[LimitedStream]:
 
 class LimitedStream:
     """A raw body, decoded (identity, gzip, deflate) in pieces of at most `DECODE_PIECE` bytes, each piece checked
-    against the limits before it is passed on. Used through `limited_stream_class()`."""
+    against the limits before it is passed on, in one linear pass: a whole body that inflates past
+    `max_response_bytes`, or a server-sent event (the lines up to a blank line) longer than `max_event_bytes` or
+    `MAX_EVENT_LINES` lines, raises `ResponseTooLarge`. Used through `limited_stream_class()`."""
 
     __slots__ = ("_decompressor", "_events", "_inner", "_limit", "_total")
 
@@ -304,7 +293,7 @@ class EventBounds:
 
 def response_too_large(exc: BaseException) -> ResponseTooLarge | None:
     """The `ResponseTooLarge` in `exc`'s chain (the SDKs may wrap it), or None."""
-    for current in _chain(exc):
+    for current in exception_chain(exc, as_printed=True):
         if isinstance(current, ResponseTooLarge):
             return current
     return None
@@ -315,21 +304,14 @@ def response_too_large(exc: BaseException) -> ResponseTooLarge | None:
 
 def transport_failure(exc: BaseException) -> Literal["timeout", "connection"] | None:
     """What an SDK exception really was when an aiohttp or OS-level error lies underneath it: "timeout",
-    "connection", or None when none does (the SDK's own classification then stands)."""
-    for current in _chain(exc):
+    "connection", or None when none does (the SDK's own classification then stands). The SDKs' aiohttp clients map
+    aiohttp's exceptions to httpx2's, not always to the right class (OpenAI's turns a dropped connection into a
+    connect timeout)."""
+    for current in exception_chain(exc, as_printed=True):
         kind = _classify(current)
         if kind is not None:
             return kind
     return None
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
 
 
 def _classify(exc: BaseException) -> Literal["timeout", "connection"] | None:
