@@ -20,12 +20,12 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
-from llm.backends.base import LLMBackend, describe_error
+from llm.backends.base import LLMBackend, describe_error, quiet_cleanup
 from llm.base import LLMBackendType, LLMConfig
 from llm.config import ScoutConfig, variables
+from llm.core.awaitables import maybe_await
 from llm.core.names import describe_known, is_known
 from llm.errors import LLMError
-from llm.health.slot import maybe_await, quiet_cleanup
 
 __all__ = [
     "DEFAULT_PREFERENCE",

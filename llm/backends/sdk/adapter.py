@@ -82,6 +82,7 @@ from llm.base import (
     TextDelta,
     validate_request,
 )
+from llm.core.awaitables import maybe_await
 from llm.core.secrets import scrub_exception
 from llm.errors import (
     LLMBackendError,
@@ -126,9 +127,7 @@ async def aclose_quietly(stream: Any) -> None:
     for name in ("aclose", "close"):
         closer = getattr(stream, name, None)
         if closer is not None:
-            result = closer()
-            if hasattr(result, "__await__"):
-                await result
+            await maybe_await(closer())
             return
 
 
