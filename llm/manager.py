@@ -6,7 +6,6 @@ to a `HealthMonitor`. What a call promises (retries, failover, deadline, breaker
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import AsyncGenerator, Mapping
 from enum import Enum
 from types import TracebackType
@@ -25,6 +24,7 @@ from llm.call.routing import failover_order, not_available, with_model
 from llm.call.validation import validate_request
 from llm.config import ScoutConfig, get_config
 from llm.core.awaitables import maybe_await
+from llm.core.bounds import checked_seconds
 from llm.core.names import canonical_backend
 from llm.core.policy import ManagerPolicy
 from llm.errors import LLMCircuitOpenError, LLMConfigError, LLMDeadlineExceededError, LLMError
@@ -242,9 +242,8 @@ class LLMManager:
         slots = [self._slots[name] for name in self._chain(backend_type, fallback)]
         bounds = getattr(slots[0].backend, "temperature_range", None)
         validate_request(request, bounds if isinstance(bounds, tuple) else (0.0, 2.0))  # a Mock backend has none
-        timeout = self.policy.timeout or self.config.llm.timeout
-        if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):  # NaN disables bounds
-            raise LLMConfigError(f"timeout: the call deadline must be a finite number of seconds > 0, got {timeout!r}")
+        timeout = checked_seconds("timeout: the call deadline", self.policy.timeout or self.config.llm.timeout,
+                                  error=LLMConfigError)
         ledger = self.ledger
         ledger.budget_usd = self._budget()
         ledger.check_budget()  # nothing to do without a budget
