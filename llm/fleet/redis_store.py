@@ -28,7 +28,6 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from llm.core.bounds import checked_seconds
 from llm.errors import LLMConfigError
 from llm.fleet.redis_scripts import BUCKETS, SCRIPTS
 from llm.fleet.store import (
@@ -183,8 +182,8 @@ class RedisStore:
     ) -> None:
         if urlsplit(url).scheme not in ("redis", "rediss"):
             raise LLMConfigError(f"SCOUT_LLM_REDIS_URL must start with redis:// or rediss://, got {_redact(url)!r}")
-        checked_seconds("the Redis timeout", timeout, error=LLMConfigError)
-        checked_seconds("the Redis reconnect interval", reconnect_interval, error=LLMConfigError)
+        if not (timeout > 0 and math.isfinite(timeout)) or not (reconnect_interval > 0):
+            raise LLMConfigError("the Redis timeout and reconnect interval must be positive numbers of seconds")
         try:
             import redis.asyncio  # noqa: F401  (checked here so a missing extra fails at start-up, not per call)
         except ImportError as exc:
