@@ -109,7 +109,11 @@ class Call:
         raise self.final_error()
 
     async def _run_on(self, index: int, slot: BackendSlot, op: Operation[T], limit: float) -> T:
-        """One backend's turn: attempts until one succeeds or `_stop_reason` ends the turn (its error is raised)."""
+        """One backend's turn: attempts until one succeeds or `_stop_reason` ends the turn (its error is raised).
+
+        A plain loop rather than tenacity: the stop rule reads the call's deadline, the other backends' breakers and
+        the vendor's Retry-After together, and reads top to bottom here and in `_stop_reason`.
+        """
         request = self._request_for(index, slot)
         number = 0
         while True:
