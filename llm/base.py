@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import Any, ClassVar, Literal, TypeAlias
 
 from llm.accounting.pricing import CostField
+from llm.core.bounds import checked_seconds
 from llm.errors import (
     LLMAllBackendsFailedError,
     LLMAuthenticationError,
@@ -164,8 +165,8 @@ class LLMConfig:
                     f"Unknown backend_type {self.backend_type!r}; expected one of "
                     f"{', '.join(b.value for b in LLMBackendType)}"
                 ) from None
-        _check_seconds("timeout", self.timeout)
-        _check_seconds("retry_delay", self.retry_delay, allow_zero=True)
+        checked_seconds("timeout", self.timeout, error=LLMConfigError)
+        checked_seconds("retry_delay", self.retry_delay, allow_zero=True, error=LLMConfigError)
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Every assignment, the constructor's included: a key set later is wrapped too, so it never shows in clear.
@@ -177,15 +178,6 @@ class LLMConfig:
         """The API key in clear text (a plain `str`), for handing to an SDK client; None when unset or empty."""
         key = self.api_key
         return key.get_secret_value() or None if isinstance(key, APIKey) else key or None
-
-
-def _check_seconds(name: str, value: Any, *, allow_zero: bool = False) -> None:
-    """A duration from outside: a finite number of seconds, > 0 (or >= 0). NaN compares false with everything and
-    would silently disable every bound built from it; infinity would wait forever."""
-    ok = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero):
-        raise LLMConfigError(f"{name} must be a finite number of seconds {'>=' if allow_zero else '>'} 0, "
-                             f"got {value!r}")
 
 
 @dataclass

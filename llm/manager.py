@@ -1,50 +1,11 @@
-"""The LLM manager: routes each request to a registered backend, retries, fails over and watches health.
-
-    async with LLMManager() as manager:
-        await manager.register_backend(OpenAIBackend(config))
-        response = await manager.generate(LLMRequest(messages=[{"role": "user", "content": "Hi"}]))
-        async for text in manager.stream_generate(request):
-            ...
-
-What a call promises (every number is a `ManagerPolicy` setting, passed as keyword arguments to `LLMManager`):
-
-* One retry owner: the SDKs' own retries are off and the manager retries (a plain loop, `llm.call.chain`) -- only
-  retryable errors (408, 409, 429 except quota, 5xx, 529, connection, timeout), up to `retry_attempts` per backend,
-  exponential backoff with jitter, a vendor's Retry-After honoured up to a cap. Never 400/401/403/404/422, never
-  `CancelledError`.
-* Failover along a chain -- the requested or default backend first, then the others (`SCOUT_LLM_FALLBACK_ORDER`
-  first) -- each backend at most once per call; a 429 or an open breaker moves on at once when another backend can
-  serve; invalid requests never fail over. One backend tried: its own error. Several: `LLMAllBackendsFailedError`.
-* One deadline per call (`SCOUT_LLM_TIMEOUT`) across retries and failover -> `LLMDeadlineExceededError`, an
-  `LLMTimeoutError`; no attempt or backoff sleep starts that could not finish in time.
-* Streams: retry and failover only before the first event; after it, a failure is an `LLMStreamError` carrying the
-  partial text, and nothing is re-sent. Closing the stream (break, `aclose()`, cancellation) closes the HTTP stream.
-* A failure-rate circuit breaker per backend, fed by real traffic: it opens when counted (backend-side) failures
-  reach `breaker_failure_rate` of at least `breaker_min_calls` attempts in the last `breaker_window` seconds, lets
-  one probe through after `breaker_cooldown`; a quota error locks the backend out for `quota_cooldown` (a longer
-  Retry-After honoured up to `quota_cooldown_max`), which no probe lifts early. Background `health_check()` probes
-  (a models listing, never a billed call) that never overlap. An open backend is skipped; when all are open the call
-  fails at once with an `LLMCircuitOpenError` whose `retry_after` says when to try again.
-* What it cost: `response.cost_usd` (genai-prices, from the usage and the model that answered; None when unknown),
-  running totals in `usage_summary()`, and an optional spend budget (`budget_usd` / `SCOUT_LLM_BUDGET_USD`): a call
-  that would start once it is spent raises `LLMBudgetExceededError` and sends nothing.
-* OpenTelemetry (`llm.accounting.telemetry`): one span `chat {model}` per call with an event per attempt when there were
-  several, and the GenAI client metrics, when an OpenTelemetry SDK is configured; otherwise nothing is recorded.
-* Client-side rate limits per backend (`SCOUT_<BACKEND>_RPM/TPM` or `rate_limits`, `llm.fleet.limiter`): an attempt waits
-  for room within the deadline, or fails at once with `LLMLocalRateLimitError` (no request sent) and fails over. With
-  `SCOUT_LLM_REDIS_URL`, limits, Retry-After pauses and breaker state are shared by every process using that URL.
-
-The manager binds nothing to an event loop at construction. Its background task lives in the loop that first uses it;
-when that loop shuts down (the end of `asyncio.run`), the SDK clients bound to it are closed, and the next use in a new
-loop rebuilds them -- so the global `get_llm_manager()` keeps working across successive `asyncio.run()` calls.
+"""`LLMManager`: registration, routing and the lifecycle of the backends; each call is handed to `llm.call`, health
+to a `HealthMonitor`. What a call promises (retries, failover, deadline, breaker, streams, cost) is in README.md
+("Call", "Routing and fallback", "Health"); where each part lives is in ARCHITECTURE.md.
 """
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import logging
-import math
 from collections.abc import AsyncGenerator, Mapping
 from enum import Enum
 from types import TracebackType
@@ -52,20 +13,25 @@ from typing import Any
 
 from llm.accounting.ledger import UsageLedger
 from llm.accounting.telemetry import NOOP_SPAN, CallSpan, LLMTelemetry
-from llm.backends.base import LLMBackend
-from llm.backends.bootstrap import key_variables, register_configured_backends
+from llm.backends.base import LLMBackend, describe_error, quiet_cleanup
+from llm.backends.bootstrap import register_configured_backends
 from llm.base import LLMBackendType, LLMRequest, LLMResponse, StreamEvent, TextDelta
-from llm.call.chain import Call, generate_op, model_of
+from llm.call.attempt import generate_op, model_for
+from llm.call.chain import Call
+from llm.call.relay import relay
 from llm.call.retry import Deadline
+from llm.call.routing import failover_order, not_available, with_model
 from llm.call.validation import validate_request
 from llm.config import ScoutConfig, get_config
-from llm.core.names import canonical_backend, describe_known, is_known, split_model_ref
+from llm.core.awaitables import maybe_await
+from llm.core.bounds import checked_seconds
+from llm.core.names import canonical_backend
 from llm.core.policy import ManagerPolicy
-from llm.errors import LLMCircuitOpenError, LLMConfigError, LLMDeadlineExceededError, LLMError, LLMValidationError
-from llm.fleet.limiter import RateLimit, RateLimiter, open_state_store
+from llm.errors import LLMCircuitOpenError, LLMConfigError, LLMDeadlineExceededError, LLMError
+from llm.fleet.limiter import RateLimiter
+from llm.health.limits import attach_limits
 from llm.health.monitor import HealthMonitor
-from llm.health.shared_breaker import SharedBreaker
-from llm.health.slot import BackendHealth, BackendSlot, describe_error, maybe_await, quiet_cleanup
+from llm.health.slot import BackendHealth, BackendSlot
 
 __all__ = [
     "BackendHealth",
@@ -86,7 +52,7 @@ def backend_name(value: str | Enum) -> str:
     return canonical_backend(value)
 
 
-class LLMManager(HealthMonitor):
+class LLMManager:
     """Routes requests to registered backends with retries, failover, deadlines and health tracking.
 
     Args:
@@ -108,20 +74,14 @@ class LLMManager(HealthMonitor):
         self._slots: dict[str, BackendSlot] = {}
         self._unavailable: dict[str, str] = {}
         self._default: str | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_lock: asyncio.Lock | None = None
-        self._init_lock: asyncio.Lock | None = None
-        self._monitor: asyncio.Task[None] | None = None
-        self._rebind_needed = False
-        self._released = False
-        self._closing = False
+        self._health = HealthMonitor(self._slots, lambda: self.policy)
         self._limiter: RateLimiter | None = None  # built at registration when limits or shared state are configured
 
     def __repr__(self) -> str:
         return f"LLMManager(backends={list(self._slots)}, default={self._default!r})"
 
     async def __aenter__(self) -> LLMManager:
-        await self._ensure_loop()
+        await self._health.bind()
         return self
 
     async def __aexit__(
@@ -153,7 +113,7 @@ class LLMManager(HealthMonitor):
         False or raises. Registering a name again replaces (and cleans up) the previous backend. The first backend
         registered becomes the default, as does one registered with `is_default=True`.
         """
-        await self._ensure_loop()
+        await self._health.bind()
         name = backend_name(backend.config.backend_type)
         try:
             ready = await maybe_await(backend.initialize())
@@ -165,7 +125,7 @@ class LLMManager(HealthMonitor):
             return False
         previous = self._slots.get(name)
         self._slots[name] = slot = BackendSlot(name, backend, self.policy)
-        self._attach_limits(slot)
+        self._limiter = attach_limits(slot, self._limiter, self.policy, self.config.llm)
         self._unavailable.pop(name, None)
         if previous is not None and previous.backend is not backend:
             await quiet_cleanup(previous.backend)
@@ -185,7 +145,7 @@ class LLMManager(HealthMonitor):
             self._default = next(iter(self._slots), None)
         await quiet_cleanup(slot.backend)
         if not self._slots:
-            await self._stop_monitor()
+            await self._health.stop()
         return True
 
     def set_default_backend(self, backend_type: str | LLMBackendType) -> bool:
@@ -247,7 +207,7 @@ class LLMManager(HealthMonitor):
         answer (usage, tool calls, finish reason, `metadata["attempts"]`). Raises as `generate` does, before the
         first event; after it, `LLMStreamError` with the partial text."""
         call = await self._new_call(request, backend_type, fallback)
-        events = call.stream(self._first_chunk_limit)
+        events = relay(call, self._first_chunk_limit)
         try:
             with self._span(call, stream=True):
                 async for event in events:
@@ -263,7 +223,7 @@ class LLMManager(HealthMonitor):
     ) -> AsyncGenerator[str, None]:
         """The answer's text as it arrives (the ScoutAgent shape); see `stream` for the guarantees."""
         call = await self._new_call(request, backend_type, fallback)
-        events = call.stream(self._first_chunk_limit)  # not through `stream`: one generator less per chunk
+        events = relay(call, self._first_chunk_limit)  # not through `stream`: one generator less per chunk
         try:
             with self._span(call, stream=True):
                 async for event in events:
@@ -276,15 +236,14 @@ class LLMManager(HealthMonitor):
             await events.aclose()
 
     async def _new_call(self, request: LLMRequest, backend_type: str | LLMBackendType | None, fallback: bool) -> Call:
-        await self._ensure_loop()
+        await self._health.bind()
         if isinstance(backend_type, str) and not isinstance(backend_type, Enum):
-            backend_type, request = self._with_model(backend_type, request)
+            backend_type, request = with_model(backend_type, request)
         slots = [self._slots[name] for name in self._chain(backend_type, fallback)]
         bounds = getattr(slots[0].backend, "temperature_range", None)
         validate_request(request, bounds if isinstance(bounds, tuple) else (0.0, 2.0))  # a Mock backend has none
-        timeout = self.policy.timeout or self.config.llm.timeout
-        if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):  # NaN disables bounds
-            raise LLMConfigError(f"timeout: the call deadline must be a finite number of seconds > 0, got {timeout!r}")
+        timeout = checked_seconds("timeout: the call deadline", self.policy.timeout or self.config.llm.timeout,
+                                  error=LLMConfigError)
         ledger = self.ledger
         ledger.budget_usd = self._budget()
         ledger.check_budget()  # nothing to do without a budget
@@ -304,7 +263,7 @@ class LLMManager(HealthMonitor):
         if not self.telemetry.enabled:
             return NOOP_SPAN
         first = call.slots[0]
-        span = call.span = self.telemetry.start_call(call.request, model_of(first.backend, call.request), first.name,
+        span = call.span = self.telemetry.start_call(call.request, model_for(first.backend, call.request), first.name,
                                                      base_url=first.backend.config.base_url, stream=stream,
                                                      activate=not stream)
         return span
@@ -319,33 +278,11 @@ class LLMManager(HealthMonitor):
         self.ledger.budget_usd = self._budget()
         return self.ledger.summary()
 
-    @staticmethod
-    def _with_model(choice: str, request: LLMRequest) -> tuple[str, LLMRequest]:
-        """`provider:model` (`"openai:gpt-4.1-mini"`): the backend, and the request asking that backend for the model
-        (a copy; fallbacks that do not list the model use their own)."""
-        backend, model = split_model_ref(choice)
-        if backend is None:
-            return choice, request
-        extra = {**(request.extra_params or {}), "model_name_override": model}
-        return backend, dataclasses.replace(request, extra_params=extra)
-
-    def _not_available(self, name: str) -> LLMError:
-        """The error for a backend that cannot be chosen: what was asked, why, and what can be."""
-        registered = ", ".join(self._slots) or "none"
-        if not is_known(name):
-            return LLMValidationError(f"Backend not available: {name}: no backend has that name (known: "
-                                      f"{describe_known()}; registered: {registered})", field="backend_type")
-        why = self._unavailable.get(name)
-        if why is None:
-            keys = key_variables(name)
-            why = "not configured" + (f" (set {' or '.join(keys)})" if keys else "")
-        return LLMConfigError(f"Backend not available: {name}: {why} (registered: {registered})")
-
     def _chain(self, backend_type: str | LLMBackendType | None, fallback: bool) -> list[str]:
         if backend_type:
             first = backend_name(backend_type)
             if first not in self._slots:
-                raise self._not_available(first)
+                raise not_available(first, self._slots, self._unavailable)
         elif self._default is None or self._default not in self._slots:
             raise LLMError("No LLM backends available")
         else:
@@ -353,10 +290,8 @@ class LLMManager(HealthMonitor):
         if not fallback or len(self._slots) == 1:  # one backend: no fallback order to rank
             return [first]
         configured = self.policy.fallback_order
-        order = tuple(backend_name(name) for name in (configured if configured is not None
-                                                      else self.config.llm.fallback_order))
-        ranked = [name for name in order if name in self._slots] + [n for n in self._slots if n not in order]
-        return [first, *(name for name in ranked if name != first)]
+        return failover_order(first, self._slots, configured if configured is not None
+                              else self.config.llm.fallback_order)
 
     # -- fleet: rate limits and shared state ---------------------------------------------------------------------------
 
@@ -365,32 +300,6 @@ class LLMManager(HealthMonitor):
         """The client-side rate limiter; None when no backend has a limit and no Redis URL is set (nothing to pay)."""
         return self._limiter
 
-    def _attach_limits(self, slot: BackendSlot) -> None:
-        """Give a newly registered backend its rate limit and, with a Redis URL, its fleet-shared breaker.
-
-        Limits: `ManagerPolicy.rate_limits[name]`, else `SCOUT_<BACKEND>_RPM/TPM`. (`LLMConfig` keeps the
-        contract's fields, so limits are not set there.)
-        """
-        settings = self.config.llm
-        rpm, tpm = (self.policy.rate_limits or {}).get(slot.name) or settings.rate_limit_for(slot.name)
-        url = self.policy.redis_url or settings.redis_url
-        if self._limiter is None and (rpm or tpm or url):
-            try:
-                self._limiter = RateLimiter(store=open_state_store(
-                    url, prefix=settings.redis_prefix, timeout=settings.redis_timeout) if url else None)
-            except ValueError as exc:
-                raise LLMConfigError(f"rate limits of {slot.name}: {exc}") from None
-        if self._limiter is None:
-            return
-        try:
-            self._limiter.set_limit(slot.name, RateLimit(rpm=rpm, tpm=tpm))
-        except ValueError as exc:
-            raise LLMConfigError(f"rate limits of {slot.name}: {exc}") from None
-        slot.limiter = self._limiter
-        if url:
-            lease = self.policy.attempt_timeout or float(slot.backend.config.timeout)
-            slot.shared = SharedBreaker(slot.name, slot.breaker, self._limiter.store, lease)
-
     def _attempt_limit(self, slot: BackendSlot) -> float:
         return self.policy.attempt_timeout or float(slot.backend.config.timeout)
 
@@ -398,6 +307,22 @@ class LLMManager(HealthMonitor):
         return self.policy.first_chunk_timeout or float(slot.backend.config.timeout)
 
     # -- health -----------------------------------------------------------------------------------------------------
+
+    def get_backend_health(self, backend_type: str | LLMBackendType) -> BackendHealth | None:
+        """A snapshot of one backend's health, or None when it is not registered."""
+        return self._health.health(backend_name(backend_type))
+
+    def get_all_health_status(self) -> dict[str, BackendHealth]:
+        """Snapshots (copies: changing them changes nothing) of every backend's health, by name."""
+        return self._health.all_health()
+
+    def get_healthy_backends(self) -> list[str]:
+        """Backends whose breaker is closed and whose last probe (if any) succeeded."""
+        return self._health.healthy()
+
+    async def check_health(self) -> dict[str, bool | None]:
+        """Probe every backend now with its `health_check()`; None for a backend whose probe is already running."""
+        return await self._health.check()
 
     def get_llm_status(self) -> dict[str, Any]:
         """`backends`, `healthy_backends`, `default_backend` and `health_status` (name -> `BackendHealth`)."""
@@ -412,10 +337,9 @@ class LLMManager(HealthMonitor):
 
     async def cleanup(self) -> None:
         """Stop the background task, clean up every backend (errors are logged) and forget them all."""
-        self._closing = True
-        try:
-            await self._stop_monitor()
-            slots, self._slots, self._default = list(self._slots.values()), {}, None
+        async with self._health.closing():
+            slots, self._default = list(self._slots.values()), None
+            self._slots.clear()  # the monitor holds this dict: emptied, never replaced
             for slot in slots:
                 await quiet_cleanup(slot.backend)
                 if slot.shared is not None:
@@ -423,8 +347,6 @@ class LLMManager(HealthMonitor):
             limiter, self._limiter = self._limiter, None
             if limiter is not None:
                 await limiter.aclose()
-        finally:
-            self._closing = self._rebind_needed = self._released = False
 
 # -- the global manager -----------------------------------------------------------------------------------------------
 
@@ -448,20 +370,11 @@ async def reset_llm_manager() -> None:
 
 
 async def initialize_llm_backends(manager: LLMManager | None = None) -> None:
-    """Register every backend the settings configure on `manager` (default: the global one).
-
-    OpenAI, Claude, Gemini and DeepSeek when their key is set (`SCOUT_<VENDOR>_API_KEY` or the vendor's standard
-    variable); Ollama when `SCOUT_OLLAMA_ENABLED` is true, or, when it is unset, when `{ollama_base_url}/api/tags`
-    answers within 2 s. The default is `SCOUT_LLM_DEFAULT_BACKEND` when registered (a warning names it otherwise),
-    else OpenAI, else the first of Claude, Gemini, DeepSeek, Ollama. The embedded local model (llm/backends/local/__init__.py)
-    is registered, as the default with a warning saying it is a 135M offline stand-in, when no remote backend is
-    configured; behind remote backends, as the last fallback, only when `SCOUT_LOCAL_ENABLED=true`. A configured
-    backend that cannot be built (a missing SDK) is in `manager.unavailable_backends` with the fix. No billed call is
-    made. Safe to call again and concurrently: backends already registered are left alone. Never raises for a
-    backend's failure.
-    """
+    """Register every backend the settings configure on `manager` (default: the global one); README.md
+    ("Configure") says which and which becomes the default. No billed call is made; safe to call again and
+    concurrently (backends already registered are left alone); a backend's failure is recorded, never raised."""
     manager = manager if manager is not None else get_llm_manager()
-    await manager._ensure_loop()
-    assert manager._init_lock is not None
-    async with manager._init_lock:
+    await manager._health.bind()
+    assert manager._health.init_lock is not None
+    async with manager._health.init_lock:
         await register_configured_backends(manager, manager.config)

@@ -20,9 +20,10 @@ from llm.base import (
     TextDelta,
     ToolCall,
 )
+from llm.core.awaitables import maybe_await
 from llm.core.secrets import redact
 
-__all__ = ["LLMBackend", "describe_error"]
+__all__ = ["LLMBackend", "describe_error", "quiet_cleanup"]
 
 
 def describe_error(exc: BaseException, secret: str | None = None) -> str:
@@ -103,9 +104,7 @@ class LLMBackend(ABC):
         """Close the client and its connections."""
         close = getattr(self._client, "close", None)
         if close is not None:
-            result = close()
-            if hasattr(result, "__await__"):
-                await result
+            await maybe_await(close())
         self._client = None
         self._initialized = False
 
@@ -172,3 +171,14 @@ class LLMBackend(ABC):
         effective["temperature"] = self.config.temperature if request.temperature is None else request.temperature
         effective["max_tokens"] = self.config.max_tokens if request.max_tokens is None else request.max_tokens
         return effective
+
+
+async def quiet_cleanup(backend: LLMBackend) -> None:
+    """`backend.cleanup()`, with a failure logged instead of raised (the contract's cleanup semantics)."""
+    try:
+        await maybe_await(backend.cleanup())
+    except Exception as exc:
+        import logging
+
+        logging.getLogger("llm.manager").warning("cleanup of %s failed: %s", backend.name,
+                                                 describe_error(exc, backend.config.secret()))

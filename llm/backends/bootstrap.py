@@ -1,15 +1,6 @@
-"""`initialize_llm_backends`: register every backend the settings configure, without a single billed call.
-
-A cloud backend is registered when its key is set; its `initialize()` only builds the SDK client. Ollama has no key,
-so it is registered when `SCOUT_OLLAMA_ENABLED` says so, or, when that is unset, when its models listing
-(`GET /api/tags`, through the backend's `health_check()`) answers within `OLLAMA_PROBE_TIMEOUT`. The embedded local
-model is the default when no remote backend is configured (and says so, once); behind remote backends it is a
-fallback only when `SCOUT_LOCAL_ENABLED=true`.
-
-A configured backend that cannot be built (its SDK is missing, a setting is wrong) is recorded with the reason and the
-fix (`manager.unavailable_backends`), not only logged: the CLI shows it without `-v`.
-
-This module sees the manager only through the `Registry` protocol, so that `llm.manager` may import it (no cycle).
+"""Registration from the settings (`initialize_llm_backends`): which backends to build, the Ollama reachability
+probe, the default, and why a configured backend is unavailable. README.md ("Configure") says the rules; no billed
+call is made. The manager is seen only through the `Registry` protocol, so that `llm.manager` may import this module.
 """
 
 from __future__ import annotations
@@ -20,12 +11,12 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
-from llm.backends.base import LLMBackend, describe_error
+from llm.backends.base import LLMBackend, describe_error, quiet_cleanup
 from llm.base import LLMBackendType, LLMConfig
 from llm.config import ScoutConfig, variables
+from llm.core.awaitables import maybe_await
 from llm.core.names import describe_known, is_known
 from llm.errors import LLMError
-from llm.health.slot import maybe_await, quiet_cleanup
 
 __all__ = [
     "DEFAULT_PREFERENCE",

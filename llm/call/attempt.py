@@ -1,7 +1,6 @@
-"""The two operations an attempt of a manager call can run: `generate_op` (a whole answer) and `open_stream_op` (a
-stream opened up to its first event), plus `backend_events`, the typed event stream of any backend.
-
-Re-exported by `llm.call.chain`, which runs them under retry, failover and the call's deadline.
+"""What an attempt of a manager call runs: `generate_op` (a whole answer) or `open_stream_op` (a stream opened up to
+its first event), on any backend (`backend_events` gives a custom backend's stream the adapters' typed shape), and
+`model_for`, the model an attempt names. `llm.call.chain` runs them under retry, failover and the call's deadline.
 """
 
 from __future__ import annotations
@@ -14,17 +13,29 @@ from typing import Any
 
 from llm.backends.base import LLMBackend
 from llm.base import LLMRequest, LLMResponse, ResponseDone, StreamEvent, TextDelta, ToolCallDelta, usage_dict
-from llm.errors import LLMBackendError, LLMStreamError
+from llm.core.awaitables import maybe_await
+from llm.errors import LLMBackendError, LLMError, LLMStreamError
 from llm.fleet.limiter import Permit
-from llm.health.slot import BackendSlot, maybe_await
+from llm.health.slot import BackendSlot
 
-__all__ = ["OpenedStream", "backend_events", "bad_event", "generate_op", "model_of", "open_stream_op"]
+__all__ = ["OpenedStream", "backend_events", "bad_event", "generate_op", "model_for", "open_stream_op"]
 
 
-def model_of(backend: LLMBackend, request: LLMRequest) -> str:
-    """The model a backend will use for a request."""
-    override = request.extra_params.get("model_name_override") if request.extra_params else None
-    return str(override or backend.config.model_name)
+def model_for(backend: LLMBackend, request: LLMRequest) -> str:
+    """The model `backend` answers `request` with, for the trail, the span and errors: its `resolve_model`.
+
+    A duck-typed backend (ScoutAgent's `Mock`s) gets the base class's rule, as does a backend that refuses the model
+    asked for (the local one serves only its own): its attempt raises the refusal, recorded and failed over as any
+    other error.
+    """
+    if isinstance(backend, LLMBackend):
+        try:
+            model = backend.resolve_model(request)
+        except LLMError:
+            model = None
+        if type(model) is str:
+            return model
+    return LLMBackend.resolve_model(backend, request)
 
 
 # -- the two operations an attempt can run ----------------------------------------------------------------------------
@@ -70,7 +81,7 @@ async def _text_events(backend: LLMBackend, request: LLMRequest) -> AsyncGenerat
         for chunk in chunks:
             parts.append(str(chunk))
             yield TextDelta(parts[-1])
-    content, model = "".join(parts), model_of(backend, request)
+    content, model = "".join(parts), model_for(backend, request)
     if isinstance(backend, LLMBackend):  # a subclass's own response hook applies
         yield ResponseDone(backend._create_response(content, model, finish_reason="stop"))
         return
@@ -121,7 +132,7 @@ async def open_stream_op(slot: BackendSlot, request: LLMRequest, release: Callab
         problem = "it ended without any event" if first is None else bad_event(first)
         if problem is not None:
             raise LLMStreamError(f"malformed stream: {problem}", partial_content="", backend=slot.name,
-                                 model=model_of(slot.backend, request))
+                                 model=model_for(slot.backend, request))
     except BaseException:
         try:
             await events.aclose()

@@ -1,16 +1,8 @@
-"""One manager call: the failover chain walked under one deadline, each backend's attempts in a plain retry loop
-(the one retry owner), an attempt trail for `response.metadata["attempts"]`, and, for streams, the relay that bounds
-the idle gap between events and never retries or fails over once the first event has been handed to the caller.
+"""`Call`: one manager call. The failover chain walked under one deadline, each backend's turn a plain retry loop
+(the one retry owner), and each attempt admitted by the rate limiter, the breaker and the concurrency limit first.
 
-A stream "attempt" is opening the stream up to its first event, so retry and failover cover exactly the part of a
-stream nobody has seen yet.
-
-The retry loop is a `while` loop rather than tenacity: the stop rule needs the call's deadline, the other backends'
-breakers and the vendor's Retry-After together, which in tenacity meant a hook per concern plus a fast path around it;
-here it reads top to bottom in `_run_on` and `_stop_reason`.
-
-Waiting for a backend's concurrency slot (`max_concurrency`) happens before an attempt starts: it is bounded by the
-call's deadline, not by the attempt timeout, and never counts against the backend's breaker.
+What a call promises is in README.md ("Call", "Routing and fallback"); the path of a call is in ARCHITECTURE.md. A
+stream's attempt is opening it up to its first event; the relay after it is `llm.call.relay`.
 """
 
 from __future__ import annotations
@@ -19,41 +11,31 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from llm.accounting.ledger import UsageLedger
 from llm.accounting.pricing import defer_cost
 from llm.accounting.telemetry import NOOP_SPAN, CallSpan
-from llm.base import LLMRequest, LLMResponse, ResponseDone, StreamEvent, TextDelta, ToolCallDelta
-from llm.call.attempt import OpenedStream as OpenedStream
-from llm.call.attempt import backend_events as backend_events
-from llm.call.attempt import bad_event as bad_event
-from llm.call.attempt import generate_op as generate_op
-from llm.call.attempt import model_of as model_of
-from llm.call.attempt import open_stream_op as open_stream_op
-from llm.call.idle import IdleTimeout
+from llm.base import LLMRequest, LLMResponse
+from llm.call.attempt import OpenedStream, model_for
+from llm.call.outcome import Attempt, final_error
 from llm.call.retry import Deadline, blocks_failover, is_retryable, retry_wait
 from llm.core.policy import ManagerPolicy
 from llm.core.secrets import scrub_exception
 from llm.errors import (
-    LLMAllBackendsFailedError,
     LLMBackendError,
     LLMCircuitOpenError,
-    LLMDeadlineExceededError,
-    LLMError,
     LLMLocalRateLimitError,
     LLMQuotaExceededError,
     LLMRateLimitError,
-    LLMStreamError,
-    LLMStructuredOutputError,
     LLMTimeoutError,
 )
 from llm.fleet.limiter import Permit, RateLimiter, estimate_tokens
 from llm.health.breaker import Ticket
 from llm.health.slot import BackendSlot
 
-__all__ = ["Attempt", "Call", "OpenedStream", "backend_events", "generate_op", "open_stream_op"]
+__all__ = ["Call", "Operation", "total_tokens"]
 
 T = TypeVar("T")
 #: An attempt's work: (slot, request, release) -> result; it calls `release()` (the concurrency slot) when done with
@@ -66,27 +48,8 @@ logger = logging.getLogger("llm.manager")
 _model_swaps_logged: set[tuple[str, str]] = set()
 
 
-@dataclasses.dataclass(slots=True)
-class Attempt:
-    """One entry of the attempt trail."""
-
-    backend: str
-    model: str
-    outcome: str  # "ok", "cancelled", "skipped: circuit open", or the error class name
-    elapsed: float
-    status_code: int | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"backend": self.backend, "model": self.model, "outcome": self.outcome,
-                "elapsed": round(self.elapsed, 4), "status_code": self.status_code}
-
-
 def _nothing() -> None:
     return None
-
-
-
-# -- the call ---------------------------------------------------------------------------------------------------------
 
 
 class Call:
@@ -113,7 +76,8 @@ class Call:
         self.last_failure: dict[str, Exception] = {}  # backend -> its last real (sent) attempt's error
         self.sent = 0
         self.deadline_hit = False
-        self.timed = True
+        self.timed = True  # whether an attempt's time is a latency sample (not for streams: only their first event)
+        self.model = ""  # the model of the latest attempt
 
     async def run(self, op: Operation[T], limit: Callable[[BackendSlot], float]) -> tuple[T, BackendSlot]:
         """Walk the chain: each backend at most once, retried per the policy; the first success wins.
@@ -145,7 +109,11 @@ class Call:
         raise self.final_error()
 
     async def _run_on(self, index: int, slot: BackendSlot, op: Operation[T], limit: float) -> T:
-        """One backend's turn: attempts until one succeeds or `_stop_reason` ends the turn (its error is raised)."""
+        """One backend's turn: attempts until one succeeds or `_stop_reason` ends the turn (its error is raised).
+
+        A plain loop rather than tenacity: the stop rule reads the call's deadline, the other backends' breakers and
+        the vendor's Retry-After together, and reads top to bottom here and in `_stop_reason`.
+        """
         request = self._request_for(index, slot)
         number = 0
         while True:
@@ -186,7 +154,7 @@ class Call:
         return dataclasses.replace(self.request, extra_params=extra)
 
     async def _attempt(self, slot: BackendSlot, request: LLMRequest, op: Operation[T], limit: float) -> T:
-        model = model_of(slot.backend, request)
+        model = self.model = model_for(slot.backend, request)  # the last attempt's model is the winner's
         ticket, permit = await self._admit(slot, request, model)
         try:
             release = await self._acquire_slot(slot, model)
@@ -204,7 +172,7 @@ class Call:
                 result = await op(slot, request, release)
         except asyncio.CancelledError:
             slot.breaker.release(ticket)
-            self._trail(slot, model, "cancelled", start)
+            self.record(slot, model, "cancelled", start)
             if permit is not None:
                 await permit.release()
             raise
@@ -221,10 +189,10 @@ class Call:
             if isinstance(result, OpenedStream):
                 result.permit = permit  # settled by the usage of its final event
             else:
-                await permit.settle(_total_tokens(result))
+                await permit.settle(total_tokens(result))
         elapsed = time.monotonic() - start
         slot.succeeded(ticket, elapsed if self.timed else None)
-        self._trail(slot, model, "ok", start)
+        self.record(slot, model, "ok", start)
         return result
 
     async def _admit(self, slot: BackendSlot, request: LLMRequest, model: str) -> tuple[Ticket, Permit | None]:
@@ -308,9 +276,10 @@ class Call:
         scrub_exception(exc, slot.backend.config.secret())  # a custom backend's errors, too, leave without its key
         slot.failed(ticket, exc)
         self.last_failure[slot.name] = exc
-        self._trail(slot, model, type(exc).__name__, start, getattr(exc, "status_code", None))
+        self.record(slot, model, type(exc).__name__, start, getattr(exc, "status_code", None))
 
-    def _trail(self, slot: BackendSlot, model: str, outcome: str, start: float, status: int | None = None) -> None:
+    def record(self, slot: BackendSlot, model: str, outcome: str, start: float, status: int | None = None) -> None:
+        """Add an attempt that started at `start` to the trail and the span."""
         elapsed = time.monotonic() - start
         self.attempts.append(Attempt(slot.name, model, outcome, elapsed, status))
         self.span.attempt(slot.name, model, outcome, elapsed, status)
@@ -364,127 +333,10 @@ class Call:
 
     def final_error(self) -> BaseException:
         """The error a failed call raises (see `run`)."""
-        real = [(name, exc) for name, exc in self.errors if not isinstance(exc, LLMCircuitOpenError)]
-        skipped = [exc for _, exc in self.errors if isinstance(exc, LLMCircuitOpenError)]
-        if self.deadline_hit or not self.errors:
-            return self._deadline_error()
-        if not real:
-            return skipped[0] if len(skipped) == 1 else _all_open_error(skipped)
-        if len(real) == 1:  # the contract re-raises what a custom backend raised, as it was
-            error = real[0][1]
-            for skip in skipped:
-                error.add_note(f"{skip.backend} was skipped: {skip.message}")
-            return error
-        summary = "; ".join(f"{name}: {type(exc).__name__}" for name, exc in self.errors)
-        return LLMAllBackendsFailedError(f"all {len(self.errors)} backends failed ({summary})",
-                                         [_as_llm_error(name, exc) for name, exc in self.errors])
-
-    def _deadline_error(self) -> LLMDeadlineExceededError:
-        last = self.errors[-1][1] if self.errors else None
-        trail = ", ".join(f"{a.backend} {a.outcome}" for a in self.attempts) or "none"
-        error = LLMDeadlineExceededError(
-            f"deadline of {self.deadline.budget:g}s reached after {self.sent} attempt(s): {trail}",
-            errors=[exc for _, exc in self.errors],
-            attempts=[attempt.as_dict() for attempt in self.attempts],
-            backend=self.errors[-1][0] if self.errors else None,
-            retry_after=getattr(last, "retry_after", None),
-        )
-        error.__cause__ = last
-        return error
-
-    # -- streams ----------------------------------------------------------------------------------------------------
-
-    async def stream(self, first_chunk: Callable[[BackendSlot], float]) -> AsyncGenerator[StreamEvent, None]:
-        """Open a stream with retry and failover, then relay it; after the first event, failures are final.
-
-        The relay is the hot loop of a stream: one idle timer for the whole stream (not one per event), and the wait
-        for the next event inlined here rather than in a coroutine of its own.
-        """
-        self.timed = False
-        opened, slot = await self.run(open_stream_op, first_chunk)
-        model = model_of(slot.backend, self.request)
-        idle, idle_timeout = IdleTimeout(), self.policy.idle_timeout
-        expires, clock = self.deadline.expires, time.monotonic
-        next_event = opened.events.__anext__
-        parts: list[str] = []
-        event = opened.first
-        self.span.first_chunk()
-        try:
-            while not isinstance(event, ResponseDone):
-                if isinstance(event, TextDelta) and type(event.text) is str:
-                    parts.append(event.text)
-                elif not isinstance(event, ToolCallDelta):  # a custom backend's malformed event
-                    raise self._malformed(event, slot, model, opened, parts)
-                yield event
-                left = expires - clock()  # `Deadline.remaining()`, inlined: this runs once per event
-                bound = idle_timeout if idle_timeout < left else max(0.0, left)
-                try:
-                    with idle.arm(bound):
-                        event = await next_event()
-                except LLMStructuredOutputError:  # the answer failed its schema after the repair: not a broken stream
-                    raise
-                except Exception as exc:  # CancelledError and GeneratorExit pass through untouched
-                    error = self._relay_error(exc, slot, model, "".join(parts), bound)
-                    scrub_exception(exc, slot.backend.config.secret())  # a custom backend's error may quote its key
-                    self._stream_failed(slot, model, opened, error)
-                    if error is exc:
-                        raise
-                    raise error from (None if isinstance(exc, StopAsyncIteration) else exc)
-            if not isinstance(event.response, LLMResponse):
-                raise self._malformed(event, slot, model, opened, parts)
-            slot.sample_latency(time.monotonic() - opened.started)
-            if opened.permit is not None:
-                await opened.permit.settle(_total_tokens(event.response))
-            yield ResponseDone(self.finish(event.response, slot))
-        finally:
-            idle.close()
-            await opened.close()
-
-    def _malformed(self, event: object, slot: BackendSlot, model: str, opened: OpenedStream,
-                   parts: list[str]) -> LLMStreamError:
-        """The (recorded) error for a custom backend's event that is not a stream event."""
-        error = LLMStreamError(f"malformed stream: {bad_event(event)}", partial_content="".join(parts),
-                               backend=slot.name, model=model)
-        self._stream_failed(slot, model, opened, error)
-        return error
-
-    def _relay_error(self, exc: Exception, slot: BackendSlot, model: str, partial: str,
-                     bound: float) -> LLMStreamError:
-        """The `LLMStreamError` a failure after the first event becomes (a backend's own one stays as it is)."""
-        if isinstance(exc, LLMStreamError):
-            exc.backend = exc.backend or slot.name
-            return exc
-        if isinstance(exc, StopAsyncIteration):
-            message = "stream ended without its final event"
-        elif isinstance(exc, TimeoutError):
-            deadline = bound < self.policy.idle_timeout
-            message = "stream stalled: " + ("the call's deadline passed" if deadline else f"no event for {bound:g}s")
-        else:  # a custom backend's own failure
-            message = f"stream failed after it began: {type(exc).__name__}: {exc}"
-        return LLMStreamError(message, partial_content=partial, backend=slot.name, model=model)
-
-    def _stream_failed(self, slot: BackendSlot, model: str, opened: OpenedStream, error: LLMStreamError) -> None:
-        scrub_exception(error, slot.backend.config.secret())
-        slot.failed(None, error)
-        self._trail(slot, model, f"{type(error).__name__} after the first event", opened.started,
-                    error.status_code)
+        return final_error(self.errors, self.attempts, self.deadline.budget, self.sent, self.deadline_hit)
 
 
-def _total_tokens(response: Any) -> int | None:
+def total_tokens(response: Any) -> int | None:
     usage = getattr(response, "usage", None)
     total = usage.get("total_tokens") if isinstance(usage, dict) else None
     return total if isinstance(total, int) else None
-
-
-def _as_llm_error(name: str, exc: BaseException) -> LLMError:
-    if isinstance(exc, LLMError):
-        return exc
-    wrapped = LLMBackendError(f"{type(exc).__name__}: {exc}", backend=name)
-    wrapped.__cause__ = exc
-    return wrapped
-
-
-def _all_open_error(skipped: Sequence[LLMCircuitOpenError]) -> LLMCircuitOpenError:
-    wait = min(exc.retry_after or 0.0 for exc in skipped)
-    names = ", ".join(str(exc.backend) for exc in skipped)
-    return LLMCircuitOpenError(f"every backend's circuit is open ({names}); retry in {wait:.1f}s", retry_after=wait)

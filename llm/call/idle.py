@@ -1,18 +1,5 @@
-"""`IdleTimeout`: the bound on each wait for the next stream event, at the cost of a few attribute writes per event.
-
-`asyncio.timeout()` around every `anext()` of a stream schedules and cancels one loop timer per event, which costs more
-than the rest of the manager's relay of that event. An `IdleTimeout` keeps one timer for a whole stream: arming it
-for a wait only moves a deadline (a float), and when the timer fires early, because the deadline moved since it was
-set, it re-arms itself for the time left. So a stream whose events keep coming pays for about one timer per idle
-period, not one per event. An expired wait surfaces as `TimeoutError`, with the semantics of `asyncio.timeout` (a
-cancellation from outside stays a `CancelledError`).
-
-    idle = IdleTimeout()
-    try:
-        with idle.arm(seconds):
-            event = await anext(events)
-    finally:
-        idle.close()
+"""`IdleTimeout`: the bound on each wait for the next stream event, at the cost of a few attribute writes per event
+(the stream relay, `llm.call.relay`, arms it once per event).
 """
 
 from __future__ import annotations
@@ -27,7 +14,22 @@ EARLY_TOLERANCE = 1e-3
 
 
 class IdleTimeout:
-    """A reusable timeout for successive waits of one task at a time; see the module docstring."""
+    """A reusable timeout for successive waits of one task at a time.
+
+    `asyncio.timeout()` around every `anext()` of a stream schedules and cancels one loop timer per event, which
+    costs more than the rest of the relay of that event. An `IdleTimeout` keeps one timer for a whole stream: arming
+    it for a wait only moves a deadline (a float), and when the timer fires early, because the deadline moved since
+    it was set, it re-arms itself for the time left: about one timer per idle period, not one per event. An expired
+    wait surfaces as `TimeoutError`, with the semantics of `asyncio.timeout` (a cancellation from outside stays a
+    `CancelledError`).
+
+        idle = IdleTimeout()
+        try:
+            with idle.arm(seconds):
+                event = await anext(events)
+        finally:
+            idle.close()
+    """
 
     __slots__ = ("_cancelling", "_deadline", "_expired", "_handle", "_handle_when", "_loop", "_task")
 

@@ -1,8 +1,5 @@
-"""The retry rules of one call: which errors are retried or end the call, the backoff, and the call's deadline.
-
-    retried            an `LLMBackendError` whose `retryable` is True (408, 409, 429 but not quota, 5xx, 529,
-                       connection, timeout); never CancelledError, never a skipped (circuit-open) backend
-    blocks failover    an invalid request (validation, 400, 413, 422 and their subclasses): it would fail everywhere
+"""The retry rules of one call: which errors are retried (`is_retryable`) or end the call (`blocks_failover`), the
+backoff before the next attempt, and the call's `Deadline`. README.md ("Routing and fallback") states the rules.
 """
 
 from __future__ import annotations
@@ -51,8 +48,6 @@ def blocks_failover(exc: BaseException, structured_failover: bool = False) -> bo
     if structured_failover and isinstance(exc, LLMStructuredOutputError):
         return False
     return isinstance(exc, NO_FAILOVER)
-
-
 
 
 # -- backoff ----------------------------------------------------------------------------------------------------------

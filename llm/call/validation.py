@@ -1,22 +1,5 @@
-"""Request validation: one pass over an `LLMRequest` before any network call.
-
-`validate_request` is total: whatever the caller put in a request (a list where a dict belongs, an unhashable role,
-a 100k-deep JSON value, a 5,000-digit number, a lone surrogate), it either returns or raises `LLMValidationError`
-naming the first offending field; no other exception leaves it. A rejected request sends nothing and never counts
-against a backend's health.
-
-What it accepts is the OpenAI chat format every adapter translates from:
-
-* `messages`: a non-empty list of dicts; `role` one of `ROLES`; `content` a string, a list of text / image_url parts,
-  or None on assistant and tool messages; `name` a string; a tool result's `tool_call_id` a string; an assistant's
-  `tool_calls` a list of `{"id": str, "function": {"name": str, "arguments": JSON-object text or dict}}`.
-* `tools`: a list of `{"type": "function", "function": {"name": str, "parameters": dict, ...}}`; `tool_choice`
-  one of `TOOL_CHOICES` or `{"type": "function", "function": {"name": str}}`.
-* `extra_params`: only the keys in `EXTRA_PARAM_KEYS`, each of the type its vendors document.
-* `response_format`: a pydantic model class, `{"type": "json_object"}` or an OpenAI-shaped `json_schema` dict holding
-  a valid JSON schema (`llm.output.structured.output_spec`); not together with `extra_params["response_format"]`.
-* Every JSON value (tool arguments, tool schemas, `response_format`) nests at most `MAX_JSON_DEPTH` deep, holds
-  finite numbers of at most `MAX_INT_BITS` bits, and string keys.
+"""Request validation: one pass over an `LLMRequest` before any network call, so that a bad request raises
+`LLMValidationError` (README.md, "Errors"), sends nothing and never counts against a backend's health.
 """
 
 from __future__ import annotations
@@ -63,7 +46,22 @@ def _fail(message: str, field_name: str) -> LLMValidationError:
 
 
 def validate_request(request: LLMRequest, temperature_range: tuple[float, float] = (0.0, 2.0)) -> None:
-    """Check a request before any network call.
+    """Check a request before any network call. Total: whatever the caller put in a request (a list where a dict
+    belongs, an unhashable role, a 100k-deep JSON value, a 5,000-digit number, a lone surrogate), it returns or
+    raises `LLMValidationError`. It accepts the OpenAI chat format every adapter translates from:
+
+    * `messages`: a non-empty list of dicts; `role` one of `ROLES`; `content` a string, a list of text / image_url
+      parts, or None on assistant and tool messages; `name` a string; a tool result's `tool_call_id` a string; an
+      assistant's `tool_calls` a list of `{"id": str, "function": {"name": str, "arguments": JSON-object text or
+      dict}}`.
+    * `tools`: a list of `{"type": "function", "function": {"name": str, "parameters": dict, ...}}`; `tool_choice`
+      one of `TOOL_CHOICES` or `{"type": "function", "function": {"name": str}}`.
+    * `extra_params`: only the keys in `EXTRA_PARAM_KEYS`, each of the type its vendors document.
+    * `response_format`: a pydantic model class, `{"type": "json_object"}` or an OpenAI-shaped `json_schema` dict
+      holding a valid JSON schema (`llm.output.structured.output_spec`); not together with
+      `extra_params["response_format"]`.
+    * Every JSON value (tool arguments, tool schemas, `response_format`) nests at most `MAX_JSON_DEPTH` deep, holds
+      finite numbers of at most `MAX_INT_BITS` bits, and string keys.
 
     Raises:
         LLMValidationError: naming the first offending field; never any other exception.

@@ -1,4 +1,5 @@
-"""`ManagerPolicy`: the manager's reliability settings (retries, deadlines, breaker, limits), checked when built."""
+"""`ManagerPolicy`: the manager's reliability settings (retries, deadlines, breaker, limits), checked when built.
+README.md ("Call", "Health") says what each one does to a call."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from llm.core.bounds import checked_seconds
 from llm.core.names import canonical_backend
 
 __all__ = ["POSITIVE_SECONDS", "ManagerPolicy"]
@@ -86,19 +88,16 @@ class ManagerPolicy:
         if self.redis_url is not None and not str(self.redis_url).startswith(("redis://", "rediss://")):
             raise ValueError("redis_url must be a redis:// or rediss:// URL")
         if self.fallback_order is not None:
-            object.__setattr__(self, "fallback_order", tuple(name.strip().lower() for name in self.fallback_order))
+            object.__setattr__(self, "fallback_order", tuple(map(canonical_backend, self.fallback_order)))
 
 
     def _check_numbers(self) -> None:
-        """Durations are finite seconds (> 0, or >= 0 where zero means "none"), counts integers >= 1."""
+        """Durations are seconds (> 0, or >= 0 where zero means "none"; None where it means "from the
+        configuration"), counts integers >= 1."""
         for name in POSITIVE_SECONDS:
-            value = getattr(self, name)
-            if value is not None and not (_is_number(value) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+            checked_seconds(name, getattr(self, name), allow_none=name in _OPTIONAL)
         for name in ("retry_delay", "min_attempt_time", "health_check_interval"):
-            value = getattr(self, name)
-            if value is not None and not (_is_number(value) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+            checked_seconds(name, getattr(self, name), allow_zero=True, allow_none=name in _OPTIONAL)
         for name in ("retry_attempts", "breaker_min_calls", "max_concurrency"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -109,6 +108,8 @@ class ManagerPolicy:
 POSITIVE_SECONDS = ("timeout", "attempt_timeout", "first_chunk_timeout", "backoff_max", "retry_after_max",
                     "idle_timeout", "breaker_window", "breaker_cooldown", "breaker_cooldown_max", "quota_cooldown",
                     "quota_cooldown_max", "health_check_timeout")
+#: The duration fields where None means "from the configuration" (or, for the interval, no background probes).
+_OPTIONAL = frozenset({"timeout", "attempt_timeout", "first_chunk_timeout", "retry_delay", "health_check_interval"})
 
 
 def _checked_limits(limits: Mapping[str, tuple[int | None, int | None]]) -> dict[str, tuple[int | None, int | None]]:

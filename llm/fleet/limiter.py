@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm.base import LLMRequest
+from llm.core.bounds import checked_seconds
 from llm.errors import LLMLocalRateLimitError, sane_retry_after
 from llm.fleet.store import Admission, Entry, LocalStore, StateStore
 
@@ -95,8 +96,7 @@ class RateLimit:
                 raise ValueError(f"{name} must be a non-negative integer or None, got {value!r}")
             if value == 0:
                 object.__setattr__(self, name, None)
-        if not (math.isfinite(self.window) and self.window > 0):
-            raise ValueError(f"window must be a positive number of seconds, got {self.window!r}")
+        checked_seconds("window", self.window)
 
 
 _NO_LIMIT = RateLimit()

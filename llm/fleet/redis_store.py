@@ -217,8 +217,8 @@ class RedisStore:
         if self._conn is None or self._conn.loop is not loop:
             # A new loop (successive asyncio.run calls) cannot use sockets of the old one: a new pool.
             from redis.asyncio import Redis
-            from redis.backoff import NoBackoff
             from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
 
             client = Redis.from_url(
                 self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,

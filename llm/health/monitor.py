@@ -1,18 +1,20 @@
-"""`HealthMonitor`, the part of `LLMManager` that watches its backends: health snapshots, `check_health()` probes, the
-background probe task, and binding to the running event loop (rebuilding what was bound to a loop that ended).
+"""`HealthMonitor`: the manager's watch over its backends (health snapshots, probes, the background probe task) and
+its binding to the running event loop.
 
-A base class of `LLMManager` (`llm.manager`), which owns the attributes declared here.
+`LLMManager` holds one and delegates to it; README.md ("Health") says what a caller sees.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator, Callable
 
-from llm.base import LLMBackendType
-from llm.core.names import canonical_backend
+from llm.backends.base import describe_error, quiet_cleanup
+from llm.core.awaitables import maybe_await
 from llm.core.policy import ManagerPolicy
-from llm.health.slot import BackendHealth, BackendSlot, describe_error, maybe_await, quiet_cleanup
+from llm.health.slot import BackendHealth, BackendSlot
 
 __all__ = ["HealthMonitor"]
 
@@ -20,53 +22,57 @@ logger = logging.getLogger("llm.manager")
 
 
 class HealthMonitor:
-    """Health snapshots, probes and the event-loop binding of `LLMManager`; the state is the manager's."""
+    """Watches the slots of one manager: `slots` is the manager's own registry (read, never replaced), `policy`
+    returns the manager's current policy."""
 
-    policy: ManagerPolicy
-    _slots: dict[str, BackendSlot]
-    _loop: asyncio.AbstractEventLoop | None
-    _loop_lock: asyncio.Lock | None
-    _init_lock: asyncio.Lock | None
-    _monitor: asyncio.Task[None] | None
-    _rebind_needed: bool
-    _released: bool
-    _closing: bool
+    def __init__(self, slots: dict[str, BackendSlot], policy: Callable[[], ManagerPolicy]) -> None:
+        self._slots = slots
+        self._policy = policy
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_lock: asyncio.Lock | None = None
+        self.init_lock: asyncio.Lock | None = None  # serialises `initialize_llm_backends` in the bound loop
+        self._task: asyncio.Task[None] | None = None
+        self._rebind_needed = False
+        self._released = False
+        self._closing = False
 
-    def get_backend_health(self, backend_type: str | LLMBackendType) -> BackendHealth | None:
-        """A snapshot of one backend's health, or None when it is not registered."""
-        slot = self._slots.get(canonical_backend(backend_type))
+    # -- snapshots and probes ---------------------------------------------------------------------------------------
+
+    def health(self, name: str) -> BackendHealth | None:
+        slot = self._slots.get(name)
         return slot.snapshot() if slot is not None else None
 
-    def get_all_health_status(self) -> dict[str, BackendHealth]:
-        """Snapshots (copies: changing them changes nothing) of every backend's health, by name."""
+    def all_health(self) -> dict[str, BackendHealth]:
         return {name: slot.snapshot() for name, slot in self._slots.items()}
 
-    def get_healthy_backends(self) -> list[str]:
-        """Backends whose breaker is closed and whose last probe (if any) succeeded."""
+    def healthy(self) -> list[str]:
         return [name for name, slot in self._slots.items() if slot.snapshot().is_healthy]
 
-    async def check_health(self) -> dict[str, bool | None]:
-        """Probe every backend now with its `health_check()`; None for a backend whose probe is already running."""
-        await self._ensure_loop()
+    async def check(self) -> dict[str, bool | None]:
+        await self.bind()
         return await self._probe_all()
 
     async def _probe_all(self) -> dict[str, bool | None]:
         slots = list(self._slots.values())
-        results = await asyncio.gather(*(slot.probe(self.policy.health_check_timeout) for slot in slots))
+        timeout = self._policy().health_check_timeout
+        results = await asyncio.gather(*(slot.probe(timeout) for slot in slots))
         return {slot.name: result for slot, result in zip(slots, results, strict=True)}
 
-    async def _ensure_loop(self) -> None:
-        """Bind to the running loop; after a loop change, rebuild what was bound to the old one (defect 15)."""
+    # -- the event loop ---------------------------------------------------------------------------------------------
+
+    async def bind(self) -> None:
+        """Bind to the running loop; after a loop change, rebuild what was bound to the old one. Starts the
+        background probe task when it is not running."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._rebind_needed = self._rebind_needed or self._loop is not None
-            self._loop, self._loop_lock, self._init_lock = loop, asyncio.Lock(), asyncio.Lock()
+            self._loop, self._loop_lock, self.init_lock = loop, asyncio.Lock(), asyncio.Lock()
         if self._rebind_needed:
             assert self._loop_lock is not None
             async with self._loop_lock:
                 if self._rebind_needed:
                     await self._rebind_backends()
-        self._start_monitor()
+        self._start()
 
     async def _rebind_backends(self) -> None:
         for slot in list(self._slots.values()):
@@ -79,17 +85,17 @@ class HealthMonitor:
                                describe_error(exc, slot.backend.config.secret()))
         self._rebind_needed = self._released = False
 
-    def _start_monitor(self) -> None:
-        if self._closing or (self._monitor is not None and not self._monitor.done()):
+    def _start(self) -> None:
+        if self._closing or (self._task is not None and not self._task.done()):
             return
-        self._monitor = asyncio.get_running_loop().create_task(self._watch(), name="llm-manager-health")
+        self._task = asyncio.get_running_loop().create_task(self._watch(), name="llm-manager-health")
 
     async def _watch(self) -> None:
         """Background health probes, one round at a time. When the loop shuts down and cancels this task (the end
         of `asyncio.run`), it closes the SDK clients bound to that loop so that none leaks."""
         try:
             while True:
-                interval = self.policy.health_check_interval
+                interval = self._policy().health_check_interval
                 if not interval:
                     await asyncio.get_running_loop().create_future()  # no probes: wait for cancellation
                 await asyncio.sleep(interval or 0)
@@ -104,10 +110,22 @@ class HealthMonitor:
                 self._released = self._rebind_needed = True
             raise
 
-    async def _stop_monitor(self) -> None:
-        task, self._monitor = self._monitor, None
+    async def stop(self) -> None:
+        """Stop the background task (when it runs in this loop)."""
+        task, self._task = self._task, None
         if task is None or task.done():
             return
         if task.get_loop() is asyncio.get_running_loop():
             task.cancel()
             await asyncio.wait({task})
+
+    @contextlib.asynccontextmanager
+    async def closing(self) -> AsyncIterator[None]:
+        """The manager's cleanup: the task stopped and not restarted inside the block; afterwards nothing is left
+        to rebind (the backends are gone)."""
+        self._closing = True
+        try:
+            await self.stop()
+            yield
+        finally:
+            self._closing = self._rebind_needed = self._released = False

@@ -5,14 +5,14 @@ and the `BackendHealth` snapshot built from them.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from llm.backends.base import LLMBackend, describe_error
+from llm.core.awaitables import maybe_await
 from llm.core.policy import ManagerPolicy
 from llm.health.breaker import CircuitBreaker, Ticket, breaker_verdict
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from llm.fleet.limiter import LimiterStatus, RateLimiter
     from llm.health.shared_breaker import SharedBreaker
 
-__all__ = ["LATENCY_WINDOW", "BackendHealth", "BackendSlot", "describe_error", "maybe_await", "quiet_cleanup"]
+__all__ = ["LATENCY_WINDOW", "BackendHealth", "BackendSlot"]
 
 #: How many recent successful calls `avg_response_time` averages over.
 LATENCY_WINDOW = 50
@@ -70,19 +70,6 @@ class BackendHealth:
     failure_rate: float | None = None
     rate_limit: LimiterStatus | None = None
     shared_state: bool = False
-
-
-async def maybe_await(value: Any) -> Any:
-    """`value`, awaited when it is awaitable: backends may implement `initialize` etc. sync or async."""
-    return await value if inspect.isawaitable(value) else value
-
-
-async def quiet_cleanup(backend: LLMBackend) -> None:
-    """`backend.cleanup()`, with a failure logged instead of raised (the contract's cleanup semantics)."""
-    try:
-        await maybe_await(backend.cleanup())
-    except Exception as exc:
-        logger.warning("cleanup of %s failed: %s", backend.name, describe_error(exc, backend.config.secret()))
 
 
 class BackendSlot:

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from llm.base import FinishReason
+from llm.core.awaitables import maybe_await
 from llm.errors import LLMConfigError, LLMValidationError
 
 __all__ = ["CONNECT_TIMEOUT", "aclose_quietly", "normalise_finish_reason", "refuse_params", "require_sdk"]
@@ -51,7 +52,5 @@ async def aclose_quietly(stream: Any) -> None:
     for name in ("aclose", "close"):
         closer = getattr(stream, name, None)
         if closer is not None:
-            result = closer()
-            if hasattr(result, "__await__"):
-                await result
+            await maybe_await(closer())
             return

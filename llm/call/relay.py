@@ -1,0 +1,97 @@
+"""`relay`: a stream call. It opens the stream through the call's chain (retry and failover up to the first event),
+then hands the events on: each wait bounded by the idle gap and the deadline, no retry or failover after the first
+event. README.md ("Stream") says what a caller sees; ARCHITECTURE.md shows the path of one stream.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, Callable
+
+from llm.base import LLMResponse, ResponseDone, StreamEvent, TextDelta, ToolCallDelta
+from llm.call.attempt import OpenedStream, bad_event, open_stream_op
+from llm.call.chain import Call, total_tokens
+from llm.call.idle import IdleTimeout
+from llm.core.secrets import scrub_exception
+from llm.errors import LLMStreamError, LLMStructuredOutputError
+from llm.health.slot import BackendSlot
+
+__all__ = ["relay"]
+
+
+async def relay(call: Call, first_chunk: Callable[[BackendSlot], float]) -> AsyncGenerator[StreamEvent, None]:
+    """Open a stream with retry and failover, then relay it; after the first event, failures are final.
+
+    The relay is the hot loop of a stream: one idle timer for the whole stream (not one per event), and the wait
+    for the next event inlined here rather than in a coroutine of its own.
+    """
+    call.timed = False
+    opened, slot = await call.run(open_stream_op, first_chunk)
+    model = call.model
+    idle, idle_timeout = IdleTimeout(), call.policy.idle_timeout
+    expires, clock = call.deadline.expires, time.monotonic
+    next_event = opened.events.__anext__
+    parts: list[str] = []
+    event = opened.first
+    call.span.first_chunk()
+    try:
+        while not isinstance(event, ResponseDone):
+            if isinstance(event, TextDelta) and type(event.text) is str:
+                parts.append(event.text)
+            elif not isinstance(event, ToolCallDelta):  # a custom backend's malformed event
+                raise _malformed(call, event, slot, model, opened, parts)
+            yield event
+            left = expires - clock()  # `Deadline.remaining()`, inlined: this runs once per event
+            bound = idle_timeout if idle_timeout < left else max(0.0, left)
+            try:
+                with idle.arm(bound):
+                    event = await next_event()
+            except LLMStructuredOutputError:  # the answer failed its schema after the repair: not a broken stream
+                raise
+            except Exception as exc:  # CancelledError and GeneratorExit pass through untouched
+                error = _relay_error(exc, slot, model, "".join(parts), bound, idle_timeout)
+                scrub_exception(exc, slot.backend.config.secret())  # a custom backend's error may quote its key
+                _stream_failed(call, slot, model, opened, error)
+                if error is exc:
+                    raise
+                raise error from (None if isinstance(exc, StopAsyncIteration) else exc)
+        if not isinstance(event.response, LLMResponse):
+            raise _malformed(call, event, slot, model, opened, parts)
+        slot.sample_latency(time.monotonic() - opened.started)
+        if opened.permit is not None:
+            await opened.permit.settle(total_tokens(event.response))
+        yield ResponseDone(call.finish(event.response, slot))
+    finally:
+        idle.close()
+        await opened.close()
+
+
+def _malformed(call: Call, event: object, slot: BackendSlot, model: str, opened: OpenedStream,
+               parts: list[str]) -> LLMStreamError:
+    """The (recorded) error for a custom backend's event that is not a stream event."""
+    error = LLMStreamError(f"malformed stream: {bad_event(event)}", partial_content="".join(parts),
+                           backend=slot.name, model=model)
+    _stream_failed(call, slot, model, opened, error)
+    return error
+
+
+def _relay_error(exc: Exception, slot: BackendSlot, model: str, partial: str, bound: float,
+                 idle_timeout: float) -> LLMStreamError:
+    """The `LLMStreamError` a failure after the first event becomes (a backend's own one stays as it is)."""
+    if isinstance(exc, LLMStreamError):
+        exc.backend = exc.backend or slot.name
+        return exc
+    if isinstance(exc, StopAsyncIteration):
+        message = "stream ended without its final event"
+    elif isinstance(exc, TimeoutError):
+        deadline = bound < idle_timeout
+        message = "stream stalled: " + ("the call's deadline passed" if deadline else f"no event for {bound:g}s")
+    else:  # a custom backend's own failure
+        message = f"stream failed after it began: {type(exc).__name__}: {exc}"
+    return LLMStreamError(message, partial_content=partial, backend=slot.name, model=model)
+
+
+def _stream_failed(call: Call, slot: BackendSlot, model: str, opened: OpenedStream, error: LLMStreamError) -> None:
+    scrub_exception(error, slot.backend.config.secret())
+    slot.failed(None, error)
+    call.record(slot, model, f"{type(error).__name__} after the first event", opened.started, error.status_code)
