@@ -44,8 +44,8 @@ Verdict = Literal["counted", "quota", "ignored"]
 #: (`release`: cancelled, or a client error).
 BreakerEvent = Literal["success", "failure", "quota", "release"]
 
-#: Buckets the failure window is counted in: an outcome leaves the window within window / BUCKETS of its age
-#: reaching the window (the rolling window of Hystrix's circuit breaker, in ten buckets).
+#: Buckets the failure window is counted in (a rolling window, as Hystrix's): an outcome leaves the window at most
+#: window / BUCKETS before its age reaches the window.
 BUCKETS = 10
 
 #: Errors that say the backend (not the request) is failing.
