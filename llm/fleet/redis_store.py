@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from llm.errors import LLMConfigError
 from llm.fleet.redis_client import _Batches, _Connection, _Down, _redact, _redis_error
 from llm.fleet.store import Admission, BreakerRecord, Entry, LocalStore, WindowUsage
-from llm.health.breaker import BUCKETS, BreakerEvent, BreakerRules, BreakerState, Ticket
+from llm.health.breaker import BreakerEvent, BreakerRules, BreakerState, Ticket
 
 __all__ = ["RedisStore"]
 
@@ -213,7 +213,7 @@ class RedisStore:
     async def _breaker(self, name: str, backend: str, rules: BreakerRules, extra: list[Any],
                        local: Callable[[], Awaitable[T]], convert: Callable[[Any], T]) -> T:
         keys = self._keys(backend, "breaker", "breaker:window")
-        args = [max(1, _ms(rules.window / BUCKETS)), rules.min_calls, rules.failure_rate, _ms(rules.cooldown),
+        args = [max(1, _ms(rules.bucket)), rules.min_calls, rules.failure_rate, _ms(rules.cooldown),
                 _ms(rules.cooldown_max), *extra]
         return await self._shared(name, keys, args, local, convert)
 

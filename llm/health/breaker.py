@@ -87,6 +87,10 @@ class BreakerRules:
     failure_rate: float
     cooldown: float
     cooldown_max: float
+    bucket: float = field(init=False)  # a bucket's width, seconds
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bucket", self.window / BUCKETS)
 
 
 @dataclass(slots=True)
@@ -139,10 +143,9 @@ class Circuit:
 
     def admit(self, now: float, lease: float) -> Ticket | None:
         """A ticket for one attempt, or None when the breaker refuses it; a probe is out for `lease` seconds."""
-        state = self.state(now)
-        if state == "closed":
+        if self.open_until is None and now >= self.quota_until:  # closed: `state`, for the common case
             return Ticket()
-        if state == "open" or self.probe_until > now:
+        if self.state(now) == "open" or self.probe_until > now:
             return None
         self.probe_until = now + lease
         return Ticket(probe=True)
@@ -200,17 +203,20 @@ class Circuit:
     def _count(self, failed: bool, rules: BreakerRules, now: float) -> None:
         bucket = self._expire(rules, now)
         buckets = self.buckets
-        if not buckets or buckets[-1][0] != bucket:
-            buckets.append([bucket, 0, 0])
-        buckets[-1][2 if failed else 1] += 1
+        last = buckets[-1] if buckets else None
+        if last is None or last[0] != bucket:
+            last = [bucket, 0, 0]
+            buckets.append(last)
         if failed:
+            last[2] += 1
             self.failures += 1
         else:
+            last[1] += 1
             self.successes += 1
 
     def _expire(self, rules: BreakerRules, now: float) -> int:
         """Drop the buckets that left the window; returns the current bucket."""
-        bucket = math.floor(now / (rules.window / BUCKETS))
+        bucket = math.floor(now / rules.bucket)
         buckets = self.buckets
         while buckets and buckets[0][0] <= bucket - BUCKETS:
             _, ok, failed = buckets.popleft()
