@@ -1,36 +1,6 @@
-"""Client-side rate limits per backend: requests and tokens per minute, and Retry-After pauses, for one process or a
-whole fleet (with a shared `RedisStore`, every process using the same URL and backend name shares the same limits).
-
-    limiter = RateLimiter({"openai": RateLimit(rpm=500, tpm=200_000)}, store=open_state_store(redis_url))
-    permit = await limiter.acquire("openai", estimate_tokens(request, config.max_tokens), deadline.remaining())
-    try:
-        response = await backend.generate(request)
-    except BaseException:
-        await permit.release()                  # failed: give the tokens back (the request stays counted)
-        raise
-    await permit.settle(response.usage.get("total_tokens"))   # correct the estimate by the reported usage
-    ...
-    await limiter.pause("openai", error.retry_after)          # a vendor 429 with Retry-After: the fleet waits
-
-The window is a sliding log: in any `window` seconds (60 for RPM/TPM) at most `rpm` admissions and `tpm` tokens, so
-a fleet sharing a store never sends more than the limit in any minute. `acquire` waits (asleep, holding no connection)
-until the window has room; when that would take longer than the time left of the call's deadline it raises
-`LLMLocalRateLimitError` at once, with `retry_after`, before any request is sent, so the manager can fail over. A
-request whose estimate exceeds the whole TPM is counted as exactly TPM (it waits for an empty window; the vendor may
-still refuse it).
-
-Settings (`llm.config`): `SCOUT_<BACKEND>_RPM`, `SCOUT_<BACKEND>_TPM` (e.g. `SCOUT_OPENAI_RPM=500`; `SCOUT_ANTHROPIC_*`
-for claude; unset or 0: no limit), or `ManagerPolicy.rate_limits`; `SCOUT_LLM_REDIS_URL` (`redis://` or `rediss://`;
-unset: in-process state only), `SCOUT_LLM_REDIS_TIMEOUT`, `SCOUT_LLM_REDIS_PREFIX`.
-
-In the manager (`llm.manager`, `llm.call.chain`): the manager owns one `RateLimiter`, built when a backend with a limit is
-registered or a Redis URL is set (none otherwise: the hot path then skips it entirely), closed in `cleanup()`. Each
-attempt acquires its permit first, before the breaker admits it (so neither a half-open probe nor a concurrency slot
-nor a connection is held while waiting), with the call's deadline less `min_attempt_time` as its budget; an
-`LLMLocalRateLimitError` is recorded in the attempt trail as "skipped: client-side rate limit" and the manager fails
-over. A success settles the permit with `usage["total_tokens"]` (a stream at its `ResponseDone`); a failure releases
-its tokens; a vendor 429 (not quota) with Retry-After pauses the backend. `BackendHealth.rate_limit` is
-`limiter.snapshot(name)`; the CLI reads `await limiter.status(name)`.
+"""Client-side rate limits per backend: requests and tokens per sliding window, and Retry-After pauses, kept in a
+`StateStore` (`llm.fleet.store`), so one Redis URL makes them the fleet's. The manager acquires a `Permit` before each
+attempt (`llm.call.chain`) and settles or releases it after. Behaviour and settings: README.md, "Running a fleet".
 """
 
 from __future__ import annotations
@@ -46,6 +16,7 @@ from typing import Any
 
 from llm.base import LLMRequest
 from llm.core.bounds import checked_seconds
+from llm.core.names import canonical_backend
 from llm.errors import LLMLocalRateLimitError, sane_retry_after
 from llm.fleet.store import Admission, Entry, LocalStore, StateStore
 
@@ -186,7 +157,7 @@ class RateLimiter:
         self.store: StateStore = store if store is not None else LocalStore(clock=clock)
         self._local = self.store if isinstance(self.store, LocalStore) else None
         self.max_pause = max_pause
-        self._limits = {name.strip().lower(): limit for name, limit in (limits or {}).items()}
+        self._limits = {canonical_backend(name): limit for name, limit in (limits or {}).items()}
         self._clock = clock
         self._sleep = sleep
         # backend -> (requests left, tokens left, pause left, shared, wall time): the last reading, for `snapshot`
@@ -198,11 +169,11 @@ class RateLimiter:
         return self.store.shared
 
     def limit(self, backend: str) -> RateLimit:
-        return self._limits.get(backend.strip().lower(), _NO_LIMIT)
+        return self._limits.get(canonical_backend(backend), _NO_LIMIT)
 
     def set_limit(self, backend: str, limit: RateLimit | None) -> None:
         """Set (or with None remove) a backend's limits."""
-        name = backend.strip().lower()
+        name = canonical_backend(backend)
         if limit is None:
             self._limits.pop(name, None)
         else:
@@ -214,7 +185,7 @@ class RateLimiter:
         Raises:
             LLMLocalRateLimitError: the wait would pass the deadline (raised at once, without waiting in vain).
         """
-        name = backend.strip().lower()
+        name = canonical_backend(backend)
         limit = self._limits.get(name, _NO_LIMIT)
         tokens = est_tokens if _is_count(est_tokens) else 0
         budget = deadline_remaining if deadline_remaining >= 0 else 0.0  # NaN compares False: no budget
@@ -242,14 +213,14 @@ class RateLimiter:
         if value is None:
             logger.warning("ignoring a Retry-After of %r for %s: not a positive finite number", seconds, backend)
             return 0.0
-        name = backend.strip().lower()
+        name = canonical_backend(backend)
         await self.store.pause(name, value)
         logger.info("%s: admissions paused for %.1fs (Retry-After)", name, value)
         return value
 
     async def status(self, backend: str) -> LimiterStatus:
         """The backend's limiter state, read now from the store."""
-        name = backend.strip().lower()
+        name = canonical_backend(backend)
         limit = self.limit(name)
         usage = await self.store.usage(name, limit.window)
         requests_left = max(0, limit.rpm - usage.requests) if limit.rpm else None
@@ -259,7 +230,7 @@ class RateLimiter:
 
     def snapshot(self, backend: str) -> LimiterStatus | None:
         """The last state seen by `acquire` or `status` (no I/O: for synchronous health output); None if none yet."""
-        name = backend.strip().lower()
+        name = canonical_backend(backend)
         last = self._last.get(name)
         return None if last is None else self._status(name, *last)
 

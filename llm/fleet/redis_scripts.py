@@ -1,5 +1,6 @@
-"""The Lua scripts of `RedisStore` (`llm.fleet.store`): each store operation is one script, run atomically by the
-server. Times are the server's (`TIME`, integer milliseconds), so the processes of a fleet need no synchronised clocks.
+"""The Lua scripts of `RedisStore` (`llm.fleet.redis_store`): each store operation is one script, run atomically by
+the server. Times are the server's (`TIME`, integer milliseconds), so the processes of a fleet need no synchronised
+clocks.
 
 Keys (`KEYS[n]`) are named by the caller, `{prefix}:{<backend>}:<what>`:
 
@@ -9,19 +10,19 @@ Keys (`KEYS[n]`) are named by the caller, `{prefix}:{<backend>}:<what>`:
     members        sorted set of the stores (one per process and manager) that asked in the last window: the fleet
                    size, by which each process divides the limits while Redis is down
     pause          time (ms) a Retry-After pause lasts until
-    breaker        hash: until (ms; 0 = closed), probe (lease end, ms), opened (times), consec (failures in a row)
+    breaker        hash: a `Circuit`'s fields (times in ms; until 0 = closed): until, quota, probe, opened, consec,
+                   cooldown
     breaker:window hash: "s:<bucket>" / "f:<bucket>" -> successes / failures counted in that bucket
 
 Every key expires: the window keys one window (plus 1 s) after their last write, the breaker record an hour after its
-open period ends.
+open period (or quota lockout) ends.
 """
 
 from __future__ import annotations
 
-__all__ = ["BUCKETS", "RECORD_TTL_MS", "SCRIPTS"]
+from llm.health.breaker import BUCKETS
 
-#: Buckets a breaker's failure window is counted in (its granularity is window / BUCKETS).
-BUCKETS = 10
+__all__ = ["RECORD_TTL_MS", "SCRIPTS"]
 #: A breaker record outlives its open period by this long, then expires (an absent record means closed).
 RECORD_TTL_MS = 3_600_000
 
@@ -140,75 +141,108 @@ local paused = tonumber(redis.call('GET', KEYS[3]) or '0') - now
 return {count, math.max(0, total), math.max(0, paused)}
 """
 
-# Breaker scripts. KEYS: record hash (until, probe, opened, consec), window hash ("s:<bucket>"/"f:<bucket>" -> n).
-# ARGV[1]: bucket width ms; ARGV[2..]: per script. All but claim_probe return `record()`.
-_BREAKER_PRELUDE = _PRELUDE + """
-local width = tonumber(ARGV[1])
+# The breaker: `llm.health.breaker.Circuit` in Lua, transition for transition (keep the two alike; the property test
+# in tests/fleet/test_stores.py plays both). KEYS: record hash, window hash. ARGV[1..5]: the `BreakerRules` (bucket
+# width ms, min_calls, failure_rate, cooldown ms, cooldown_max ms); ARGV[6..]: per script. Each script returns
+# `record()`: {state, open_for ms, probe taken (1/0), successes, failures, consecutive failures, times opened}.
+_CIRCUIT = _PRELUDE + """
+local width, min_calls, rate = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local base, cap = tonumber(ARGV[4]), tonumber(ARGV[5])
 local bucket = math.floor(now / width)
-local function refresh_ttl(until_)
-  local ttl = math.max(0, until_ - now) + @RECORD_TTL
-  redis.call('PEXPIRE', KEYS[1], ttl)
+local h = redis.call('HMGET', KEYS[1], 'until', 'quota', 'probe', 'opened', 'consec', 'cooldown')
+local c = {open_until = tonumber(h[1] or '0'), quota = tonumber(h[2] or '0'), probe = tonumber(h[3] or '0'),
+           opened = tonumber(h[4] or '0'), consec = tonumber(h[5] or '0'), cooldown = tonumber(h[6] or ARGV[4])}
+local ok, failed = 0, 0
+local fields = redis.call('HGETALL', KEYS[2])
+for i = 1, #fields, 2 do
+  local kind, b = string.match(fields[i], '^(%a):(%d+)$')
+  if tonumber(b) <= bucket - @BUCKETS then redis.call('HDEL', KEYS[2], fields[i])
+  elseif kind == 's' then ok = ok + tonumber(fields[i + 1])
+  else failed = failed + tonumber(fields[i + 1]) end
+end
+local function state()
+  if now < c.quota then return 'open' end
+  if c.open_until == 0 then return 'closed' end
+  if now < c.open_until and c.probe <= now then return 'open' end
+  return 'half_open'
+end
+local function clear()
+  redis.call('DEL', KEYS[2])
+  ok, failed = 0, 0
+end
+local function open()
+  c.opened = c.opened + 1
+  c.open_until = now + c.cooldown
+  clear()
+end
+local function count(is_failure)
+  if is_failure then failed = failed + 1 else ok = ok + 1 end
+  local kind = 's:'
+  if is_failure then kind = 'f:' end
+  redis.call('HINCRBY', KEYS[2], kind .. string.format('%d', bucket), 1)
   redis.call('PEXPIRE', KEYS[2], width * @BUCKETS + 1000)
 end
+local function save()
+  redis.call('HSET', KEYS[1], 'until', c.open_until, 'quota', c.quota, 'probe', c.probe, 'opened', c.opened,
+             'consec', c.consec, 'cooldown', c.cooldown)
+  redis.call('PEXPIRE', KEYS[1], math.max(0, c.open_until - now, c.quota - now) + @RECORD_TTL)
+end
 local function record()
-  local ok, failed = 0, 0
-  local fields = redis.call('HGETALL', KEYS[2])
-  for i = 1, #fields, 2 do
-    local kind, b = string.match(fields[i], '^(%a):(%d+)$')
-    if tonumber(b) <= bucket - @BUCKETS then redis.call('HDEL', KEYS[2], fields[i])
-    elseif kind == 's' then ok = ok + tonumber(fields[i + 1])
-    else failed = failed + tonumber(fields[i + 1]) end
-  end
-  local h = redis.call('HMGET', KEYS[1], 'until', 'probe', 'opened', 'consec')
-  local until_, probe = tonumber(h[1] or '0'), tonumber(h[2] or '0')
-  local closed = 0
-  if until_ == 0 then closed = 1 end
   local probe_taken = 0
-  if probe > now then probe_taken = 1 end
-  return {closed, until_ - now, probe_taken, ok, failed, tonumber(h[4] or '0'), tonumber(h[3] or '0')}
+  if c.probe > now then probe_taken = 1 end
+  return {state(), math.max(0, c.quota - now, c.open_until - now), probe_taken, ok, failed, c.consec, c.opened}
 end
 """.replace("@RECORD_TTL", str(RECORD_TTL_MS)).replace("@BUCKETS", str(BUCKETS))
 
-_BREAKER_STATE = _BREAKER_PRELUDE + "return record()"
+_BREAKER_STATE = _CIRCUIT + "return record()"
 
-# ARGV[2]: 1 success, 0 failure.
-_RECORD_OUTCOME = _BREAKER_PRELUDE + """
-local kind = 'f:'
-if ARGV[2] == '1' then kind = 's:' end
-redis.call('HINCRBY', KEYS[2], kind .. string.format('%d', bucket), 1)
-if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'consec', 0) else redis.call('HINCRBY', KEYS[1], 'consec', 1) end
-refresh_ttl(tonumber(redis.call('HGET', KEYS[1], 'until') or '0'))
-return record()
+# `Circuit.admit`. ARGV[6]: probe lease ms. Returns `record()` and the verdict: "pass", "probe" or "refused".
+_BREAKER_ADMIT = _CIRCUIT + """
+local verdict = 'pass'
+local s = state()
+if s == 'open' or (s == 'half_open' and c.probe > now) then verdict = 'refused'
+elseif s == 'half_open' then
+  c.probe = now + tonumber(ARGV[6])
+  save()
+  verdict = 'probe'
+end
+local answer = record()
+answer[#answer + 1] = verdict
+return answer
 """
 
-# ARGV[2]: open period ms.
-_OPEN_BREAKER = _BREAKER_PRELUDE + """
-local current = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
-if current <= now then redis.call('HINCRBY', KEYS[1], 'opened', 1) end
-local until_ = math.max(current, now + tonumber(ARGV[2]))
-redis.call('HSET', KEYS[1], 'until', until_, 'probe', 0)
-refresh_ttl(until_)
-return record()
-"""
-
-# ARGV[2]: probe lease ms. Returns 1 when this caller got the probe.
-_CLAIM_PROBE = _BREAKER_PRELUDE + """
-local h = redis.call('HMGET', KEYS[1], 'until', 'probe')
-local until_, probe = tonumber(h[1] or '0'), tonumber(h[2] or '0')
-if until_ == 0 or until_ > now or probe > now then return 0 end
-redis.call('HSET', KEYS[1], 'probe', now + tonumber(ARGV[2]))
-return 1
-"""
-
-_CLOSE_BREAKER = _BREAKER_PRELUDE + """
-redis.call('HSET', KEYS[1], 'until', 0, 'probe', 0, 'consec', 0)
-redis.call('DEL', KEYS[2])
-refresh_ttl(0)
+# `Circuit.apply`. ARGV[6]: the event ("success", "failure", "quota", "release"); ARGV[7]: 1 for a probe's outcome;
+# ARGV[8]: a quota trip's length, ms.
+_BREAKER_EVENT = _CIRCUIT + """
+local event, probe = ARGV[6], ARGV[7] == '1'
+if event == 'success' then
+  c.consec = 0
+  if probe then
+    c.probe, c.open_until, c.cooldown = 0, 0, base
+    clear()
+  elseif c.open_until == 0 then count(false) end
+elseif event == 'failure' then
+  c.consec = c.consec + 1
+  if probe then
+    c.probe = 0
+    c.cooldown = math.min(c.cooldown * 2, cap)
+    open()
+  elseif c.open_until == 0 then
+    count(true)
+    if ok + failed >= min_calls and failed / (ok + failed) >= rate then open() end
+  end
+elseif event == 'quota' then
+  if probe then c.probe = 0 end
+  if state() ~= 'open' then c.opened = c.opened + 1 end
+  c.quota = math.max(c.quota, now + tonumber(ARGV[8]))
+elseif probe then
+  c.probe = 0
+end
+save()
 return record()
 """
 
 SCRIPTS = {
     "admit": _ADMIT, "adjust": _ADJUST, "pause": _PAUSE, "usage": _USAGE, "breaker_state": _BREAKER_STATE,
-    "record_outcome": _RECORD_OUTCOME, "open_breaker": _OPEN_BREAKER, "claim_probe": _CLAIM_PROBE,
-    "close_breaker": _CLOSE_BREAKER,
+    "breaker_admit": _BREAKER_ADMIT, "breaker_event": _BREAKER_EVENT,
 }

@@ -1,19 +1,7 @@
-"""`RedisStore`: the `StateStore` of `llm.fleet.store` kept in a Redis-protocol server (Redis or Valkey), so every
-process given the same URL and backend name shares rate-limit windows, Retry-After pauses and breaker records.
-
-Each operation is one Lua script (`llm.fleet.redis_scripts`), run atomically in one round trip through redis-py's asyncio
-client (the `redis` extra); one connection pool per store and event loop. Admissions and their corrections are group
-committed: the calls that queue up while a batch is in flight go to the server together, in one script call. Keys are
-`{prefix}:{<backend>}:<what>` (the braces are a Redis Cluster hash tag: one backend's keys share a slot) and all
-expire. Needs Redis >= 5 (scripts that write after `TIME` need effects replication) or any Valkey.
-
-Redis unreachable, failing or slower than `timeout` (connect included): the operation is served by the store's
-`LocalStore` instead, with one WARNING for the outage; a background PING every `reconnect_interval` seconds (never on
-a caller's path) switches back, with a WARNING saying so. No caller waits on Redis longer than `timeout` (twice that
-for a batched call that queued behind a batch in flight) and no operation fails because Redis is down. While down,
-each process enforces its share of each limit: the limit divided by the number of processes (stores) that used the
-backend's shared window during the last window, so the fleet as a whole stays within the account's limits. State is
-not merged across an outage: what was recorded locally stays local, and a restarted Redis starts empty.
+"""`RedisStore`: the `StateStore` of `llm.fleet.store` kept in a Redis-protocol server (Redis >= 5 or Valkey), so
+every process given the same URL and backend name shares rate-limit windows, Retry-After pauses and breakers. Each
+operation is one Lua script (`llm.fleet.redis_scripts`) sent through `llm.fleet.redis_client`; while the server is
+down or slow, the store's `LocalStore` serves instead. Behaviour: README.md, "Running a fleet".
 """
 
 from __future__ import annotations
@@ -25,23 +13,13 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from llm.errors import LLMConfigError
-from llm.fleet.redis_scripts import BUCKETS, SCRIPTS
-from llm.fleet.store import (
-    Admission,
-    BreakerRecord,
-    Entry,
-    LocalStore,
-    WindowUsage,
-    breaker_record,
-)
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
-    from redis.commands.core import AsyncScript
+from llm.fleet.redis_client import _Batches, _Connection, _Down, _redact, _redis_error
+from llm.fleet.store import Admission, BreakerRecord, Entry, LocalStore, WindowUsage
+from llm.health.breaker import BreakerEvent, BreakerRules, BreakerState, Ticket
 
 __all__ = ["RedisStore"]
 
@@ -57,108 +35,15 @@ def _key_part(backend: str) -> str:
     return _UNSAFE_KEY_CHARS.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), backend)
 
 
-def _redact(url: str) -> str:
-    """The URL without credentials, for logs."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}{parts.path}"
-
-
-class _Connection:
-    """One client (and its one connection pool) bound to the event loop that made it, with the scripts registered.
-
-    A keeper task closes the pool when that loop shuts down (`asyncio.run` cancels it on exit), so a store used
-    across successive `asyncio.run()` calls leaks no socket.
-    """
-
-    def __init__(self, client: Redis, loop: asyncio.AbstractEventLoop) -> None:
-        self.client = client
-        self.loop = loop
-        self.closed = False
-        self.scripts: dict[str, AsyncScript] = {name: client.register_script(text) for name, text in SCRIPTS.items()}
-        self.keeper = loop.create_task(self._close_at_loop_end(), name="scout-llm-redis-pool")
-
-    async def run(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        return await self.scripts[name](keys=keys, args=args)
-
-    async def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            await self.client.aclose()
-
-    async def _close_at_loop_end(self) -> None:
-        try:
-            await asyncio.get_running_loop().create_future()
-        finally:
-            await self.close()
-
-
-class _Down(Exception):
-    """The store went down while a call waited in a batch."""
-
-
-class _Batches:
-    """Group commit for one script: calls that arrive while a batch of the same backend is in flight are sent together
-    as the next batch (one command, one reply), so many concurrent calls cost a few round trips, not one each. A call
-    waits for at most the batch in flight and its own, each bounded by the store's `timeout`.
-    """
-
-    def __init__(self, store: RedisStore, script: str, head: list[Any],
-                 orphan: Callable[[str, list[Any], Any], None] | None) -> None:
-        self.store, self.script, self.head, self.orphan = store, script, head, orphan
-        self._queues: dict[str, list[tuple[list[Any], asyncio.Future[Any]]]] = {}
-        self._flushers: dict[str, asyncio.Task[None]] = {}
-
-    async def run(self, backend: str, keys: list[str], args: list[Any]) -> Any:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._queues.setdefault(backend, []).append((args, future))
-        flusher = self._flushers.get(backend)
-        if flusher is None or flusher.done() or flusher.get_loop() is not loop:
-            self._flushers[backend] = loop.create_task(self._flush(backend, keys))
-        return await future
-
-    async def drain(self) -> None:
-        """Wait for the batches of the running loop in flight (and queued) to be sent."""
-        loop = asyncio.get_running_loop()
-        flushers = [task for task in self._flushers.values() if task.get_loop() is loop and not task.done()]
-        await asyncio.gather(*flushers, return_exceptions=True)
-
-    async def _flush(self, backend: str, keys: list[str]) -> None:
-        try:
-            while queue := self._queues.pop(backend, None):
-                await self._send(backend, keys, queue)
-        except asyncio.CancelledError:  # the loop is shutting down: nobody will send what is still queued
-            for _, future in self._queues.pop(backend, []):
-                future.cancel()
-            raise
-
-    async def _send(self, backend: str, keys: list[str], queue: list[tuple[list[Any], asyncio.Future[Any]]]) -> None:
-        args = [*self.head, *(arg for item, _ in queue for arg in item)]
-        try:
-            if self.store._down:
-                raise _Down("shared state unavailable")
-            async with asyncio.timeout(self.store.timeout):
-                replies = await self.store._connection().run(self.script, keys, args)
-        except asyncio.CancelledError:
-            for _, future in queue:
-                future.cancel()
-            raise
-        except Exception as exc:
-            for _, future in queue:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        replies = replies if isinstance(replies, list) else [replies] * len(queue)
-        for (item, future), reply in zip(queue, replies, strict=True):
-            if not future.done():
-                future.set_result(reply)
-            elif self.orphan is not None:
-                self.orphan(backend, item, reply)
-
-
 class RedisStore:
-    """State shared through a Redis-protocol server, with a `LocalStore` fallback (see the module docstring).
+    """State shared through a Redis-protocol server, with a `LocalStore` fallback.
+
+    Redis unreachable, failing or slower than `timeout` (connect included): the operation is served by the fallback,
+    with one WARNING for the outage; a background PING every `reconnect_interval` seconds (never on a caller's path)
+    switches back, with a WARNING saying so. No caller waits on Redis longer than `timeout` (twice that for a batched
+    call queued behind a batch in flight). While down, each process enforces the limits divided by the number of
+    stores that used the backend's shared window during the last window. State is not merged across an outage: what
+    was recorded locally stays local, and a restarted Redis starts empty.
 
     Args:
         url: `redis://` or `rediss://` (credentials and database number as redis-py's `from_url` reads them).
@@ -200,8 +85,8 @@ class RedisStore:
         self._probe: asyncio.Task[None] | None = None
         self._fleet: dict[str, int] = {}
         self.member = uuid.uuid4().hex
-        self._admits = _Batches(self, "admit", [self.member], self._orphan)
-        self._adjusts = _Batches(self, "adjust", [], None)
+        self._admits = _Batches(self._run, "admit", [self.member], self._orphan)
+        self._adjusts = _Batches(self._run, "adjust", [], None)
         self._orphans: set[asyncio.Task[None]] = set()
 
     @property
@@ -209,6 +94,7 @@ class RedisStore:
         return not self._down
 
     def _keys(self, backend: str, *names: str) -> list[str]:
+        """`{prefix}:{<backend>}:<name>`: the braces are a Redis Cluster hash tag (one backend's keys share a slot)."""
         base = f"{self.prefix}:{{{_key_part(backend)}}}"
         return [f"{base}:{name}" for name in names]
 
@@ -216,26 +102,20 @@ class RedisStore:
         loop = asyncio.get_running_loop()
         if self._conn is None or self._conn.loop is not loop:
             # A new loop (successive asyncio.run calls) cannot use sockets of the old one: a new pool.
-            from redis.asyncio import Redis
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
-
-            client = Redis.from_url(
-                self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
-                retry=Retry(NoBackoff(), 0), decode_responses=True,  # we retry by falling back, never by waiting
-            )
-            self._conn = _Connection(client, loop)
+            self._conn = _Connection(self.url, self.timeout, loop)
         return self._conn
+
+    async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        """Run `script` on Redis within `timeout`."""
+        if self._down:
+            raise _Down("shared state unavailable")
+        async with asyncio.timeout(self.timeout):
+            return await self._connection().run(script, keys, args)
 
     async def _shared(self, script: str, keys: list[str], args: list[Any],
                       local: Callable[[], Awaitable[T]], convert: Callable[[Any], T]) -> T:
         """Run `script` on Redis within `timeout`; on any Redis failure (or while down) run `local` instead."""
-
-        async def run() -> Any:
-            async with asyncio.timeout(self.timeout):
-                return await self._connection().run(script, keys, args)
-
-        return await self._either(run, local, convert)
+        return await self._either(lambda: self._run(script, keys, args), local, convert)
 
     async def _either(self, run: Callable[[], Awaitable[Any]], local: Callable[[], Awaitable[T]],
                       convert: Callable[[Any], T]) -> T:
@@ -328,33 +208,32 @@ class RedisStore:
         keys = self._keys(backend, "rl:log", "rl:tokens", "pause")
         return await self._shared("usage", keys, [_ms(window)], lambda: self.local.usage(backend, window), convert)
 
-    # -- breaker records ------------------------------------------------------------------------------------------
+    # -- breakers -----------------------------------------------------------------------------------------------
 
-    async def _breaker(self, name: str, backend: str, window: float, extra: list[Any],
-                       local: Callable[[], Awaitable[BreakerRecord]]) -> BreakerRecord:
+    async def _breaker(self, name: str, backend: str, rules: BreakerRules, extra: list[Any],
+                       local: Callable[[], Awaitable[T]], convert: Callable[[Any], T]) -> T:
         keys = self._keys(backend, "breaker", "breaker:window")
-        return await self._shared(name, keys, [max(1, _ms(window / BUCKETS)), *extra], local, _record)
+        args = [max(1, _ms(rules.bucket)), rules.min_calls, rules.failure_rate, _ms(rules.cooldown),
+                _ms(rules.cooldown_max), *extra]
+        return await self._shared(name, keys, args, local, convert)
 
-    async def breaker_state(self, backend: str, window: float = 60.0) -> BreakerRecord:
-        return await self._breaker("breaker_state", backend, window, [],
-                                   lambda: self.local.breaker_state(backend, window))
+    async def breaker_state(self, backend: str, rules: BreakerRules) -> BreakerRecord:
+        return await self._breaker("breaker_state", backend, rules, [],
+                                   lambda: self.local.breaker_state(backend, rules), _record)
 
-    async def record_outcome(self, backend: str, ok: bool, window: float = 60.0) -> BreakerRecord:
-        return await self._breaker("record_outcome", backend, window, [1 if ok else 0],
-                                   lambda: self.local.record_outcome(backend, ok, window))
+    async def breaker_admit(self, backend: str, rules: BreakerRules,
+                            lease: float) -> tuple[Ticket | None, BreakerRecord]:
+        def convert(reply: Any) -> tuple[Ticket | None, BreakerRecord]:
+            verdict = reply[7]
+            return (None if verdict == "refused" else Ticket(probe=verdict == "probe")), _record(reply[:7])
 
-    async def open_breaker(self, backend: str, seconds: float, window: float = 60.0) -> BreakerRecord:
-        return await self._breaker("open_breaker", backend, window, [max(1, _ms(seconds))],
-                                   lambda: self.local.open_breaker(backend, seconds, window))
+        return await self._breaker("breaker_admit", backend, rules, [max(1, _ms(lease))],
+                                   lambda: self.local.breaker_admit(backend, rules, lease), convert)
 
-    async def claim_probe(self, backend: str, lease: float) -> bool:
-        keys = self._keys(backend, "breaker", "breaker:window")
-        return await self._shared("claim_probe", keys, [1000, max(1, _ms(lease))],
-                                  lambda: self.local.claim_probe(backend, lease), lambda reply: int(reply) == 1)
-
-    async def close_breaker(self, backend: str, window: float = 60.0) -> BreakerRecord:
-        return await self._breaker("close_breaker", backend, window, [],
-                                   lambda: self.local.close_breaker(backend, window))
+    async def breaker_event(self, backend: str, rules: BreakerRules, event: BreakerEvent, probe: bool,
+                            seconds: float = 0.0) -> BreakerRecord:
+        return await self._breaker("breaker_event", backend, rules, [event, 1 if probe else 0, max(1, _ms(seconds))],
+                                   lambda: self.local.breaker_event(backend, rules, event, probe, seconds), _record)
 
     async def aclose(self) -> None:
         """Close the connection pool (of the running loop's client) and stop any reconnection attempt."""
@@ -375,12 +254,6 @@ def _ms(seconds: float) -> int:
     return int(math.ceil(seconds * 1000))
 
 
-def _redis_error() -> type[Exception]:
-    from redis.exceptions import RedisError
-
-    return RedisError
-
-
 def _share(limit: int, fleet: int) -> int:
     return max(1, limit // fleet) if limit else 0
 
@@ -396,5 +269,6 @@ def _admission(reply: Any, tokens: int) -> Admission:
 
 
 def _record(reply: Any) -> BreakerRecord:
-    closed, open_for, probe, ok, failed, consecutive, opened = (int(value) for value in reply)
-    return breaker_record(open_for / 1000, closed == 1, probe == 1, ok, failed, consecutive, opened, True)
+    state: BreakerState = reply[0]
+    open_for, probe, ok, failed, consecutive, opened = (int(value) for value in reply[1:7])
+    return BreakerRecord(state, open_for / 1000, probe == 1, ok, failed, consecutive, opened, True)

@@ -1,35 +1,19 @@
-"""Where a fleet's per-backend state lives: the rate limiter's windows, Retry-After pauses and circuit-breaker records.
+"""Where a fleet's per-backend state lives: the rate limiter's windows, Retry-After pauses and circuit breakers.
 
-Two stores with one interface (`StateStore`); every duration crossing it is relative seconds (processes on different
-machines share no clock):
-
-* `LocalStore`: in-process state; what a single process uses, and every `RedisStore`'s fallback.
-* `RedisStore` (`llm.fleet.redis_store`): the same state in a Redis-protocol server, shared by every process given the same
-  URL and backend name; falls back to its `LocalStore` while Redis is down (see that module).
-
-`open_state_store(SCOUT_LLM_REDIS_URL)` picks one. The limiter (`llm.fleet.limiter`) drives `admit`, `adjust`, `pause` and
-`usage`. The manager's breaker (`llm.health.shared_breaker.SharedBreaker`) keeps its state in the breaker records, so a
-breaker opened by one process is open in all:
-
-    record = await store.breaker_state(name, window)          # before an attempt
-    if record.state == "open": refuse, retry_after=record.open_for (0 requests sent)
-    if record.state == "half_open" and not await store.claim_probe(name, lease=attempt_timeout): refuse
-    record = await store.record_outcome(name, ok, window)     # after a counted outcome: the window's counts
-    if a failure-rate / consecutive rule trips (or the probe failed): await store.open_breaker(name, cooldown)
-    if the probe succeeded: await store.close_breaker(name)
-    a quota error: await store.open_breaker(name, max(retry_after, quota_cooldown))
+`StateStore` is the interface (every duration crossing it is relative seconds: processes on different machines share
+no clock); `LocalStore` is one process's state and every `RedisStore`'s fallback (`llm.fleet.redis_store`).
+`open_state_store` (`llm.fleet.limiter`) picks one. Behaviour: README.md, "Running a fleet"; layers: ARCHITECTURE.md.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
-from llm.fleet.redis_scripts import BUCKETS
+from llm.health.breaker import BreakerEvent, BreakerRules, BreakerState, Circuit, Ticket
 
 __all__ = [
     "Admission",
@@ -38,10 +22,7 @@ __all__ = [
     "LocalStore",
     "StateStore",
     "WindowUsage",
-    "breaker_record",
 ]
-
-BreakerState = Literal["closed", "open", "half_open"]
 
 
 class Entry(NamedTuple):
@@ -85,14 +66,14 @@ class WindowUsage:
 
 @dataclass(frozen=True, slots=True)
 class BreakerRecord:
-    """A backend's breaker state as the fleet sees it.
+    """A backend's breaker as the store sees it (the `Circuit` it keeps, read at one moment).
 
     Attributes:
-        state: "closed"; "open" until `open_for` elapses; then "half_open" (a probe may go) until closed or reopened.
-        open_for: seconds the open period still lasts (0 when closed or elapsed).
-        probe_taken: a half-open probe is claimed by some process and its lease has not run out.
-        successes / failures: outcomes recorded in the failure window (bucketed: window / `BUCKETS` granularity).
-        consecutive_failures: failures since the last recorded success.
+        state: "closed", "open" (refusing) or "half_open" (a probe may go, or is out).
+        open_for: seconds until the open period and any quota lockout end (0 when both have).
+        probe_taken: a half-open probe is out and its lease has not run out.
+        successes / failures: outcomes in the failure window.
+        consecutive_failures: counted failures since the last success.
         times_opened: how often the breaker went from not-open to open (while the record lived).
         shared: whether the record came from the shared store.
     """
@@ -133,22 +114,16 @@ class StateStore(Protocol):
 
     async def usage(self, backend: str, window: float) -> WindowUsage: ...
 
-    async def breaker_state(self, backend: str, window: float = 60.0) -> BreakerRecord: ...
+    async def breaker_state(self, backend: str, rules: BreakerRules) -> BreakerRecord: ...
 
-    async def record_outcome(self, backend: str, ok: bool, window: float = 60.0) -> BreakerRecord:
-        """Count one success or counted failure in the failure window; returns the record with the new counts."""
+    async def breaker_admit(self, backend: str, rules: BreakerRules,
+                            lease: float) -> tuple[Ticket | None, BreakerRecord]:
+        """`Circuit.admit`: a ticket (a probe is out for `lease` seconds) or None, and the record after it."""
         ...
 
-    async def open_breaker(self, backend: str, seconds: float, window: float = 60.0) -> BreakerRecord:
-        """Open (or keep open) for at least `seconds`; clears any probe claim."""
-        ...
-
-    async def claim_probe(self, backend: str, lease: float) -> bool:
-        """Take the one half-open probe for `lease` seconds; False when not half-open or another process holds it."""
-        ...
-
-    async def close_breaker(self, backend: str, window: float = 60.0) -> BreakerRecord:
-        """Close: clear the open period, the probe claim and the failure window."""
+    async def breaker_event(self, backend: str, rules: BreakerRules, event: BreakerEvent, probe: bool,
+                            seconds: float = 0.0) -> BreakerRecord:
+        """`Circuit.apply`: one settled attempt (`seconds`: a quota trip's length); returns the record after it."""
         ...
 
     async def aclose(self) -> None: ...
@@ -180,15 +155,6 @@ class _LocalWindow:
             self.tokens = 0
 
 
-@dataclass(slots=True)
-class _LocalBreaker:
-    until: float = 0.0  # 0: closed
-    probe_until: float = 0.0
-    opened: int = 0
-    consecutive: int = 0
-    buckets: dict[tuple[bool, int], int] = field(default_factory=dict)
-
-
 class LocalStore:
     """In-process state: one process's view (and a `RedisStore`'s fallback). Not thread-safe; one event loop.
 
@@ -200,7 +166,7 @@ class LocalStore:
         self.clock = clock
         self._windows: dict[str, _LocalWindow] = {}
         self._pauses: dict[str, float] = {}
-        self._breakers: dict[str, _LocalBreaker] = {}
+        self._breakers: dict[str, Circuit] = {}
         self._seq = 0
 
     @property
@@ -279,50 +245,28 @@ class LocalStore:
 
     # -- breaker records ------------------------------------------------------------------------------------------
 
-    async def breaker_state(self, backend: str, window: float = 60.0) -> BreakerRecord:
-        return self._record(backend, window)
+    async def breaker_state(self, backend: str, rules: BreakerRules) -> BreakerRecord:
+        circuit = self._breakers.get(backend) or Circuit(rules.cooldown)
+        return _record(circuit, rules, self.clock())
 
-    async def record_outcome(self, backend: str, ok: bool, window: float = 60.0) -> BreakerRecord:
-        breaker = self._breakers.setdefault(backend, _LocalBreaker())
-        key = (ok, math.floor(self.clock() / (window / BUCKETS)))
-        breaker.buckets[key] = breaker.buckets.get(key, 0) + 1
-        breaker.consecutive = 0 if ok else breaker.consecutive + 1
-        return self._record(backend, window)
-
-    async def open_breaker(self, backend: str, seconds: float, window: float = 60.0) -> BreakerRecord:
-        breaker = self._breakers.setdefault(backend, _LocalBreaker())
+    async def breaker_admit(self, backend: str, rules: BreakerRules,
+                            lease: float) -> tuple[Ticket | None, BreakerRecord]:
         now = self.clock()
-        if breaker.until <= now:
-            breaker.opened += 1
-        breaker.until = max(breaker.until, now + seconds)
-        breaker.probe_until = 0.0
-        return self._record(backend, window)
+        circuit = self._circuit(backend, rules)
+        return circuit.admit(now, lease), _record(circuit, rules, now)
 
-    async def claim_probe(self, backend: str, lease: float) -> bool:
-        breaker = self._breakers.get(backend)
+    async def breaker_event(self, backend: str, rules: BreakerRules, event: BreakerEvent, probe: bool,
+                            seconds: float = 0.0) -> BreakerRecord:
         now = self.clock()
-        if breaker is None or not 0 < breaker.until <= now or breaker.probe_until > now:
-            return False
-        breaker.probe_until = now + lease
-        return True
+        circuit = self._circuit(backend, rules)
+        circuit.apply(event, probe, rules, now, seconds)
+        return _record(circuit, rules, now)
 
-    async def close_breaker(self, backend: str, window: float = 60.0) -> BreakerRecord:
-        breaker = self._breakers.setdefault(backend, _LocalBreaker())
-        breaker.until = breaker.probe_until = 0.0
-        breaker.consecutive = 0
-        breaker.buckets.clear()
-        return self._record(backend, window)
-
-    def _record(self, backend: str, window: float) -> BreakerRecord:
-        breaker = self._breakers.get(backend) or _LocalBreaker()
-        now = self.clock()
-        bucket = math.floor(now / (window / BUCKETS))
-        for key in [key for key in breaker.buckets if key[1] <= bucket - BUCKETS]:
-            del breaker.buckets[key]
-        ok = sum(n for (success, _), n in breaker.buckets.items() if success)
-        failed = sum(n for (success, _), n in breaker.buckets.items() if not success)
-        return breaker_record(breaker.until and breaker.until - now, breaker.until == 0,
-                               breaker.probe_until > now, ok, failed, breaker.consecutive, breaker.opened, False)
+    def _circuit(self, backend: str, rules: BreakerRules) -> Circuit:
+        circuit = self._breakers.get(backend)
+        if circuit is None:
+            circuit = self._breakers[backend] = Circuit(rules.cooldown)
+        return circuit
 
     async def aclose(self) -> None:
         return None
@@ -332,8 +276,7 @@ def _left(limit: int, used: int) -> int | None:
     return max(0, limit - used) if limit else None
 
 
-def breaker_record(open_for: float, closed: bool, probe: bool, ok: int, failed: int, consecutive: int,
-                    opened: int, shared: bool) -> BreakerRecord:
-    state: BreakerState = "closed" if closed else "open" if open_for > 0 else "half_open"
-    return BreakerRecord(state, max(0.0, open_for) if not closed else 0.0, probe, ok, failed, consecutive, opened,
-                         shared)
+def _record(circuit: Circuit, rules: BreakerRules, now: float) -> BreakerRecord:
+    ok, failed = circuit.counts(rules, now)
+    return BreakerRecord(circuit.state(now), circuit.retry_in(now), circuit.probe_until > now, ok, failed,
+                         circuit.consecutive, circuit.times_opened, False)

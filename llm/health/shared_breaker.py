@@ -1,18 +1,6 @@
-"""A backend's circuit breaker shared by a fleet: the in-process `CircuitBreaker` (llm._resilience) still decides for
-this process, and its verdicts are mirrored into the fleet's `StateStore` (a `RedisStore` when `SCOUT_LLM_REDIS_URL`
-is set), so a breaker opened by one process refuses calls in every other process with 0 requests sent.
-
-    before an attempt   the local breaker admits, then the fleet's record is read (at most every `REFRESH` seconds:
-                        concurrent calls share one read): open -> refused (retry_after: what is left of the open
-                        period); half-open -> only the process that claims the one probe goes
-    after an attempt    (in the background, one outcome at a time: a call never waits for it, and a burst of calls
-                        holds one Redis connection, not one each) the outcome enters the fleet's failure window;
-                        the window reaching `breaker_failure_rate` of `breaker_min_calls`, a local breaker opening or a
-                        failed probe opens the fleet's breaker; a successful probe closes it; a quota error opens it
-                        for the quota lockout (which no probe can lift before it ends: nobody may probe while open)
-
-A record read while Redis is down is the store's in-process fallback (`shared` False): it is ignored, and the local
-breaker alone decides until the store reconnects. Every store operation is bounded by the store's timeout.
+"""A backend's circuit breaker shared by a fleet: this process's `CircuitBreaker` decides for the process, and each
+attempt is checked against, and each outcome applied to, the breaker the fleet's `StateStore` keeps (a `RedisStore`
+when `SCOUT_LLM_REDIS_URL` is set), whose state machine decides for the fleet. Behaviour: README.md, "Running a fleet".
 """
 
 from __future__ import annotations
@@ -25,7 +13,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from llm.fleet.store import BreakerRecord, StateStore
-from llm.health.breaker import CircuitBreaker, Ticket, Verdict
+from llm.health.breaker import BreakerEvent, CircuitBreaker, Ticket, Verdict
 
 __all__ = ["SharedBreaker"]
 
@@ -43,7 +31,7 @@ class SharedBreaker:
 
     Args:
         name: the backend name (the store's key).
-        breaker: this process's breaker for the backend (its window, thresholds and current cooldown are used).
+        breaker: this process's breaker for the backend (its rules are the fleet breaker's rules).
         store: the fleet's state.
         lease: how long a claimed half-open probe stays ours (the attempt timeout).
     """
@@ -64,16 +52,25 @@ class SharedBreaker:
         return self.store.shared
 
     async def admit(self, ticket: Ticket) -> tuple[Ticket | None, float]:
-        """Check a local ticket against the fleet's record: (the ticket to use, 0) or (None, seconds to wait)."""
+        """Check a local ticket against the fleet's breaker: (the ticket to use, 0) or (None, seconds to wait).
+
+        The fleet's record is read at most every `REFRESH` seconds (concurrent calls share one read); only when it
+        is not closed does the attempt ask the store's breaker to admit it (which hands out the one half-open probe).
+        A record from the store's in-process fallback (Redis down) is ignored: the local breaker alone decides.
+        """
         record, age = await self._record()
         if not record.shared or record.state == "closed":
             return ticket, 0.0
         if record.state == "open" and record.open_for - age > 0:
             return None, record.open_for - age
-        if await self.store.claim_probe(self.name, self.lease):
-            return Ticket(probe=True), 0.0
-        self._read_at = 0.0  # the open period ended or another process probes: read afresh next time
-        return None, PROBE_WAIT
+        granted, record = await self.store.breaker_admit(self.name, self.breaker.rules, self.lease)
+        self.last = record
+        if not record.shared:
+            return ticket, 0.0
+        if granted is not None:
+            return (granted if granted.probe else ticket), 0.0
+        self._read_at = 0.0  # refused: read afresh next time
+        return None, record.open_for or PROBE_WAIT
 
     async def _record(self) -> tuple[BreakerRecord, float]:
         """The fleet's record and its age in seconds: read again when older than `REFRESH` (one read at a time)."""
@@ -83,39 +80,33 @@ class SharedBreaker:
         loop = asyncio.get_running_loop()
         reading = self._reading
         if reading is None or reading.done() or reading.get_loop() is not loop:
-            reading = self._reading = loop.create_task(self.store.breaker_state(self.name, self.breaker.window))
+            reading = self._reading = loop.create_task(self.store.breaker_state(self.name, self.breaker.rules))
         record = await asyncio.shield(reading)
         self.last, self._read_at = record, time.monotonic()
         return record, 0.0
 
-    def outcome(self, ticket: Ticket | None, verdict: Verdict | None, lockout: float, opened_before: int) -> None:
-        """Mirror one settled attempt (`verdict` None: a success) into the store, in the background.
-
-        `opened_before` is the local breaker's `times_opened` before it heard of this outcome.
-        """
+    def outcome(self, ticket: Ticket | None, verdict: Verdict | None, lockout: float) -> None:
+        """Apply one settled attempt (`verdict` None: a success; `lockout`: a quota trip's length) to the fleet's
+        breaker, in the background: a call never waits for it, and outcomes are sent one at a time."""
         probe = ticket is not None and ticket.probe
+        event: BreakerEvent
         if verdict is None:
-            self._spawn(self.store.close_breaker(self.name, self.breaker.window) if probe else self._count(True, 0))
+            event = "success"
         elif verdict == "quota":
-            self._spawn(self._open(lockout))
+            event = "quota"
         elif verdict == "counted":
-            if probe or self.breaker.times_opened > opened_before:
-                self._spawn(self._open(self.breaker.cooldown))
-            else:
-                self._spawn(self._count(False, opened_before))
+            event = "failure"
+        elif probe:
+            event = "release"
+        else:
+            return
+        self._spawn(self._apply(event, probe, lockout))
 
-    async def _count(self, ok: bool, opened_before: int) -> None:
-        record = await self.store.record_outcome(self.name, ok, self.breaker.window)
-        self.last = record
-        total = record.successes + record.failures
-        if (not ok and record.shared and record.state == "closed" and total >= self.breaker.min_calls
-                and record.failures / total >= self.breaker.failure_rate):
-            await self._open(self.breaker.cooldown)
-
-    async def _open(self, seconds: float) -> None:
-        self.last = await self.store.open_breaker(self.name, seconds, self.breaker.window)
-        if self.last.shared:
-            logger.warning("%s: circuit opened for the fleet for %.1fs", self.name, seconds)
+    async def _apply(self, event: BreakerEvent, probe: bool, seconds: float) -> None:
+        before = self.last
+        record = self.last = await self.store.breaker_event(self.name, self.breaker.rules, event, probe, seconds)
+        if record.shared and record.state == "open" and (before is None or record.times_opened > before.times_opened):
+            logger.warning("%s: circuit opened for the fleet for %.1fs", self.name, record.open_for)
 
     def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         self._outcomes.append(work)

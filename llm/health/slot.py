@@ -110,7 +110,7 @@ class BackendSlot:
     def succeeded(self, ticket: Ticket, elapsed: float | None) -> None:
         self.breaker.record_success(ticket)
         if self.shared is not None:
-            self.shared.outcome(ticket, None, 0.0, self.breaker.times_opened)
+            self.shared.outcome(ticket, None, 0.0)
         if elapsed is not None:
             self.latencies.append(elapsed)
         self.last_check = time.time()
@@ -123,7 +123,6 @@ class BackendSlot:
         self.last_error = describe_error(exc, self.backend.config.secret())
         self.last_check = time.time()
         verdict = breaker_verdict(exc)
-        opened_before = self.breaker.times_opened
         if verdict == "quota":
             self.breaker.trip(ticket, self.quota_lockout(exc))
         elif verdict == "counted":
@@ -131,7 +130,7 @@ class BackendSlot:
         elif ticket is not None:
             self.breaker.release(ticket)
         if self.shared is not None:
-            self.shared.outcome(ticket, verdict, self.quota_lockout(exc), opened_before)
+            self.shared.outcome(ticket, verdict, self.quota_lockout(exc))
 
     def quota_lockout(self, exc: BaseException) -> float:
         """How long a quota error locks the backend out: at least `quota_cooldown`, longer when the vendor's

@@ -190,6 +190,15 @@ async def test_set_limit_adds_and_removes_a_limit(clock: FakeClock) -> None:
     await limiter.acquire("openai", 0, 0.0)
 
 
+async def test_a_backend_is_limited_under_any_of_its_names(clock: FakeClock) -> None:
+    limiter = limiter_for(clock, anthropic=RateLimit(rpm=1))
+    assert limiter.limit("claude").rpm == 1
+    permit = await limiter.acquire(" Claude ", 0, 0.0)
+    assert permit.backend == "claude"
+    with pytest.raises(LLMLocalRateLimitError):
+        await limiter.acquire("anthropic", 0, 0.0)
+
+
 @pytest.mark.parametrize("remaining", [math.nan, -3.0])
 async def test_a_nonsense_deadline_means_no_time_to_wait(clock: FakeClock, remaining: float) -> None:
     limiter = limiter_for(clock, openai=RateLimit(rpm=1))

@@ -190,10 +190,12 @@ async def test_a_quota_lockout_is_shared_and_capped(valkey: ValkeyServer, prefix
 
 async def test_a_half_open_breaker_lets_one_probe_through_for_the_fleet(valkey: ValkeyServer, prefix: str) -> None:
     async with fake_for("openai") as server:
-        first, other = await _two_managers(valkey, prefix, server)
+        first, other = await _two_managers(valkey, prefix, server, breaker_cooldown=0.2)
         try:
             assert first.rate_limiter is not None
-            await first.rate_limiter.store.open_breaker("openai", 0.2)  # type: ignore[attr-defined]
+            rules = first._slots["openai"].breaker.rules
+            for _ in range(rules.min_calls):  # the fleet's breaker opens for 0.2 s
+                await first.rate_limiter.store.breaker_event("openai", rules, "failure", False)
             await asyncio.sleep(0.3)
             server.enqueue(Delay(0.3))  # the probe is slow: the other process asks while it is in flight
             results = await asyncio.gather(first.generate(request(), fallback=False),

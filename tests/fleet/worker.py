@@ -15,6 +15,9 @@ from typing import Any
 
 from llm.fleet.limiter import LLMLocalRateLimitError, RateLimit, RateLimiter, open_state_store
 from llm.fleet.store import Admission, StateStore
+from llm.health.breaker import BreakerRules
+
+RULES = BreakerRules(window=10.0, min_calls=20, failure_rate=0.5, cooldown=30.0, cooldown_max=600.0)
 
 
 class Stamped:
@@ -61,17 +64,17 @@ async def main(job: dict[str, Any]) -> None:
     stamped = Stamped(store)
     limit = RateLimit(rpm=job.get("rpm"), window=job.get("window", 60.0))
     limiter = RateLimiter({"openai": limit}, store=stamped)  # type: ignore[arg-type]
-    await store.breaker_state("openai")  # connect before the start line
+    await store.breaker_state("openai", RULES)  # connect before the start line
     print("ready", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     for step in job["steps"]:
         if step == "acquire":
             await acquire(limiter, stamped, job)
         elif step == "open":
-            record = await store.open_breaker("openai", job["open_for"])
+            record = await store.breaker_event("openai", RULES, "quota", False, job["open_for"])
             emit(kind="opened", state=record.state, shared=record.shared)
         elif step == "observe":
-            record = await store.breaker_state("openai")
+            record = await store.breaker_state("openai", RULES)
             emit(kind="breaker", state=record.state, open_for=record.open_for, shared=record.shared)
         elif step == "pause":
             emit(kind="paused", seconds=await limiter.pause("openai", job["pause"]))
