@@ -17,10 +17,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, ClassVar, Literal, TypeAlias
 
 from llm.accounting.pricing import CostField
+from llm.core.names import LLMBackendType, canonical_backend
 from llm.errors import (
     LLMAllBackendsFailedError,
     LLMAuthenticationError,
@@ -79,18 +79,6 @@ __all__ = [
     "ToolCallDelta",
     "ResponseDone",
 ]
-
-
-class LLMBackendType(StrEnum):
-    """The backends scout-llm knows. Compares equal to its string value: `LLMBackendType.OPENAI == "openai"`."""
-
-    OLLAMA = "ollama"
-    OPENAI = "openai"
-    CLAUDE = "claude"
-    GEMINI = "gemini"
-    DEEPSEEK = "deepseek"
-    LOCAL = "local"
-
 
 
 FinishReason: TypeAlias = Literal["stop", "length", "tool_calls", "content_filter", "error"]
@@ -158,7 +146,7 @@ class LLMConfig:
     def __post_init__(self) -> None:
         if isinstance(self.backend_type, str) and not isinstance(self.backend_type, LLMBackendType):
             try:
-                self.backend_type = LLMBackendType(self.backend_type.lower())
+                self.backend_type = LLMBackendType(canonical_backend(self.backend_type))
             except ValueError:
                 raise LLMConfigError(
                     f"Unknown backend_type {self.backend_type!r}; expected one of "
