@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from llm.base import LLMRequest, LLMResponse
 from llm.core.names import canonical_backend
 from llm.errors import LLMBackendError, LLMValidationError
-from llm.output.structured import best_category
+from llm.output.lenient import best_category
 from llm.prompts import AgentPrompt
 
 if TYPE_CHECKING:
