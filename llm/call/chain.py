@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from llm.accounting.ledger import UsageLedger
 from llm.accounting.pricing import defer_cost
-from llm.accounting.telemetry import NOOP_SPAN, CallSpan
+from llm.accounting.span import NOOP_SPAN, CallSpan
 from llm.base import LLMRequest, LLMResponse, ResponseDone, StreamEvent, TextDelta, ToolCallDelta
 from llm.call.attempt import OpenedStream as OpenedStream
 from llm.call.attempt import backend_events as backend_events
