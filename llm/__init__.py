@@ -13,29 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from llm.backends.base import LLMBackend
 from llm.base import LLMBackendType, LLMConfig, LLMRequest, LLMResponse, ToolCall
-from llm.errors import (
-    LLMAllBackendsFailedError,
-    LLMAuthenticationError,
-    LLMBackendError,
-    LLMBadRequestError,
-    LLMBudgetExceededError,
-    LLMCircuitOpenError,
-    LLMConfigError,
-    LLMConnectionError,
-    LLMContentFilterError,
-    LLMContextLengthError,
-    LLMDeadlineExceededError,
-    LLMError,
-    LLMLocalRateLimitError,
-    LLMNotFoundError,
-    LLMQuotaExceededError,
-    LLMRateLimitError,
-    LLMServerError,
-    LLMStreamError,
-    LLMStructuredOutputError,
-    LLMTimeoutError,
-    LLMValidationError,
-)
+from llm.errors import *  # noqa: F403  (the error tree: `from llm import LLMError`)
+from llm.errors import __all__ as _error_names
 
 if TYPE_CHECKING:
     from llm.backends import ClaudeBackend, DeepSeekBackend, GeminiBackend, OllamaBackend, OpenAIBackend
@@ -46,33 +25,12 @@ __all__ = [
     "ClaudeBackend",
     "DeepSeekBackend",
     "GeminiBackend",
-    "LLMAllBackendsFailedError",
-    "LLMAuthenticationError",
     "LLMBackend",
-    "LLMBackendError",
     "LLMBackendType",
-    "LLMBadRequestError",
-    "LLMBudgetExceededError",
-    "LLMCircuitOpenError",
     "LLMConfig",
-    "LLMConfigError",
-    "LLMConnectionError",
-    "LLMContentFilterError",
-    "LLMContextLengthError",
-    "LLMDeadlineExceededError",
-    "LLMError",
-    "LLMLocalRateLimitError",
     "LLMManager",
-    "LLMNotFoundError",
-    "LLMQuotaExceededError",
-    "LLMRateLimitError",
     "LLMRequest",
     "LLMResponse",
-    "LLMServerError",
-    "LLMStreamError",
-    "LLMStructuredOutputError",
-    "LLMTimeoutError",
-    "LLMValidationError",
     "OllamaBackend",
     "OpenAIBackend",
     "SyncClient",
@@ -83,6 +41,7 @@ __all__ = [
     "run_sync",
     "stream_sync",
 ]
+__all__ += _error_names
 
 # Loaded on first use, so that `import llm` stays cheap.
 _LAZY = {
