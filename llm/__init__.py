@@ -8,11 +8,11 @@ Importing `llm` loads no vendor SDK; each adapter imports its SDK when a backend
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 from llm.backends.base import LLMBackend
 from llm.base import LLMBackendType, LLMConfig, LLMRequest, LLMResponse, ToolCall
+from llm.core.lazy import lazy_attributes
 from llm.errors import *  # noqa: F403  (the error tree: `from llm import LLMError`)
 from llm.errors import __all__ as _error_names
 
@@ -60,13 +60,11 @@ _LAZY = {
 }
 
 
+_load = lazy_attributes(__name__, _LAZY, globals())
+
+
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'llm' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    return _load(name)
 
 
 def __dir__() -> list[str]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeAlias
 
 from llm.accounting.pricing import CostField
+from llm.core.lazy import lazy_attributes
 from llm.core.names import LLMBackendType, canonical_backend
 from llm.errors import *  # noqa: F403  (the error tree, for `from llm.base import LLMError`)
 from llm.errors import LLMConfigError
@@ -267,16 +268,14 @@ StreamEvent: TypeAlias = TextDelta | ToolCallDelta | ResponseDone
 
 # `from llm.base import LLMBackend, validate_request` (ScoutAgent's import path) loads them from their homes on first
 # use, so that these types never import the layers built on them.
-_MOVED = {"LLMBackend": "llm.backends.base", "validate_request": "llm.call.validation"}
+_HOMES = {"LLMBackend": "llm.backends.base", "validate_request": "llm.call.validation"}
+
+
+_load = lazy_attributes(__name__, _HOMES, globals())
 
 
 def __getattr__(name: str) -> Any:
-    module = _MOVED.get(name)
-    if module is None:
-        raise AttributeError(f"module 'llm.base' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+    return _load(name)
 
 
 def usage_dict(prompt_tokens: Any, completion_tokens: Any, total: Any = None) -> dict[str, int]:
