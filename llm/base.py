@@ -278,29 +278,6 @@ def __getattr__(name: str) -> Any:
     return _load(name)
 
 
-def usage_dict(prompt_tokens: Any, completion_tokens: Any, total: Any = None) -> dict[str, int]:
-    """Usage in the shape every response carries: prompt, completion and total token counts.
-
-    Counts come from outside: anything but a finite number >= 0 counts as not reported. When the vendor reported no
-    count at all, usage is unknown and this returns `{}`: never zeros, which would read as a real count
-    (`usage.get("total_tokens", 0)` still works). A count left out while the others were given counts as 0.
-    """
-    prompt, completion, given_total = _count(prompt_tokens), _count(completion_tokens), _count(total)
-    if prompt is None and completion is None and given_total is None:
-        return {}
-    prompt, completion = prompt or 0, completion or 0
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": given_total or prompt + completion}
-
-
-def _count(value: Any) -> int | None:
-    if type(value) is int and value >= 0:  # what vendors send
-        return value
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        return None
-    return int(value)
-
-
 def parse_tool_arguments(raw: str | Mapping[str, Any] | None) -> dict[str, Any]:
     """Tool-call arguments as a dict, from JSON text (OpenAI, streamed deltas) or an object (Anthropic, Gemini)."""
     if raw is None or raw == "":

@@ -12,34 +12,15 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from llm.console.ask import configure_ask, run_ask
-from llm.console.command import (
-    EXIT_CONFIG,
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_USAGE,
-    CLIError,
-    Command,
-    configured_manager,
-    note,
-)
+from llm.console.command import *  # noqa: F403  (what a plugin command needs: `from llm.cli import Command, ...`)
+from llm.console.command import EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, CLIError, Command, note
+from llm.console.command import __all__ as _command_names
 from llm.console.render import progress
 from llm.console.status import run_backends, run_models
 from llm.errors import LLMConfigError, LLMError, LLMValidationError
 
-__all__ = [
-    "COMMAND_GROUP",
-    "EXIT_CONFIG",
-    "EXIT_FAILED",
-    "EXIT_INTERRUPTED",
-    "EXIT_OK",
-    "EXIT_USAGE",
-    "CLIError",
-    "Command",
-    "configured_manager",
-    "main",
-    "progress",
-]
+__all__ = ["COMMAND_GROUP", "main", "progress"]
+__all__ += _command_names
 
 #: The entry-point group through which other packages add subcommands.
 COMMAND_GROUP = "scout_llm.commands"

@@ -161,7 +161,7 @@ class LLMAgentMixin:
         return backend
 
     def initialize_llm(self) -> None:
-        """Kept for ScoutAgent callers; the manager is fetched lazily on the first call."""
+        """A no-op ScoutAgent's agents call: the manager is fetched lazily, on the first call."""
 
     async def _ensure_llm_initialized(self) -> LLMManager:
         if self._llm_manager is None:

@@ -12,8 +12,9 @@ from collections.abc import AsyncGenerator, Callable
 from types import CoroutineType
 from typing import Any
 
+from llm.accounting.usage import usage_dict
 from llm.backends.base import LLMBackend
-from llm.base import LLMRequest, LLMResponse, ResponseDone, StreamEvent, TextDelta, ToolCallDelta, usage_dict
+from llm.base import LLMRequest, LLMResponse, ResponseDone, StreamEvent, TextDelta, ToolCallDelta
 from llm.errors import LLMBackendError, LLMStreamError
 from llm.fleet.limiter import Permit
 from llm.health.slot import BackendSlot, maybe_await

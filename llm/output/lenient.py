@@ -1,11 +1,6 @@
 """Reading JSON out of free text, for agents: models wrap JSON in prose and Markdown fences, add trailing commas, or
-send an object where an array was asked for. These helpers accept all of that, return the documented type and never
-raise on a bad reply (README "Agents").
-
-    extract_json('Sure! ```json\n{"a": [1, 2]}\n```')      # {"a": [1, 2]}
-    to_string_list({"insights": ["x", {"text": "y"}]})     # ["x", "y"]
-    best_category("Category: smart home", ["home", "smart home"])   # "smart home"
-"""
+send an object where an array was asked for. `extract_json`, `to_string_list` and `best_category` accept all of that,
+return the documented type and never raise on a bad reply (README "Agents")."""
 
 from __future__ import annotations
 
@@ -35,7 +30,8 @@ def extract_json(text: str, expect: type[dict[str, Any]] | type[list[Any]] | Non
 
     Tries the whole reply, then fenced blocks (```json ... ```), then values embedded in prose (scanned with
     `json.JSONDecoder.raw_decode`, so nested objects and arrays come out whole; the longest value wins); then the same
-    again with trailing commas removed. With `expect`, a value of that type is preferred over other values.
+    again with trailing commas removed. With `expect`, a value of that type is preferred over other values:
+    `extract_json('Sure! ```json\n{"a": [1, 2]}\n```')` -> `{"a": [1, 2]}`.
     """
     if not isinstance(text, str):
         return None

@@ -330,7 +330,7 @@ class SDKBackend(LLMBackend):
             done = ResponseDone(acc.to_response(self, time.perf_counter() - start))
         yield done
 
-    # -- structured output (`LLMRequest.response_format`, see llm.output.spec) --------------------------------------------
+    # -- structured output (`LLMRequest.response_format`, see llm.output.spec) -----------------------------------------
 
     def _output_spec(self, request: LLMRequest) -> OutputSpec | None:
         """The request's `OutputSpec`, checked against what this vendor can take; None without `response_format`.
