@@ -8,34 +8,13 @@ Importing `llm` loads no vendor SDK; each adapter imports its SDK when a backend
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 from llm.backends.base import LLMBackend
 from llm.base import LLMBackendType, LLMConfig, LLMRequest, LLMResponse, ToolCall
-from llm.errors import (
-    LLMAllBackendsFailedError,
-    LLMAuthenticationError,
-    LLMBackendError,
-    LLMBadRequestError,
-    LLMBudgetExceededError,
-    LLMCircuitOpenError,
-    LLMConfigError,
-    LLMConnectionError,
-    LLMContentFilterError,
-    LLMContextLengthError,
-    LLMDeadlineExceededError,
-    LLMError,
-    LLMLocalRateLimitError,
-    LLMNotFoundError,
-    LLMQuotaExceededError,
-    LLMRateLimitError,
-    LLMServerError,
-    LLMStreamError,
-    LLMStructuredOutputError,
-    LLMTimeoutError,
-    LLMValidationError,
-)
+from llm.core.lazy import lazy_attributes
+from llm.errors import *  # noqa: F403  (the error tree: `from llm import LLMError`)
+from llm.errors import __all__ as _error_names
 
 if TYPE_CHECKING:
     from llm.backends import ClaudeBackend, DeepSeekBackend, GeminiBackend, OllamaBackend, OpenAIBackend
@@ -46,33 +25,12 @@ __all__ = [
     "ClaudeBackend",
     "DeepSeekBackend",
     "GeminiBackend",
-    "LLMAllBackendsFailedError",
-    "LLMAuthenticationError",
     "LLMBackend",
-    "LLMBackendError",
     "LLMBackendType",
-    "LLMBadRequestError",
-    "LLMBudgetExceededError",
-    "LLMCircuitOpenError",
     "LLMConfig",
-    "LLMConfigError",
-    "LLMConnectionError",
-    "LLMContentFilterError",
-    "LLMContextLengthError",
-    "LLMDeadlineExceededError",
-    "LLMError",
-    "LLMLocalRateLimitError",
     "LLMManager",
-    "LLMNotFoundError",
-    "LLMQuotaExceededError",
-    "LLMRateLimitError",
     "LLMRequest",
     "LLMResponse",
-    "LLMServerError",
-    "LLMStreamError",
-    "LLMStructuredOutputError",
-    "LLMTimeoutError",
-    "LLMValidationError",
     "OllamaBackend",
     "OpenAIBackend",
     "SyncClient",
@@ -83,6 +41,7 @@ __all__ = [
     "run_sync",
     "stream_sync",
 ]
+__all__ += _error_names
 
 # Loaded on first use, so that `import llm` stays cheap.
 _LAZY = {
@@ -101,13 +60,11 @@ _LAZY = {
 }
 
 
+_load = lazy_attributes(__name__, _LAZY, globals())
+
+
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'llm' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    return _load(name)
 
 
 def __dir__() -> list[str]:

@@ -1,97 +1,36 @@
-"""Shared value types (the backend base class is in `llm.backends.base`, re-exported here).
-
-The types keep the field names, order and defaults of the original ScoutAgent `llm/` layer (see README, "ScoutAgent
-compatibility"), so existing callers run unchanged: `LLMRequest(messages=[...], temperature=0.7, max_tokens=200)`,
-`response.content`, `response.usage["total_tokens"]`, `extra_params["model_name_override"]`.
-
-They are plain dataclasses on purpose: they are built on every call, and validation runs once, explicitly, in
-`validate_request` (`llm/call/validation.py`, re-exported here) before any network call, instead of on every attribute
-access.
-
-Usage a vendor did not report is unknown, not zero: `usage == {}` and `metadata["usage_unknown"] is True`
-(`usage.get("total_tokens", 0)` keeps working; a real count of zero stays a dict of zeros).
-"""
+"""The value types every layer shares: `LLMConfig`, `LLMRequest`, `LLMResponse`, `ToolCall`, the stream events and
+`APIKey`, with the field names, order and defaults ScoutAgent's callers use (README "ScoutAgent compatibility"). Plain
+dataclasses: they are built on every call, and validation runs once, before any I/O (`llm/call/validation.py`).
+`LLMBackendType` and the error tree are re-exported here for `from llm.base import ...`."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, ClassVar, Literal, TypeAlias
 
 from llm.accounting.pricing import CostField
 from llm.core.bounds import checked_seconds
-from llm.errors import (
-    LLMAllBackendsFailedError,
-    LLMAuthenticationError,
-    LLMBackendError,
-    LLMBadRequestError,
-    LLMBudgetExceededError,
-    LLMCircuitOpenError,
-    LLMConfigError,
-    LLMConnectionError,
-    LLMContentFilterError,
-    LLMContextLengthError,
-    LLMDeadlineExceededError,
-    LLMError,
-    LLMLocalRateLimitError,
-    LLMNotFoundError,
-    LLMQuotaExceededError,
-    LLMRateLimitError,
-    LLMServerError,
-    LLMStreamError,
-    LLMStructuredOutputError,
-    LLMTimeoutError,
-    LLMValidationError,
-)
+from llm.core.lazy import lazy_attributes
+from llm.core.names import LLMBackendType, canonical_backend
+from llm.errors import *  # noqa: F403  (the error tree, for `from llm.base import LLMError`)
+from llm.errors import LLMConfigError
+from llm.errors import __all__ as _error_names
 
 __all__ = [
     "APIKey",
     "FinishReason",
-    "LLMAllBackendsFailedError",
-    "LLMAuthenticationError",
-    "LLMBackendError",
     "LLMBackendType",
-    "LLMBadRequestError",
-    "LLMBudgetExceededError",
-    "LLMCircuitOpenError",
     "LLMConfig",
-    "LLMConfigError",
-    "LLMConnectionError",
-    "LLMContentFilterError",
-    "LLMContextLengthError",
-    "LLMDeadlineExceededError",
-    "LLMError",
-    "LLMLocalRateLimitError",
-    "LLMNotFoundError",
-    "LLMQuotaExceededError",
-    "LLMRateLimitError",
     "LLMRequest",
     "LLMResponse",
-    "LLMServerError",
-    "LLMStreamError",
-    "LLMStructuredOutputError",
-    "LLMTimeoutError",
-    "LLMValidationError",
+    "ResponseDone",
     "StreamEvent",
     "TextDelta",
     "ToolCall",
     "ToolCallDelta",
-    "ResponseDone",
 ]
-
-
-class LLMBackendType(StrEnum):
-    """The backends scout-llm knows. Compares equal to its string value: `LLMBackendType.OPENAI == "openai"`."""
-
-    OLLAMA = "ollama"
-    OPENAI = "openai"
-    CLAUDE = "claude"
-    GEMINI = "gemini"
-    DEEPSEEK = "deepseek"
-    LOCAL = "local"
-
+__all__ += _error_names
 
 
 FinishReason: TypeAlias = Literal["stop", "length", "tool_calls", "content_filter", "error"]
@@ -159,7 +98,7 @@ class LLMConfig:
     def __post_init__(self) -> None:
         if isinstance(self.backend_type, str) and not isinstance(self.backend_type, LLMBackendType):
             try:
-                self.backend_type = LLMBackendType(self.backend_type.lower())
+                self.backend_type = LLMBackendType(canonical_backend(self.backend_type))
             except ValueError:
                 raise LLMConfigError(
                     f"Unknown backend_type {self.backend_type!r}; expected one of "
@@ -187,7 +126,7 @@ class LLMRequest:
     `extra_params` takes `model_name_override` and the sampling extras in `SAMPLING_PARAMS`; anything else is rejected
     by validation instead of silently reaching an SDK.
 
-    `response_format` asks for structured output (see `llm.output.structured`): a pydantic model class, a JSON-schema dict in
+    `response_format` asks for structured output (`llm.output.spec`): a pydantic model class, a JSON-schema dict in
     OpenAI's shape (`{"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}`) or
     `{"type": "json_object"}`. Each backend sends its vendor's native form; the answer's `parsed` holds the result.
     """
@@ -226,9 +165,9 @@ class ToolCall:
 class LLMResponse:
     """One answer. A response that exists succeeded: failures raise an `LLMError` instead.
 
-    `cost_usd` is what the call cost in USD, priced by genai-prices from `usage` and the model that answered (see
-    `llm.accounting.pricing`); None when the price is unknown (a local model, an unlisted model, usage not reported). The
-    manager sets it; it is computed on first read.
+    `cost_usd` is what the call cost in USD, priced by genai-prices from `usage` and the model that answered
+    (`llm.accounting.pricing`); None when the price is unknown (a local model, an unlisted model, usage not reported).
+    The manager sets it; it is computed on first read.
 
     `parsed` is the structured answer when the request had a `response_format`: the validated pydantic model instance,
     or the parsed JSON value for a schema dict or `json_object`; None when no `response_format` was asked.
@@ -318,42 +257,16 @@ class ResponseDone:
 StreamEvent: TypeAlias = TextDelta | ToolCallDelta | ResponseDone
 
 
-# The backend base class lives in llm/backends/base.py and request validation in llm/call/validation.py; `from llm.base import
-# LLMBackend, validate_request` still works. They are loaded on first use (importlib, like `llm.backends`), so that
-# these types never depend on the layers built on them.
-_MOVED = {"LLMBackend": "llm.backends.base", "validate_request": "llm.call.validation"}
+# `from llm.base import LLMBackend, validate_request` (ScoutAgent's import path) loads them from their homes on first
+# use, so that these types never import the layers built on them.
+_HOMES = {"LLMBackend": "llm.backends.base", "validate_request": "llm.call.validation"}
+
+
+_load = lazy_attributes(__name__, _HOMES, globals())
 
 
 def __getattr__(name: str) -> Any:
-    module = _MOVED.get(name)
-    if module is None:
-        raise AttributeError(f"module 'llm.base' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
-
-
-def usage_dict(prompt_tokens: Any, completion_tokens: Any, total: Any = None) -> dict[str, int]:
-    """Usage in the shape every response carries: prompt, completion and total token counts.
-
-    Counts come from outside: anything but a finite number >= 0 counts as not reported. When the vendor reported no
-    count at all, usage is unknown and this returns `{}`: never zeros, which would read as a real count
-    (`usage.get("total_tokens", 0)` still works). A count left out while the others were given counts as 0.
-    """
-    prompt, completion, given_total = _count(prompt_tokens), _count(completion_tokens), _count(total)
-    if prompt is None and completion is None and given_total is None:
-        return {}
-    prompt, completion = prompt or 0, completion or 0
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": given_total or prompt + completion}
-
-
-def _count(value: Any) -> int | None:
-    if type(value) is int and value >= 0:  # what vendors send
-        return value
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        return None
-    return int(value)
+    return _load(name)
 
 
 def parse_tool_arguments(raw: str | Mapping[str, Any] | None) -> dict[str, Any]:

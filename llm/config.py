@@ -1,25 +1,7 @@
-"""Settings: one model, read from the environment and an optional `.env` file.
-
-Each setting is declared once, in the section it belongs to, with its type, default, constraints and the variables it
-is read from, in order: the `SCOUT_*` variable first, then the vendor's standard one (`OPENAI_API_KEY`, ...), so that a
-`SCOUT_*` variable wins. `variables()` lists them all; the README's configuration table is that list. The constraints
-hold when a value is assigned later too (`config.llm.timeout = -1` raises `LLMConfigError`).
-
-Nothing happens at import time. `get_config()` reads the environment once, lazily; `reload_config()` reads it again.
-The `.env` file is read without changing `os.environ`; a variable set in the environment wins over the file. API keys
-are `SecretStr`: they never appear in `repr()`, logs or health output. A value that does not fit is an
-`LLMConfigError` naming the variable and the form it expects. Our settings are the only place the environment is read:
-the adapters hand every key and URL to their SDK explicitly.
-
-    config = get_config()
-    config.api.openai_api_key = "sk-..."      # settable; stored as SecretStr
-    config.llm.timeout                         # SCOUT_LLM_TIMEOUT
-    config.llm_routing.per_agent_backend       # SCOUT_LLM_AGENT_<KEY>_BACKEND
-
-Why not pydantic-settings' own environment source: it maps a nested field to `SCOUT_API__OPENAI_API_KEY`, while the
-names users and ScoutAgent know are flat (`SCOUT_OPENAI_API_KEY`) with vendor fallbacks; the ~40 lines of `_read`
-below do that mapping from the fields' own declarations, and pydantic does all the parsing and checking.
-"""
+"""Settings: one pydantic model, read from the environment and an optional `.env` file (which never changes
+`os.environ`). Each setting is declared once, with `setting(...)`: its type, default, constraints and the variables it
+is read from, `SCOUT_*` first. `get_config()` reads them once, lazily; `variables()` is the configuration table of
+README "Configure". The adapters get every key and URL from here, never from the environment."""
 
 from __future__ import annotations
 
@@ -159,7 +141,7 @@ class LLMSettings(_Section):
     local_context: int = setting(4096, "SCOUT_LOCAL_CONTEXT", expected="tokens, a whole number from 256 to 1048576",
                                  ge=256, le=1_048_576)
     local_enabled: bool | None = setting(None, "SCOUT_LOCAL_ENABLED", expected="true or false")
-    # Client-side rate limits per backend (issue 16): requests and tokens per minute; unset or 0: no limit.
+    # Client-side rate limits per backend: requests and tokens per minute; unset or 0: no limit.
     openai_rpm: int | None = setting(None, "SCOUT_OPENAI_RPM", expected=_PER_MINUTE, ge=0)
     openai_tpm: int | None = setting(None, "SCOUT_OPENAI_TPM", expected=_PER_MINUTE, ge=0)
     claude_rpm: int | None = setting(None, "SCOUT_CLAUDE_RPM", "SCOUT_ANTHROPIC_RPM", expected=_PER_MINUTE, ge=0)
@@ -313,7 +295,12 @@ def _environment(env_file: str | Path | None) -> dict[str, str]:
 
 
 def _read(model: type[BaseModel], found: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
-    """The nested data of the variables set, and which variable gave each setting (for error messages)."""
+    """The nested data of the variables set, and which variable gave each setting (for error messages).
+
+    pydantic-settings' own environment source would read a nested field from `SCOUT_API__OPENAI_API_KEY`; the names
+    users and ScoutAgent know are flat (`SCOUT_OPENAI_API_KEY`) with vendor fallbacks, so the names come from each
+    field's declaration here and pydantic does the parsing and checking.
+    """
     data: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for path, field in _sections(model):
@@ -332,8 +319,8 @@ def _read(model: type[BaseModel], found: Mapping[str, str]) -> tuple[dict[str, A
 def _agent_routes(found: Mapping[str, str]) -> dict[str, dict[str, str]]:
     """`SCOUT_LLM_AGENT_<KEY>_BACKEND|MODEL` -> `per_agent_backend|model[key]`.
 
-    `<KEY>` is the agent key lowercased, trailing underscores dropped (`SCOUT_LLM_AGENT_GAP_FINDER_BACKEND` and the
-    original's `SCOUT_LLM_AGENT_GAP_FINDER__BACKEND` both give `gap_finder`).
+    `<KEY>` is the agent key lowercased, trailing underscores dropped (`SCOUT_LLM_AGENT_GAP_FINDER_BACKEND` and
+    ScoutAgent's `SCOUT_LLM_AGENT_GAP_FINDER__BACKEND` both give `gap_finder`).
     """
     routes: dict[str, dict[str, str]] = {"per_agent_backend": {}, "per_agent_model": {}}
     for name, value in found.items():

@@ -12,7 +12,8 @@ from types import TracebackType
 from typing import Any
 
 from llm.accounting.ledger import UsageLedger
-from llm.accounting.telemetry import NOOP_SPAN, CallSpan, LLMTelemetry
+from llm.accounting.span import NOOP_SPAN, CallSpan
+from llm.accounting.telemetry import LLMTelemetry
 from llm.backends.base import LLMBackend, describe_error, quiet_cleanup
 from llm.backends.bootstrap import register_configured_backends
 from llm.base import LLMBackendType, LLMRequest, LLMResponse, StreamEvent, TextDelta

@@ -1,19 +1,6 @@
-"""Prompts for agents: `AgentPrompt`, the built-in `AgentPromptTemplates`, and prompt files on disk.
-
-A prompt file is `<root>/<agent name>/<template>.prompt`, with shared ones in `<root>/common/`. The roots, searched in
-this order (first file found wins; within each root the agent's folder comes before `common/`):
-
-1. the `prompts_dir` argument of `load_prompt_template`;
-2. `SCOUT_PROMPTS_DIR` (`config.prompts_dir`);
-3. `<folder holding the llm package>/prompts`, when it exists: ScoutAgent keeps its prompts beside `llm/`;
-4. the roots packages registered with `register_prompt_root` (the `agents` package registers the prompts it ships).
-
-Placeholders are `{name}`. A placeholder the caller does not supply stays as literal text (logged once per template
-at WARNING), as in ScoutAgent; `strict=True` raises `PromptPlaceholderError` instead. Every other brace (a JSON
-example in the prompt) is left as it is. `{{name}}` is a placeholder too, replaced by the bare value: ScoutAgent's gap
-finder prompts are written that way, and the original sent them as `{value}`; other doubled braces (`{{ ... }}`
-around a JSON example) stay doubled, as the original sent them.
-"""
+"""Prompts for agents: `AgentPrompt`, the built-in `AgentPromptTemplates`, and prompt files on disk
+(`<root>/<agent name>/<template>.prompt`, shared ones in `<root>/common/`). The search roots, their order and the
+placeholder rules are in README "Agents"."""
 
 from __future__ import annotations
 
@@ -44,7 +31,8 @@ logger = logging.getLogger("llm.prompts")
 #: The prompt files' extension; a template name given without an extension gets it.
 PROMPT_SUFFIX = ".prompt"
 
-#: `{name}`, or `{{name}}`: ScoutAgent's gap finder prompts write their placeholders with double braces.
+#: `{name}`, or `{{name}}` (replaced by the bare value: ScoutAgent's gap finder prompts write their placeholders with
+#: double braces). Any other brace, a JSON example's included, is left as written.
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 _registered_roots: list[Path] = []

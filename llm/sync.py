@@ -1,32 +1,6 @@
-"""Blocking calls for scripts and notebooks, with or without an event loop already running in the calling thread.
-
-    import llm
-
-    response = llm.generate_sync("What is a market gap?", max_tokens=100)
-    print(response.backend_type, response.model, response.content)
-
-    for text in llm.stream_sync("Count to five.", backend="claude"):
-        print(text, end="", flush=True)
-
-    with llm.SyncClient() as client:              # an explicit client: its own manager, thread and lifetime
-        client.generate("Hi", temperature=0)
-
-Why a thread: the manager and its SDK clients are bound to the event loop that uses them, and a notebook cell already
-runs inside a loop, where `asyncio.run()` fails. So each `SyncClient` owns one event loop in a daemon thread; every
-call is a coroutine submitted to that loop while the caller waits. The manager therefore only ever sees one loop,
-whichever thread calls and whether or not that thread runs a loop itself (no `nest_asyncio`, no re-entering a loop).
-
-What a call promises, beyond the manager's own (typed errors, bounded waits, one retry owner):
-
-* the manager's exception object is raised unchanged in the caller (`LLMRateLimitError`, `LLMAllBackendsFailedError`,
-  `LLMValidationError`, ...);
-* Ctrl-C (or any exception) while waiting cancels the call on the background loop, which closes its HTTP stream;
-* a stream iterator that is closed or dropped (a `break`) closes the underlying stream;
-* at interpreter exit the manager is cleaned up and the loop stopped (bounded by `CLOSE_TIMEOUT`).
-
-`llm.generate_sync`, `llm.stream_sync` and `llm.run_sync` use one process-wide client, made on first use, whose
-manager is its own (not `get_llm_manager()`), registered from the settings as `initialize_llm_backends` does.
-"""
+"""Blocking calls for scripts and notebooks: `SyncClient` and the process-wide `generate_sync`, `stream_sync` and
+`run_sync`, with or without an event loop already running in the calling thread. Behaviour: README "Call"; how the
+background loop works: README "Internals"."""
 
 from __future__ import annotations
 

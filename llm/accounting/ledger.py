@@ -1,24 +1,6 @@
-"""Running totals of what the manager's calls used and cost, per backend and model, and an optional spend budget.
-
-    ledger = UsageLedger(budget_usd=5.0)      # SCOUT_LLM_BUDGET_USD
-    ledger.check_budget()                     # before a call: LLMBudgetExceededError once 5 USD are spent
-    ledger.record_response(response, cost)    # after a success (cost: a `DeferredCost`, a float or None)
-    ledger.record_attempts(attempts)          # failed attempts of a call (the `metadata["attempts"]` dicts)
-    ledger.summary()                          # {"by_backend": {"openai": {"gpt-4o": {...}}}, "total": {...}, ...}
-
-A cost that is unknown (local model, unlisted model) is not counted as zero: the call is counted in
-`unknown_cost_calls`, and with a budget set a warning says once per backend and model that the budget does not cover
-it. Costs are priced when first needed (`summary()`, `spent_usd`, `check_budget()` with a budget), so a ledger without
-a budget adds no pricing work to a call.
-
-The budget is checked before a call starts: a call that would start after the budget is spent raises without sending
-anything. Calls already in flight when the budget runs out finish (their cost is counted), so the spend can exceed the
-budget by the calls that were running concurrently.
-
-Where it is used: `LLMManager` keeps one (`manager.ledger`, budget from `ManagerPolicy.budget_usd` or
-`SCOUT_LLM_BUDGET_USD`), checks the budget before each call, records each call when it ends, and returns `summary()`
-from `manager.usage_summary()`; the CLI prints `cost_line(...)` with `-v`.
-"""
+"""`UsageLedger`: running totals of what a manager's calls used and cost, per backend and model, and the optional spend
+budget checked before each call (`manager.ledger`, `manager.usage_summary()`). An unknown cost is counted apart,
+never as zero. Behaviour: README "Cost, budgets and telemetry"."""
 
 from __future__ import annotations
 

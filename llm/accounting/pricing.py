@@ -1,30 +1,7 @@
-"""What a call cost, in USD, from the maintained price data of `genai-prices` (https://github.com/pydantic/genai-prices).
-
-    cost_usd("openai", "gpt-4o-2024-08-06", {"prompt_tokens": 16, "completion_tokens": 12, ...})  -> 0.00016
-    cost_usd("ollama", "llama3", usage)                                                           -> None
-
-The price comes from the usage (`llm.accounting.usage` shape) and the model that actually answered (`response.model`), at the
-provider the backend reaches:
-
-    backend            base_url unset              base_url set
-    openai             openai                      the provider genai-prices matches to the URL (Azure, Groq, ...)
-    claude             anthropic                   "
-    gemini             google                      "
-    deepseek           deepseek                    "
-    ollama, local      None (runs on your machine) None
-    anything else      None                        the provider matched to the URL
-
-`None` means "unknown", never zero: a local model, an endpoint genai-prices does not know (a self-hosted server, a
-gateway: pass `provider=` to name the price list), a model it does not list (a private fine-tune), usage the vendor did
-not report, or genai-prices not installed. genai-prices is imported on the first price (about 0.4 s, once; call
-`load_prices()` at start-up to pay it early), never by `import llm`.
-
-Pricing one call takes genai-prices about 0.1 ms, as much CPU as the rest of a manager call, so a response's cost is
-computed when first read: `defer_cost()` attaches a `DeferredCost`, `CostField` computes and keeps it on first access.
-
-Where it is used: `LLMResponse.cost_usd` (`llm/base.py`) is a `CostField`; the manager's `Call.finish` (`llm/call/chain.py`)
-attaches a `defer_cost(...)` for the backend that served, streams included (their final response).
-"""
+"""What a call cost, in USD, from the maintained price data of genai-prices (https://github.com/pydantic/genai-prices),
+priced from the usage and the model that answered, at the provider the backend reaches (`BACKEND_PRICE_PROVIDERS`,
+or the base URL). None means unknown, never zero. genai-prices is imported on the first price, never by `import llm`.
+Behaviour: README "Cost, budgets and telemetry"."""
 
 from __future__ import annotations
 
@@ -43,7 +20,6 @@ __all__ = [
     "load_prices",
     "price_source",
 ]
-
 
 
 def _logger() -> logging.Logger:
@@ -145,7 +121,8 @@ def cost_usd(backend: str, model: str, usage: Mapping[str, Any] | None, base_url
 
 
 class DeferredCost:
-    """A call's cost, computed by `cost_usd` on the first read of `value` and kept."""
+    """A call's cost, computed by `cost_usd` on the first read of `value` and kept: pricing one call costs about as
+    much CPU as the rest of a manager call, so a response nobody asks the cost of is never priced."""
 
     __slots__ = ("_value", "backend", "base_url", "model", "provider", "usage")
 

@@ -1,30 +1,6 @@
-"""Token usage in one shape for every vendor: what `LLMResponse.usage` holds.
-
-    prompt_tokens          every input token, cached ones included (what the vendor bills as input)
-    completion_tokens      every output token, reasoning ("thinking") tokens included
-    total_tokens           prompt + completion (or the vendor's own total when it sends one)
-    cached_tokens          input tokens read from the vendor's prompt cache        } only when the vendor
-    cache_creation_tokens  input tokens written to the prompt cache (Anthropic)    } reported them
-    reasoning_tokens       output tokens spent on reasoning                        }
-
-A count the vendor did not report stays absent: never a made-up zero (a reported zero is kept). A number that is not a
-count (negative, fractional, NaN, absurd) is treated as not reported. Each function takes the vendor's JSON object or
-the SDK's typed object (attribute access, snake_case for google-genai) and returns None when there is no usage at all;
-a usage that is not an object at all (`"usage": "lots"`) raises `TypeError`, which the adapters report as a malformed
-answer (`LLMServerError`).
-
-Vendor references:
-    OpenAI     https://platform.openai.com/docs/api-reference/chat/object#chat/object-usage
-    DeepSeek   https://api-docs.deepseek.com/api/create-chat-completion (prompt_cache_hit_tokens)
-    Anthropic  https://docs.anthropic.com/en/api/messages#response-usage (input_tokens excludes cache reads/writes)
-    Gemini     https://ai.google.dev/api/generate-content#UsageMetadata (proto3 JSON: a zero count is omitted)
-    Ollama     https://github.com/ollama/ollama/blob/main/docs/api.md#generate-a-chat-completion
-
-Used by the adapters (`llm/backends/*.py`), for whole answers and streams alike: `openai_usage(data.get("usage"))`
-(OpenAI, DeepSeek, local), `anthropic_usage(usage, acc.usage)` (Claude, also for `message_delta`),
-`gemini_usage(chunk.usage_metadata)`, `ollama_usage(chunk)`. No usage at all stays unknown: `StreamAccumulator`
-gives `usage == {}` and `metadata["usage_unknown"] = True`.
-"""
+"""Token usage in one shape for every vendor, what `LLMResponse.usage` holds: `USAGE_KEYS` always, `DETAIL_KEYS` only
+when the vendor reported them; a count not reported stays absent, never a made-up zero. One normaliser per vendor
+protocol, each linking the vendor's reference; the adapters call them for answers and streams alike."""
 
 from __future__ import annotations
 
@@ -39,12 +15,16 @@ __all__ = [
     "gemini_usage",
     "ollama_usage",
     "openai_usage",
+    "usage_dict",
     "usage_for_backend",
 ]
 
-#: The keys every usage carries when the vendor reported them, callers read these.
+#: The keys every usage carries when the vendor reported them, callers read these: `prompt_tokens` counts every input
+#: token (cached ones included, what the vendor bills as input), `completion_tokens` every output token (reasoning
+#: included), `total_tokens` their sum (or the vendor's own total).
 USAGE_KEYS: Final = ("prompt_tokens", "completion_tokens", "total_tokens")
-#: The detail keys, present only when the vendor reported them.
+#: The detail keys, present only when the vendor reported them: input tokens read from the prompt cache, input tokens
+#: written to it (Anthropic), output tokens spent on reasoning.
 DETAIL_KEYS: Final = ("cached_tokens", "cache_creation_tokens", "reasoning_tokens")
 
 #: Above this a "token count" is garbage, not a count (no context window comes near it).
@@ -97,11 +77,25 @@ def _build(prompt: int | None, completion: int | None, total: int | None, **deta
     return usage
 
 
+def usage_dict(prompt_tokens: Any, completion_tokens: Any, total: Any = None) -> dict[str, int]:
+    """Usage from counts alone: prompt, completion and total. `{}` when none is a count (usage unknown, never zeros);
+    a count left out while the others were given counts as 0."""
+    prompt, completion, given_total = _count(prompt_tokens), _count(completion_tokens), _count(total)
+    if prompt is None and completion is None and given_total is None:
+        return {}
+    prompt, completion = prompt or 0, completion or 0
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": given_total or prompt + completion}
+
+
 def openai_usage(raw: Any) -> dict[str, int] | None:
     """Chat Completions `usage` (OpenAI, DeepSeek, llama.cpp and other OpenAI-compatible servers).
 
     `prompt_tokens` already includes `prompt_tokens_details.cached_tokens`; DeepSeek reports its cache hits as
     `prompt_cache_hit_tokens` instead.
+
+    See https://platform.openai.com/docs/api-reference/chat/object#chat/object-usage and
+    https://api-docs.deepseek.com/api/create-chat-completion
     """
     if raw is None:
         return None
@@ -126,6 +120,8 @@ def anthropic_usage(raw: Any, previous: Mapping[str, int] | None = None) -> dict
     Anthropic's `input_tokens` excludes the cache: the prompt is `input_tokens + cache_read_input_tokens +
     cache_creation_input_tokens`. A `message_delta` carries the cumulative `output_tokens` and may omit the input
     counts; those then come from `previous` (the usage of `message_start`).
+
+    See https://docs.anthropic.com/en/api/messages#response-usage
     """
     if raw is None:
         return None if previous is None else dict(previous)
@@ -150,6 +146,8 @@ def gemini_usage(raw: Any) -> dict[str, int] | None:
     Thinking tokens are billed as output, so they count as completion tokens and as `reasoning_tokens`.
     Gemini's JSON omits a zero count (proto3), so an absent prompt or candidates count in a usage block that exists
     is a real zero; an absent cached or thoughts count stays absent.
+
+    See https://ai.google.dev/api/generate-content#UsageMetadata
     """
     if raw is None:
         return None
@@ -174,6 +172,8 @@ def ollama_usage(raw: Any) -> dict[str, int] | None:
 
     Ollama reports neither cache nor reasoning counts. Older servers omit `prompt_eval_count` when the whole prompt
     came from their cache; the prompt count then stays absent.
+
+    See https://github.com/ollama/ollama/blob/main/docs/api.md#generate-a-chat-completion
     """
     if raw is None:
         return None

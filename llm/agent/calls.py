@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from llm.base import LLMRequest, LLMResponse
+from llm.core.names import canonical_backend
 from llm.errors import LLMBackendError, LLMValidationError
-from llm.output.structured import best_category
+from llm.output.lenient import best_category
 from llm.prompts import AgentPrompt
 
 if TYPE_CHECKING:
@@ -23,10 +23,9 @@ __all__ = ["backend_name", "llm_classify", "llm_summarize", "quick_llm_generate"
 
 
 def backend_name(value: Any) -> str | None:
-    """A backend given as a string or an `LLMBackendType` -> its lowercase name; None for None or empty."""
-    if isinstance(value, Enum):
-        value = value.value
-    return str(value).strip().lower() or None if value is not None else None
+    """A backend given as a string, an alias or an `LLMBackendType` -> its name (`canonical_backend`); None for None
+    or empty."""
+    return canonical_backend(value) or None if value is not None else None
 
 
 def _prompt_messages(prompt: Any) -> list[dict[str, Any]]:

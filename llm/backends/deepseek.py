@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from llm.backends.openai import OpenAIBackend
 from llm.base import LLMConfig, LLMRequest
-from llm.output.structured import OutputSpec
+from llm.output.spec import OutputSpec
 
 __all__ = ["DEFAULT_DEEPSEEK_URL", "DeepSeekBackend"]
 

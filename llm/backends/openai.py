@@ -40,7 +40,7 @@ from llm.errors import (
     LLMServerError,
     LLMTimeoutError,
 )
-from llm.output.structured import OutputSpec
+from llm.output.spec import OutputSpec
 
 __all__ = ["OpenAIBackend", "max_tokens_param"]
 

@@ -11,8 +11,9 @@ from collections.abc import AsyncGenerator, Callable
 from types import CoroutineType
 from typing import Any
 
+from llm.accounting.usage import usage_dict
 from llm.backends.base import LLMBackend
-from llm.base import LLMRequest, LLMResponse, ResponseDone, StreamEvent, TextDelta, ToolCallDelta, usage_dict
+from llm.base import LLMRequest, LLMResponse, ResponseDone, StreamEvent, TextDelta, ToolCallDelta
 from llm.core.awaitables import maybe_await
 from llm.errors import LLMBackendError, LLMError, LLMStreamError
 from llm.fleet.limiter import Permit

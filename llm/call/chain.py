@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from llm.accounting.ledger import UsageLedger
 from llm.accounting.pricing import defer_cost
-from llm.accounting.telemetry import NOOP_SPAN, CallSpan
+from llm.accounting.span import NOOP_SPAN, CallSpan
 from llm.base import LLMRequest, LLMResponse
 from llm.call.attempt import OpenedStream, model_for
 from llm.call.outcome import Attempt, final_error

@@ -58,7 +58,7 @@ def validate_request(request: LLMRequest, temperature_range: tuple[float, float]
       one of `TOOL_CHOICES` or `{"type": "function", "function": {"name": str}}`.
     * `extra_params`: only the keys in `EXTRA_PARAM_KEYS`, each of the type its vendors document.
     * `response_format`: a pydantic model class, `{"type": "json_object"}` or an OpenAI-shaped `json_schema` dict
-      holding a valid JSON schema (`llm.output.structured.output_spec`); not together with
+      holding a valid JSON schema (`llm.output.spec.output_spec`); not together with
       `extra_params["response_format"]`.
     * Every JSON value (tool arguments, tool schemas, `response_format`) nests at most `MAX_JSON_DEPTH` deep, holds
       finite numbers of at most `MAX_INT_BITS` bits, and string keys.
@@ -339,8 +339,8 @@ def _check_response_format(value: Any, where: str) -> None:
 
 def _check_output_format(value: Any, extra: Mapping[str, Any]) -> None:
     """`LLMRequest.response_format`: a pydantic model class, an OpenAI-shaped schema dict or json_object (see
-    `llm.output.structured.output_spec`); a schema dict must be a valid JSON schema within the JSON limits."""
-    from llm.output.structured import output_spec
+    `llm.output.spec.output_spec`); a schema dict must be a valid JSON schema within the JSON limits."""
+    from llm.output.spec import output_spec
 
     if extra.get("response_format") is not None:
         raise _fail("give it once: response_format or extra_params['response_format'], not both", "response_format")

@@ -1,20 +1,34 @@
-"""Backend names as users write them: aliases (`anthropic` for `claude`, `google` for `gemini`) and `provider:model`.
+"""Backend names: `LLMBackendType`, the aliases users write (`anthropic`, `google`) and `provider:model` references.
 
-    canonical_backend("Anthropic")                 -> "claude"
-    split_model_ref("anthropic:claude-sonnet-4-6")  -> ("claude", "claude-sonnet-4-6")
-    split_model_ref("ollama:qwen3:8b")              -> ("ollama", "qwen3:8b")
-    split_model_ref("qwen3:8b")                     -> (None, "qwen3:8b")   # "qwen3" names no backend
-
-The settings, the manager and the CLI all resolve names here, so that each accepts the same spellings.
+Every layer resolves a backend name through `canonical_backend`, so each accepts the same spellings (README,
+"Backends").
 """
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import Enum, StrEnum
 
-from llm.base import LLMBackendType
+__all__ = [
+    "BACKEND_ALIASES",
+    "KNOWN_BACKENDS",
+    "LLMBackendType",
+    "canonical_backend",
+    "describe_known",
+    "is_known",
+    "split_model_ref",
+]
 
-__all__ = ["BACKEND_ALIASES", "KNOWN_BACKENDS", "canonical_backend", "describe_known", "is_known", "split_model_ref"]
+
+class LLMBackendType(StrEnum):
+    """The backends scout-llm knows. Compares equal to its string value: `LLMBackendType.OPENAI == "openai"`."""
+
+    OLLAMA = "ollama"
+    OPENAI = "openai"
+    CLAUDE = "claude"
+    GEMINI = "gemini"
+    DEEPSEEK = "deepseek"
+    LOCAL = "local"
+
 
 #: The other names users know a backend by (the vendor's name, its SDK's and extra's name) -> our name.
 BACKEND_ALIASES: dict[str, str] = {"anthropic": "claude", "google": "gemini"}
@@ -23,7 +37,7 @@ KNOWN_BACKENDS: tuple[str, ...] = tuple(member.value for member in LLMBackendTyp
 
 
 def canonical_backend(name: str | Enum) -> str:
-    """Our name for a backend name or alias, lowercased; an unknown name comes back lowercased (see `is_known`)."""
+    """Our name for a backend name or alias: `"Anthropic"` -> `"claude"`; an unknown name comes back lowercased."""
     lowered = str(name.value if isinstance(name, Enum) else name).strip().lower()
     return BACKEND_ALIASES.get(lowered, lowered)
 

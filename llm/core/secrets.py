@@ -1,16 +1,6 @@
-"""Keys out of error text: `redact` masks secrets in a string, `scrub_exception` in a whole exception chain.
-
-A vendor may echo the key it refused ("Incorrect API key provided: sk-..."), and an SDK or transport exception may
-hold the request it failed on, with its `Authorization` header (aiohttp's `ClientResponseError.__repr__` prints the
-request headers). Our errors chain the SDK's exception (`raise ... from exc`), so anything that prints the chain --
-`traceback.format_exception`, a logger's `exc_info`, `repr(exc.__cause__)` -- would print the key. Before an error
-leaves an adapter or the manager, every exception in its chain (`__cause__`, `__context__`, group members) has its
-message, `args`, notes, JSON body and request headers rewritten with the secrets masked.
-
-Masked: the backend's configured key, and anything shaped like a key (OpenAI / Anthropic `sk-...`, Google `AIza...`,
-a bearer token, an `api-key` / `x-goog-api-key` / `authorization` header, a `key=` query value, or the password
-in a URL such as `redis://user:password@host`).
-"""
+"""Keys out of error text: `redact` masks secrets in a string, `scrub_exception` in a whole exception chain (message,
+`args`, notes, JSON body and request headers of every exception in it), so that a printed traceback never shows a key
+(README "Errors"). Masked: the backend's configured key and whatever `SECRET_PATTERNS` and `SECRET_HEADERS` match."""
 
 from __future__ import annotations
 

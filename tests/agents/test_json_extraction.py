@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from llm.output.structured import best_category, extract_json, to_string_list
+from llm.output.lenient import best_category, extract_json, to_string_list
 from llm.utils import extract_json as extract_json_from_utils
 
 NESTED = {"market_gaps": [{"gap": "a", "figures": {"tam": 1, "regions": [{"eu": 2}, {"us": [3, 4]}]}}], "n": 1}

@@ -4,11 +4,12 @@ SCOUT_LLM_AGENT_* variables, cooperative construction, and get_optimal_backend a
 from __future__ import annotations
 
 from typing import Any
+from unittest.mock import AsyncMock, Mock
 
 import pytest
 
 from agents.base import AgentInput, BaseAgent
-from llm.base import LLMBackendType
+from llm.base import LLMBackendType, LLMConfig, LLMResponse
 from llm.errors import LLMError, LLMValidationError
 from llm.manager import LLMManager, get_llm_manager
 from llm.utils import LLMAgentMixin
@@ -348,3 +349,35 @@ async def test_get_llm_status_after_first_use(manager: LLMManager) -> None:
     assert status["backends"] == ["openai"] and status["default_backend"] == "openai"
     assert status["healthy_backends"] == ["openai"]
     assert status["health_status"]["openai"].is_healthy is True
+
+
+# -- aliases ----------------------------------------------------------------------------------------------------------
+
+
+def answering(backend_type: LLMBackendType) -> Mock:
+    """A backend registered under `backend_type`'s name that answers with that name."""
+    backend = Mock()
+    backend.config = LLMConfig(backend_type=backend_type, model_name="m", api_key="test-key")
+    backend.initialize = AsyncMock(return_value=True)
+    backend.generate = AsyncMock(return_value=LLMResponse(
+        content=f"from {backend_type.value}", model="m", backend_type=backend_type.value, usage={}, metadata={},
+        success=True))
+    backend.health_check = AsyncMock(return_value=True)
+    backend.cleanup = AsyncMock()
+    return backend
+
+
+async def test_a_preference_by_vendor_name_is_answered_by_that_backend() -> None:
+    manager = quiet_manager()
+    for backend_type in (LLMBackendType.OPENAI, LLMBackendType.CLAUDE, LLMBackendType.GEMINI):
+        assert await manager.register_backend(answering(backend_type))
+    assert manager.get_available_backends() == ["openai", "claude", "gemini"]
+    agent = Agent("routed", preferred_backend="anthropic")
+    agent.set_task_backend("trends", "google")
+    agent._llm_manager = manager
+    assert agent.get_optimal_backend() == "claude" and agent.get_optimal_backend("trends") == "gemini"
+    assert await agent.llm_generate("hello") == "from claude"
+    assert await agent.llm_generate("hello", task_type="trends") == "from gemini"
+    agent.task_backend_preferences = {"trends": "Anthropic"}
+    assert await agent.llm_generate("hello", task_type="trends") == "from claude"
+    await manager.cleanup()

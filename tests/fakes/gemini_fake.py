@@ -16,7 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
-from llm.base import LLMBackendType, usage_dict
+from llm.accounting.usage import usage_dict
+from llm.base import LLMBackendType
 from tests.fakes.recordings import read_json, replay
 from tests.fakes.server import FakeServer, Recorded, Reply, StreamReply, json_error
 from tests.fakes.vendor import Expected, Vendor

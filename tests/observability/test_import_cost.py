@@ -16,7 +16,8 @@ def loaded_after(code: str) -> set[str]:
 
 
 def test_import_llm_and_the_new_modules_load_neither() -> None:
-    assert loaded_after("import llm, llm.manager, llm.accounting.usage, llm.accounting.pricing, llm.accounting.ledger, llm.accounting.telemetry") == set()
+    assert loaded_after("import llm, llm.manager, llm.accounting.usage, llm.accounting.pricing, llm.accounting.ledger, "
+                        "llm.accounting.telemetry") == set()
 
 
 def test_making_the_objects_loads_neither() -> None:
@@ -26,7 +27,8 @@ def test_making_the_objects_loads_neither() -> None:
 
 
 def test_off_decision_loads_no_sdk() -> None:
-    code = ("from llm.accounting.telemetry import LLMTelemetry, NOOP_SPAN\nfrom llm.base import LLMRequest\n"
+    code = ("from llm.accounting.span import NOOP_SPAN\nfrom llm.accounting.telemetry import LLMTelemetry\n"
+            "from llm.base import LLMRequest\n"
             "t = LLMTelemetry()\n"
             "assert t.start_call(LLMRequest(messages=[{'role': 'user', 'content': 'x'}]), 'm', 'openai') is NOOP_SPAN")
     loaded = loaded_after(code)

@@ -15,7 +15,9 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from llm.accounting.telemetry import CAPTURE_CONTENT_ENV, NOOP_SPAN, LLMTelemetry, provider_name
+from llm.accounting.semconv import provider_name
+from llm.accounting.span import NOOP_SPAN
+from llm.accounting.telemetry import CAPTURE_CONTENT_ENV, LLMTelemetry
 from llm.base import LLMRequest, LLMResponse, ToolCall
 from llm.errors import LLMRateLimitError
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from llm import utils
-from llm.call import chain as _call
+from llm.agent import routing
 from llm.backends import DeepSeekBackend, OpenAIBackend
 from llm.base import LLMBackendType, LLMConfig, LLMRequest
+from llm.call import chain as _call
 from llm.manager import LLMManager
 from llm.utils import LLMAgentMixin
 from tests.agents.helpers import Configure, chat_requests
@@ -38,7 +38,7 @@ def backend(server: FakeOpenAI, backend_type: LLMBackendType, model: str) -> Any
 @pytest.fixture(autouse=True)
 def fresh_once_logs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_call, "_model_swaps_logged", set())
-    monkeypatch.setattr(utils, "_reroutes_logged", set())
+    monkeypatch.setattr(routing, "_reroutes_logged", set())
 
 
 async def make_manager(*backends: Any) -> LLMManager:

@@ -46,7 +46,7 @@ from llm.errors import (
     LLMTimeoutError,
     LLMValidationError,
 )
-from llm.output.structured import OutputSpec
+from llm.output.spec import OutputSpec
 
 if TYPE_CHECKING:
     from llm.config import ScoutConfig

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from llm.accounting.usage import usage_dict
 from llm.backends.local.bridge import TokenBridge
-from llm.base import usage_dict
 from llm.errors import LLMConfigError
 
 __all__ = ["Chunks", "ModelRunner", "counting_llama_class"]

@@ -35,15 +35,8 @@ from llm.errors import (
     LLMStructuredOutputError,
     LLMValidationError,
 )
-from llm.output.structured import (
-    REPAIR_QUOTE_LIMIT,
-    InvalidOutput,
-    OutputSpec,
-    output_spec,
-    parse_output,
-    repair_request,
-    schema_problems,
-)
+from llm.output.parse import REPAIR_QUOTE_LIMIT, InvalidOutput, parse_output, repair_request
+from llm.output.spec import OutputSpec, output_spec, schema_problems
 
 
 class SDKBackend(LLMBackend):
@@ -55,7 +48,7 @@ class SDKBackend(LLMBackend):
     key_variable: ClassVar[str | None] = None
     #: What ends a complete stream, for the "cut short" error message.
     stream_end_marker: ClassVar[str] = "finish reason"
-    #: What this vendor's structured output cannot take (`llm.output.structured.SCHEMA_RULES`), refused unsent.
+    #: What this vendor's structured output cannot take (`llm.output.spec.SCHEMA_RULES`), refused before any request.
     schema_rules: ClassVar[frozenset[str]] = frozenset()
     #: Whether the vendor has a "any JSON object" mode (`{"type": "json_object"}`) besides JSON schemas.
     takes_json_object: ClassVar[bool] = True
@@ -184,7 +177,7 @@ class SDKBackend(LLMBackend):
             done = ResponseDone(acc.to_response(self, time.perf_counter() - start))
         yield done
 
-    # -- structured output (`LLMRequest.response_format`, see llm.output.structured) ------------------------------
+    # -- structured output (`LLMRequest.response_format`, see llm.output.spec) -----------------------------------------
 
     def _output_spec(self, request: LLMRequest) -> OutputSpec | None:
         """The request's `OutputSpec`, checked against what this vendor can take; None without `response_format`.
