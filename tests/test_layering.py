@@ -1,5 +1,6 @@
-"""The package's layering (issue 11): `llm` never imports `agents`; no import cycle inside `llm`; the wheel installs
-exactly `llm` and `agents`; the agents' CLI command reaches `scout-llm` through an entry point."""
+"""The package's layering: the layers ARCHITECTURE.md names, imported only downwards; `llm` never imports `agents`; no
+import cycle inside `llm`; size limits of modules and functions; the wheel installs exactly `llm` and `agents`; the
+agents' CLI command reaches `scout-llm` through an entry point."""
 
 from __future__ import annotations
 
@@ -78,18 +79,87 @@ def test_no_import_cycle_inside_llm() -> None:
     assert cycles == []
 
 
+#: The layers of ARCHITECTURE.md, bottom to top: module-name prefixes (a folder's prefix covers its modules).
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("foundation", ("llm.errors", "llm.base", "llm.config", "llm.prompts", "llm.core", "llm.accounting", "llm.output")),
+    ("backends", ("llm.backends",)),
+    ("health", ("llm.fleet", "llm.health")),
+    ("call", ("llm.call",)),
+    ("facade", ("llm.manager", "llm.sync", "llm.utils", "llm.cli", "llm.agent", "llm.__main__", "llm")),
+)
+
+
+def layer_of(module: str) -> int:
+    """The index in LAYERS of the longest prefix naming `module`."""
+    matches = [(len(prefix), index) for index, (_, prefixes) in enumerate(LAYERS) for prefix in prefixes
+               if module == prefix or module.startswith(prefix + ".")]
+    assert matches, f"{module} is in no layer of ARCHITECTURE.md"
+    return max(matches)[1]
+
+
+def test_every_layer_is_named_in_architecture_md() -> None:
+    text = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    for name, prefixes in LAYERS:
+        assert f"| {name} |" in text
+        for prefix in prefixes:
+            if prefix != "llm":
+                short = prefix.removeprefix("llm.").replace(".", "/")
+                assert f"`{short}/`" in text or f"`{short}.py`" in text, f"{prefix} is not in ARCHITECTURE.md"
+
+
+#: The one name a lower layer offers from a higher one, loaded on first use: ScoutAgent imports the backend base class
+#: as `from llm.base import LLMBackend`.
+CONTRACT_REEXPORTS = {("llm.base", "llm.backends.base")}
+
+
+def lazy_homes(path: Path) -> set[str]:
+    """The modules a file names as the homes of names it loads on first use (`{"LLMBackend": "llm.backends.base"}`)."""
+    return {value.value for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(node, ast.Dict)
+            for value in node.values if isinstance(value, ast.Constant) and value.value in MODULES}
+
+
+def test_no_module_imports_a_higher_layer() -> None:
+    graph = {name: others | lazy_homes(MODULES[name]) for name, others in llm_graph().items()}
+    upward = sorted(f"{name} ({LAYERS[layer_of(name)][0]}) -> {other} ({LAYERS[layer_of(other)][0]})"
+                    for name, others in graph.items() for other in others
+                    if layer_of(other) > layer_of(name) and (name, other) not in CONTRACT_REEXPORTS)
+    assert upward == []
+
+
+def test_at_most_twelve_modules_directly_in_llm() -> None:
+    top = sorted(path.name for path in PACKAGE.glob("*.py"))
+    assert len(top) <= 12, top
+
+
+def test_no_module_over_400_lines() -> None:
+    long = {str(path.relative_to(ROOT)): n for path in PACKAGE.rglob("*.py")
+            if (n := len(path.read_text(encoding="utf-8").splitlines())) > 400}
+    assert long == {}
+
+
+def test_no_function_over_50_lines() -> None:
+    long = {}
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno is not None:
+                length = node.end_lineno - node.lineno + 1
+                if length > 50:
+                    long[f"{path.relative_to(ROOT)}:{node.name}"] = length
+    assert long == {}
+
+
 def test_the_manager_and_bootstrap_are_not_a_cycle() -> None:
     graph = llm_graph()
-    assert "llm._bootstrap" in graph["llm.manager"]
-    assert "llm.manager" not in graph["llm._bootstrap"]
+    assert "llm.backends.bootstrap" in graph["llm.manager"]
+    assert "llm.manager" not in graph["llm.backends.bootstrap"]
 
 
 def test_llm_base_still_exports_the_backend_base_class() -> None:
-    from llm.backend import LLMBackend
+    from llm.backends.base import LLMBackend
     from llm.base import LLMBackend as FromBase
 
     assert FromBase is LLMBackend
-    assert "llm.backend" not in llm_graph()["llm.base"]  # loaded on first use, not imported
+    assert "llm.backends.base" not in llm_graph()["llm.base"]  # loaded on first use, not imported
 
 
 def pyproject() -> dict[str, object]:

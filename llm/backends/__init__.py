@@ -6,8 +6,9 @@ imports its SDK when a backend is constructed.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from llm.core.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from llm.backends.claude import ClaudeBackend
@@ -29,13 +30,11 @@ _MODULES = {
 }
 
 
+_load = lazy_attributes(__name__, _MODULES, globals())
+
+
 def __getattr__(name: str) -> Any:
-    module = _MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'llm.backends' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    return _load(name)
 
 
 def __dir__() -> list[str]:

@@ -1,4 +1,4 @@
-"""The per-call fast paths give the verdict of the full checks they skip (llm/call/validation.py).
+"""The per-call fast paths give the verdict of the full checks they skip (llm/core/validation.py).
 
 `validate_request` accepts the common message shape -- a dict of exactly `role` and ASCII string `content` -- at a
 glance; whatever it accepts that way, the full message check must accept too, and whatever the full check refuses
@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llm.base import LLMRequest
-from llm.call.validation import _check_message, _plain_message, validate_request
+from llm.core.validation import _check_message, _plain_message, validate_request
 from llm.errors import LLMValidationError
 
 ROLES = st.one_of(st.sampled_from(["system", "user", "assistant", "tool", "robot", ""]), st.none(), st.integers(),

@@ -26,7 +26,8 @@ from llm.backends.sdk.accumulator import StreamAccumulator
 from llm.backends.sdk.conventions import aclose_quietly
 from llm.backends.sdk.error_map import MALFORMED, malformed
 from llm.backends.sdk.error_scope import ErrorScope
-from llm.base import LLMRequest, LLMResponse, ResponseDone, StreamEvent, TextDelta, validate_request
+from llm.base import LLMRequest, LLMResponse, ResponseDone, StreamEvent, TextDelta
+from llm.core.validation import validate_request
 from llm.errors import (
     LLMConfigError,
     LLMConnectionError,
