@@ -8,11 +8,11 @@ Importing `llm` loads no vendor SDK; each adapter imports its SDK when a backend
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from llm.backends.base import LLMBackend
 from llm.base import LLMBackendType, LLMConfig, LLMRequest, LLMResponse, ToolCall
-from llm.core.lazy import lazy_attributes
+from llm.core.lazy import lazy_module
 from llm.errors import *  # noqa: F403  (the error tree: `from llm import LLMError`)
 from llm.errors import __all__ as _error_names
 
@@ -60,12 +60,4 @@ _LAZY = {
 }
 
 
-_load = lazy_attributes(__name__, _LAZY, globals())
-
-
-def __getattr__(name: str) -> Any:
-    return _load(name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_module(__name__, _LAZY, globals(), __all__)

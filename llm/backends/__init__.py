@@ -6,9 +6,9 @@ imports its SDK when a backend is constructed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from llm.core.lazy import lazy_attributes
+from llm.core.lazy import lazy_module
 
 if TYPE_CHECKING:
     from llm.backends.claude import ClaudeBackend
@@ -30,12 +30,4 @@ _MODULES = {
 }
 
 
-_load = lazy_attributes(__name__, _MODULES, globals())
-
-
-def __getattr__(name: str) -> Any:
-    return _load(name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_module(__name__, _MODULES, globals(), __all__)

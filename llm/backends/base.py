@@ -10,16 +10,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, ClassVar
 
-from llm.base import (
-    FinishReason,
-    LLMConfig,
-    LLMRequest,
-    LLMResponse,
-    ResponseDone,
-    StreamEvent,
-    TextDelta,
-    ToolCall,
-)
+from llm.base import FinishReason, LLMConfig, LLMRequest, LLMResponse, ResponseDone, StreamEvent, TextDelta, ToolCall
 from llm.core.awaitables import maybe_await
 from llm.core.secrets import redact
 

@@ -28,22 +28,8 @@ from llm.backends.sdk.conventions import normalise_finish_reason
 from llm.backends.sdk.error_map import error_for_status
 from llm.backends.sdk.stainless import HEADERS_KEY, StainlessBackend, request_headers
 from llm.backends.sdk.transport import response_too_large, transport_failure
-from llm.base import (
-    DeferredRaw,
-    FinishReason,
-    LLMRequest,
-    LLMResponse,
-    StreamEvent,
-    TextDelta,
-    ToolCallDelta,
-)
-from llm.errors import (
-    LLMBackendError,
-    LLMConnectionError,
-    LLMError,
-    LLMServerError,
-    LLMTimeoutError,
-)
+from llm.base import DeferredRaw, FinishReason, LLMRequest, LLMResponse, StreamEvent, TextDelta, ToolCallDelta
+from llm.errors import LLMBackendError, LLMConnectionError, LLMError, LLMServerError, LLMTimeoutError
 
 __all__ = ["ClaudeBackend", "map_finish_reason", "translate_anthropic_error"]
 

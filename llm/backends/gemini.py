@@ -30,15 +30,7 @@ from llm.backends.sdk.adapter import SDKBackend
 from llm.backends.sdk.conventions import CONNECT_TIMEOUT, aclose_quietly, normalise_finish_reason, require_sdk
 from llm.backends.sdk.error_map import error_for_status
 from llm.backends.sdk.transport import pool_limits
-from llm.base import (
-    FinishReason,
-    LLMConfig,
-    LLMRequest,
-    LLMResponse,
-    StreamEvent,
-    TextDelta,
-    ToolCallDelta,
-)
+from llm.base import FinishReason, LLMConfig, LLMRequest, LLMResponse, StreamEvent, TextDelta, ToolCallDelta
 
 __all__ = ["GeminiBackend", "map_finish_reason", "translate_gemini_error"]
 

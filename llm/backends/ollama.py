@@ -19,15 +19,7 @@ from llm.backends.sdk.accumulator import StreamAccumulator
 from llm.backends.sdk.adapter import SDKBackend
 from llm.backends.sdk.conventions import CONNECT_TIMEOUT, normalise_finish_reason, refuse_params, require_sdk
 from llm.backends.sdk.error_map import error_for_status
-from llm.base import (
-    FinishReason,
-    LLMConfig,
-    LLMRequest,
-    LLMResponse,
-    StreamEvent,
-    TextDelta,
-    ToolCallDelta,
-)
+from llm.base import FinishReason, LLMConfig, LLMRequest, LLMResponse, StreamEvent, TextDelta, ToolCallDelta
 from llm.core.chains import exception_chain
 from llm.errors import (
     LLMBackendError,

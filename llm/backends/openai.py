@@ -32,14 +32,7 @@ from llm.base import (
     TextDelta,
     ToolCallDelta,
 )
-from llm.errors import (
-    LLMBackendError,
-    LLMConfigError,
-    LLMConnectionError,
-    LLMError,
-    LLMServerError,
-    LLMTimeoutError,
-)
+from llm.errors import LLMBackendError, LLMConfigError, LLMConnectionError, LLMError, LLMServerError, LLMTimeoutError
 from llm.output.spec import OutputSpec
 
 __all__ = ["OpenAIBackend", "max_tokens_param"]

@@ -7,7 +7,7 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["lazy_attributes"]
+__all__ = ["lazy_attributes", "lazy_module"]
 
 
 def lazy_attributes(module: str, homes: Mapping[str, str], namespace: dict[str, Any]) -> Callable[[str], Any]:
@@ -23,3 +23,9 @@ def lazy_attributes(module: str, homes: Mapping[str, str], namespace: dict[str, 
         return value
 
     return load
+
+
+def lazy_module(module: str, homes: Mapping[str, str], namespace: dict[str, Any],
+                exported: list[str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """A package's `__getattr__` and `__dir__` (which lists `exported`, its `__all__`), loading from `homes`."""
+    return lazy_attributes(module, homes, namespace), lambda: sorted(exported)

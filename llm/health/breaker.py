@@ -124,8 +124,9 @@ class Circuit:
         return "half_open"
 
     def retry_in(self, now: float) -> float:
-        """Seconds until the open period and any quota lockout end (0 when both have)."""
-        return max(0.0, max(self.quota_until, self.open_until or 0.0) - now)
+        """Seconds until the open period and any quota lockout end (0 when both have), to the microsecond (a
+        difference of two large clock readings carries float noise past it)."""
+        return max(0.0, round(max(self.quota_until, self.open_until or 0.0) - now, 6))
 
     def counts(self, rules: BreakerRules, now: float) -> tuple[int, int]:
         """The successes and counted failures in the window."""

@@ -27,14 +27,7 @@ from llm.backends.local.worker import Chunks, ModelRunner
 from llm.backends.sdk.accumulator import StreamAccumulator
 from llm.backends.sdk.adapter import SDKBackend
 from llm.backends.sdk.error_map import CONTEXT_LENGTH_PHRASES
-from llm.base import (
-    LLMBackendType,
-    LLMConfig,
-    LLMRequest,
-    LLMResponse,
-    StreamEvent,
-    TextDelta,
-)
+from llm.base import LLMBackendType, LLMConfig, LLMRequest, LLMResponse, StreamEvent, TextDelta
 from llm.errors import (
     LLMBackendError,
     LLMBadRequestError,
