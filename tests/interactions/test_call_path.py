@@ -139,8 +139,6 @@ async def test_a_cancelled_half_open_probe_returns_its_ticket(valkey: ValkeyServ
         assert health is not None and health.breaker_state == "closed"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 1: the fleet's stale record refuses calls after a probe "
-                                       "succeeded")
 async def test_a_call_right_after_a_successful_probe_is_admitted(valkey: ValkeyServer) -> None:
     async with fake_for("openai") as server, fleet_manager(valkey, server, **OPENS_AT_ONCE) as manager:
         server.enqueue(error_reply(500, {}))
