@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from llm.backends.base import LLMBackend
 from llm.base import LLMBackendType, LLMConfig, LLMRequest, LLMResponse, ToolCall
 from llm.core.lazy import lazy_module
 from llm.errors import *  # noqa: F403  (the error tree: `from llm import LLMError`)
@@ -18,6 +17,7 @@ from llm.errors import __all__ as _error_names
 
 if TYPE_CHECKING:
     from llm.backends import ClaudeBackend, DeepSeekBackend, GeminiBackend, OllamaBackend, OpenAIBackend
+    from llm.backends.base import LLMBackend
     from llm.manager import LLMManager, get_llm_manager, initialize_llm_backends
     from llm.sync import SyncClient, generate_sync, run_sync, stream_sync
 
@@ -45,6 +45,7 @@ __all__ += _error_names
 
 # Loaded on first use, so that `import llm` stays cheap.
 _LAZY = {
+    "LLMBackend": "llm.backends.base",
     "LLMManager": "llm.manager",
     "get_llm_manager": "llm.manager",
     "initialize_llm_backends": "llm.manager",
