@@ -9,7 +9,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["SCHEMA_RULES", "OutputSpec", "nullable", "output_spec", "schema_problems", "strict_schema"]
+from llm.output.validate import nullable, pattern_problems
+
+__all__ = ["SCHEMA_RULES", "OutputSpec", "output_spec", "schema_problems", "strict_schema"]
 
 #: What a vendor cannot take in a schema (`schema_problems(schema, rules)`): "object_root": the top level must be an
 #: object; "no_recursion": no `$ref` cycle. Every vendor refuses a `$ref` outside the schema itself.
@@ -69,8 +71,6 @@ def output_spec(response_format: Any, where: str = "response_format") -> OutputS
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
         raise LLMValidationError(f"{where}.json_schema.name: 1 to 64 letters, digits, '_' or '-', got {name!r:.40}",
                                  field=f"{where}.json_schema.name")
-    from llm.output.validate import pattern_problems
-
     problems = pattern_problems(schema)  # a model class's patterns are pydantic's, checked by its own engine
     if problems:
         raise LLMValidationError(f"{where}.json_schema.schema: {'; '.join(problems[:3])}"[:500],
@@ -136,15 +136,6 @@ def _strict(node: Any, names_map: bool = False) -> Any:
                 properties[key] = {"anyOf": [value, {"type": "null"}]}
         out.update(properties=properties, required=list(properties), additionalProperties=False)
     return out
-
-
-def nullable(node: Any) -> bool:
-    """Whether a schema takes null (`"type": "null"`, a type list with "null", or an `anyOf` option that does)."""
-    if not isinstance(node, Mapping):
-        return False
-    kind = node.get("type")
-    return kind == "null" or (isinstance(kind, list) and "null" in kind) or any(
-        nullable(option) for option in node.get("anyOf") or ())
 
 
 def schema_problems(schema: Mapping[str, Any], rules: frozenset[str] = frozenset()) -> list[str]:

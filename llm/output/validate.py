@@ -16,9 +16,7 @@ import functools
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from llm.output.spec import nullable
-
-__all__ = ["pattern_problems", "validate_schema", "without_nulls"]
+__all__ = ["nullable", "pattern_problems", "validate_schema", "without_nulls"]
 
 #: Most `$ref` hops followed in a row while reading a schema (a `$ref` chain longer than this is left unresolved).
 MAX_REF_HOPS = 32
@@ -191,6 +189,15 @@ def _fits(root: Mapping[str, Any], option: Any, value: Any) -> bool:
     if isinstance(value, dict):
         return option.get("type") == "object" or "properties" in option
     return option.get("type") == "array" or "items" in option
+
+
+def nullable(node: Any) -> bool:
+    """Whether a schema takes null (`"type": "null"`, a type list with "null", or an `anyOf` option that does)."""
+    if not isinstance(node, Mapping):
+        return False
+    kind = node.get("type")
+    return kind == "null" or (isinstance(kind, list) and "null" in kind) or any(
+        nullable(option) for option in node.get("anyOf") or ())
 
 
 def _resolved(root: Mapping[str, Any], node: Any) -> Any:
