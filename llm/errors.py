@@ -240,13 +240,17 @@ class LLMStructuredOutputError(LLMBackendError):
     Attributes:
         raw_text: the model's last answer, as it came.
         errors: what was wrong with it: one short line per problem (JSON syntax or schema validation).
+        responses: the answers the vendor billed (`LLMResponse`s: the first answer and its repair), each with its own
+            `usage`; the manager records each in its ledger and budget.
     """
 
-    def __init__(self, message: str, *, raw_text: str = "", errors: Sequence[str] = (), **kwargs: Any) -> None:
+    def __init__(self, message: str, *, raw_text: str = "", errors: Sequence[str] = (),
+                 responses: Sequence[Any] = (), **kwargs: Any) -> None:
         kwargs.setdefault("retryable", False)
         super().__init__(message, **kwargs)
         self.raw_text = raw_text
         self.errors = list(errors)
+        self.responses = tuple(responses)
 
 
 class LLMServerError(LLMBackendError):

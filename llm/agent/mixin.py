@@ -244,7 +244,7 @@ class LLMAgentMixin:
         if response.parsed is not None:
             return response.parsed
         try:  # a custom backend that does not do structured output itself: validate here, no repair
-            return parse_output(output_spec(output_type), text)
+            return parse_output(output_spec(output_type), text, lenient=True)
         except InvalidOutput as invalid:
             raise LLMStructuredOutputError(f"the answer did not match the requested format: {invalid}"[:500],
                                            raw_text=text, errors=invalid.errors, backend=response.backend_type,

@@ -182,6 +182,8 @@ class Call:
             raise error from exc
         except Exception as exc:
             self._failed(slot, ticket, model, start, exc)
+            for billed in getattr(exc, "responses", ()):  # answers billed on the way (a structured answer's repair)
+                self._bill(billed, slot)
             if permit is not None:
                 await self._limiter_failed(slot, permit, exc)
             raise
@@ -316,20 +318,23 @@ class Call:
     def finish(self, response: LLMResponse, slot: BackendSlot) -> LLMResponse:
         """Name the backend that served, attach the attempt trail and the (deferred) cost, and tell the ledger and the
         span."""
-        response.backend_type = slot.name
         if response.metadata is None:
             response.metadata = {}
         response.metadata["attempts"] = [attempt.as_dict() for attempt in self.attempts]
+        self._bill(response, slot)
+        if self.ledger is not None and len(self.attempts) > 1:
+            self.ledger.record_attempts(self.attempts)
+        self.span.finish(response)
+        return response
+
+    def _bill(self, response: LLMResponse, slot: BackendSlot) -> None:
+        """One billed answer of `slot`'s: its (deferred) cost attached, and the ledger told of its usage and cost."""
+        response.backend_type = slot.name
         providers = self.price_providers
         cost = defer_cost(response, slot.name, slot.backend.config.base_url,
                           providers.get(slot.name) if providers else None)
-        ledger = self.ledger
-        if ledger is not None:
-            ledger.record_response(response, cost)
-            if len(self.attempts) > 1:
-                ledger.record_attempts(self.attempts)
-        self.span.finish(response)
-        return response
+        if self.ledger is not None:
+            self.ledger.record_response(response, cost)
 
     def final_error(self) -> BaseException:
         """The error a failed call raises (see `run`)."""

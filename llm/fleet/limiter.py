@@ -18,7 +18,7 @@ from llm.base import LLMRequest
 from llm.core.bounds import checked_seconds
 from llm.core.names import canonical_backend
 from llm.errors import LLMLocalRateLimitError, sane_retry_after
-from llm.fleet.store import Admission, Entry, LocalStore, StateStore
+from llm.fleet.store import TOO_LARGE, Admission, Entry, LocalStore, StateStore
 
 __all__ = [
     "LLMLocalRateLimitError",
@@ -183,7 +183,8 @@ class RateLimiter:
         """Wait for room for one request of `est_tokens` tokens, at most `deadline_remaining` seconds.
 
         Raises:
-            LLMLocalRateLimitError: the wait would pass the deadline (raised at once, without waiting in vain).
+            LLMLocalRateLimitError: the wait would pass the deadline (raised at once, without waiting in vain); or
+                `est_tokens` is above the whole TPM, so that it can never fit (raised at once, naming both).
         """
         name = canonical_backend(backend)
         limit = self._limits.get(name, _NO_LIMIT)
@@ -195,6 +196,8 @@ class RateLimiter:
                 admission = self._local.admit_now(name, limit.rpm or 0, limit.tpm or 0, tokens, limit.window)
             else:
                 admission = await self.store.admit(name, limit.rpm or 0, limit.tpm or 0, tokens, limit.window)
+            if admission.reason == TOO_LARGE:
+                raise _too_large(name, limit, tokens)
             self._last[name] = (admission.requests_left, admission.tokens_left,
                                 admission.wait if admission.reason == "paused" else 0.0, admission.shared, time.time())
             waited = self._clock() - start
@@ -251,6 +254,15 @@ def _refusal(name: str, limit: RateLimit, admission: Admission, budget: float) -
         f"client-side rate limit: {why}; room in {admission.wait:.2f}s, after the call's deadline "
         f"({budget:.2f}s left); no request sent",
         backend=name, retry_after=admission.wait,
+    )
+
+
+def _too_large(name: str, limit: RateLimit, tokens: int) -> LLMLocalRateLimitError:
+    return LLMLocalRateLimitError(
+        f"client-side rate limit: the request is estimated at {tokens} tokens, above the whole limit of {limit.tpm} "
+        f"tokens per {limit.window:g}s, so it can never be admitted; no request sent (lower max_tokens or the "
+        "prompt, or raise the limit)",
+        backend=name,
     )
 
 

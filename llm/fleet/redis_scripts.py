@@ -37,10 +37,11 @@ local function tokens_of(member) return tonumber(string.match(member, ':(%d+)$')
 # one reply). KEYS: window log (zset), token total, pause, id sequence, members. ARGV: this store's member id, then per
 # admission: rpm, tpm, tokens, window ms (rpm/tpm 0: no such limit). Returns one answer per admission, in order:
 # {granted, wait ms, reason or entry id, requests left, tokens left (-1: not limited), stores that asked through this
-# backend's window in the last window}.
+# backend's window in the last window}. A request above the whole TPM is refused for good ('too_large', `TOO_LARGE`).
 _ADMIT = _PRELUDE + """
 local members
 local function admit(rpm, tpm, tokens, window)
+  if tpm > 0 and tokens > tpm then return {0, 0, 'too_large', -1, -1, members} end
   local paused = tonumber(redis.call('GET', KEYS[3]) or '0')
   if paused > now then return {0, paused - now, 'paused', -1, -1, members} end
   if rpm == 0 and tpm == 0 then return {1, 0, '', -1, -1, members} end
@@ -51,7 +52,6 @@ local function admit(rpm, tpm, tokens, window)
   if #old > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cutoff) end
   local count = redis.call('ZCARD', KEYS[1])
   if count == 0 or total < 0 then total = 0 end
-  if tpm > 0 and tokens > tpm then tokens = tpm end
   local wait, reason = 0, ''
   if rpm > 0 and count >= rpm then
     local oldest = redis.call('ZRANGE', KEYS[1], count - rpm, count - rpm, 'WITHSCORES')

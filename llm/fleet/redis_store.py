@@ -159,12 +159,14 @@ class RedisStore:
 
     async def admit(self, backend: str, rpm: int, tpm: int, tokens: int, window: float) -> Admission:
         keys = self._keys(backend, "rl:log", "rl:tokens", "pause", "rl:seq", "members")
-        tokens = min(tokens, tpm) if tpm else tokens
 
         async def local() -> Admission:
-            # Down: this process takes its share of each limit, so the fleet as a whole stays within it.
+            # Down: this process takes its share of each limit, so the fleet as a whole stays within it (a request
+            # within the whole TPM but above the share counts as the share; one above the whole TPM is refused).
             fleet = self._fleet.get(backend, 1)
-            return self.local.admit_now(backend, _share(rpm, fleet), _share(tpm, fleet), tokens, window)
+            share = _share(tpm, fleet)
+            counted = min(tokens, share) if 0 < tokens <= tpm else tokens
+            return self.local.admit_now(backend, _share(rpm, fleet), share, counted, window)
 
         def convert(reply: Any) -> Admission:
             self._fleet[backend] = max(1, int(reply[5]))

@@ -16,6 +16,7 @@ from typing import NamedTuple, Protocol
 from llm.health.breaker import BreakerEvent, BreakerRules, BreakerState, Circuit, Ticket
 
 __all__ = [
+    "TOO_LARGE",
     "Admission",
     "BreakerRecord",
     "Entry",
@@ -33,13 +34,19 @@ class Entry(NamedTuple):
     shared: bool
 
 
+#: `Admission.reason` of a request estimated above the whole TPM (the local store and the Redis script alike).
+TOO_LARGE = "too_large"
+
+
 class Admission(NamedTuple):
     """The answer to `admit` (a named tuple: it is made on every call).
 
     Attributes:
         granted: admitted now; else wait `wait` seconds before asking again.
         wait: seconds until capacity frees up (0 when granted).
-        reason: why it was refused: "paused", "rpm" or "tpm" ("" when granted).
+        reason: why it was refused: "paused", "rpm" or "tpm" ("" when granted); `TOO_LARGE` when the request
+            alone is estimated above the whole TPM: it never fits, so it is refused for good (`wait` 0: waiting does
+            not help).
         entry: the recorded admission (None when granted with no limit configured, or refused).
         requests_left / tokens_left: capacity left in the window after this answer; None when not limited.
         shared: whether the answer came from the shared store.
@@ -178,6 +185,8 @@ class LocalStore:
 
     def admit_now(self, backend: str, rpm: int, tpm: int, tokens: int, window: float) -> Admission:
         """`admit`, synchronously (the same algorithm as the Redis script `_ADMIT`)."""
+        if tokens > tpm > 0:  # it can never fit: refused before any wait
+            return Admission(False, 0.0, TOO_LARGE, None, None, None, False)
         now = self.clock()
         paused = self._pauses.get(backend, 0.0) - now
         if paused > 0:
@@ -190,7 +199,6 @@ class LocalStore:
         if win.entries and win.entries[0].at <= now - window:
             win.expire(now, window)
         count = len(win.entries)
-        tokens = min(tokens, tpm) if tpm else tokens
         wait, reason = 0.0, ""
         if rpm and count >= rpm:
             wait, reason = win.entries[count - rpm].at + window - now, "rpm"

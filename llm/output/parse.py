@@ -4,13 +4,18 @@ one follow-up request that sends an invalid answer back with its errors (README 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any
 
-from llm.output.lenient import _MISSING, _decode_whole, extract_json
+from llm.output.lenient import extract_json
 from llm.output.spec import OutputSpec
+from llm.output.validate import validate_schema, without_nulls
 
-__all__ = ["MAX_LISTED_ERRORS", "REPAIR_QUOTE_LIMIT", "InvalidOutput", "parse_output", "repair_request"]
+__all__ = ["MAX_ANSWER_CHARS", "MAX_LISTED_ERRORS", "REPAIR_QUOTE_LIMIT", "InvalidOutput", "parse_output",
+           "repair_request"]
+
+#: The longest structured answer read, in characters (checked before parsing). Above what any vendor's output cap
+#: allows (128k tokens at about 4 characters a token is about 0.5 M), so only a runaway or hostile answer meets it.
+MAX_ANSWER_CHARS = 1 << 20
 
 #: Longest raw answer quoted back to the model in a repair request, and kept on `LLMStructuredOutputError`.
 REPAIR_QUOTE_LIMIT = 4000
@@ -26,45 +31,60 @@ class InvalidOutput(Exception):
         self.errors = errors
 
 
-def parse_output(spec: OutputSpec, text: str) -> Any:
+def parse_output(spec: OutputSpec, text: str, *, lenient: bool = False) -> Any:
     """The answer `text` read and validated as `spec` asks: the model instance, or the JSON value.
 
-    The text is read as JSON whole; failing that, the JSON object inside Markdown fences or prose is taken (models
-    without a native mode wrap it). A field the strict schema made nullable and the model sent as null is dropped
-    before validation, so that the model class's own default applies.
+    An answer to a natively requested format is the whole text read as JSON (whitespace aside): a JSON value found
+    inside other text is not that answer. `lenient=True` is for free text (a backend without a native mode): the
+    JSON object inside Markdown fences or prose is taken then (`extract_json`). An answer longer than
+    `MAX_ANSWER_CHARS` is refused before it is read, so that reading and validating stay bounded in time and memory.
+    Under a strict schema, a null sent for an optional field is read as the field left out, at every depth
+    (`llm.output.validate.without_nulls`), so that the model class's own default applies.
 
     Raises:
-        InvalidOutput: the text holds no JSON object, or it does not validate; never a JSON or pydantic exception.
+        InvalidOutput: the text is too long, holds no JSON object, or does not validate; never a JSON or pydantic
+            exception.
     """
-    value = _decode_whole(text.strip()) if isinstance(text, str) else _MISSING
-    if value is _MISSING:
-        value = extract_json(text, expect=dict)
-        if value is None:
-            raise InvalidOutput([f"the answer is not JSON: {_json_error(text)}"])
-    if spec.model is not None:
-        return _validate_model(spec.model, value)
-    if spec.schema is None:
-        if not isinstance(value, dict):
-            raise InvalidOutput([f"expected a JSON object, got {type(value).__name__}"])
-        return value
-    _validate_schema(spec.schema, value)
+    if not isinstance(text, str):
+        raise InvalidOutput([f"the answer is not text but {type(text).__name__}"])
+    if len(text) > MAX_ANSWER_CHARS:
+        raise InvalidOutput([f"the answer is {len(text):,} characters, over the {MAX_ANSWER_CHARS:,} a structured "
+                             "answer may have (llm.output.parse.MAX_ANSWER_CHARS)"])
+    value = _decoded(text, lenient)
+    try:
+        if spec.strict and spec.schema is not None:
+            value = without_nulls(spec.schema, value)
+        if spec.model is not None:
+            return _validate_model(spec.model, value)
+        if spec.schema is None:
+            if not isinstance(value, dict):
+                raise InvalidOutput([f"expected a JSON object, got {type(value).__name__}"])
+            return value
+        problems = validate_schema(spec.schema, value)
+    except RecursionError:
+        raise InvalidOutput(["the answer is nested too deeply to validate"]) from None
+    except ValueError as exc:  # `validate_schema`: the schema cannot be applied
+        raise InvalidOutput([str(exc)]) from None
+    if problems:
+        raise InvalidOutput(problems[:MAX_LISTED_ERRORS])
     return value
 
 
-def _json_error(text: Any) -> str:
+def _decoded(text: str, lenient: bool) -> Any:
     try:
-        json.loads(text)
-    except (ValueError, TypeError, RecursionError) as exc:
-        return str(exc)[:200]
-    return "no object found"
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        error = str(exc)[:200] or type(exc).__name__
+    if lenient:
+        value = extract_json(text, expect=dict)
+        if value is not None:
+            return value
+    raise InvalidOutput([f"the answer is not JSON: {error}"])
 
 
 def _validate_model(model: type[Any], value: Any) -> Any:
     import pydantic
 
-    if isinstance(value, dict):
-        required = {name for name, info in model.model_fields.items() if info.is_required()}
-        value = {key: item for key, item in value.items() if item is not None or key in required}
     try:
         return model.model_validate(value)
     except pydantic.ValidationError as exc:
@@ -72,21 +92,6 @@ def _validate_model(model: type[Any], value: Any) -> Any:
             f"{'.'.join(map(str, error['loc'])) or '(root)'}: {error['msg']}"
             for error in exc.errors(include_url=False)[:MAX_LISTED_ERRORS]
         ]) from None
-
-
-def _validate_schema(schema: Mapping[str, Any], value: Any) -> None:
-    import jsonschema
-
-    try:
-        validator = jsonschema.Draft202012Validator(schema)
-        problems = sorted(validator.iter_errors(value), key=lambda error: list(error.absolute_path))
-    except (jsonschema.SchemaError, jsonschema.exceptions.RefResolutionError, RecursionError) as exc:
-        raise InvalidOutput([f"the schema cannot be applied: {str(exc).splitlines()[0][:200]}"]) from None
-    if problems:
-        raise InvalidOutput([
-            f"{'.'.join(map(str, error.absolute_path)) or '(root)'}: {error.message[:200]}"
-            for error in problems[:MAX_LISTED_ERRORS]
-        ])
 
 
 def repair_request(request: Any, spec: OutputSpec, answer: str, errors: list[str]) -> Any:

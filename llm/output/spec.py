@@ -9,6 +9,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from llm.output.validate import nullable, pattern_problems
+
 __all__ = ["SCHEMA_RULES", "OutputSpec", "output_spec", "schema_problems", "strict_schema"]
 
 #: What a vendor cannot take in a schema (`schema_problems(schema, rules)`): "object_root": the top level must be an
@@ -47,7 +49,8 @@ def output_spec(response_format: Any, where: str = "response_format") -> OutputS
 
     Raises:
         LLMValidationError: for anything but a pydantic model class, an OpenAI-shaped `json_schema` dict whose schema
-            is a JSON object, or `{"type": "json_object"}`.
+            is a JSON object, or `{"type": "json_object"}`; for a schema whose `pattern` the answer cannot be checked
+            against in linear time (`llm.output.validate`).
     """
     from llm.errors import LLMValidationError
 
@@ -68,6 +71,10 @@ def output_spec(response_format: Any, where: str = "response_format") -> OutputS
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
         raise LLMValidationError(f"{where}.json_schema.name: 1 to 64 letters, digits, '_' or '-', got {name!r:.40}",
                                  field=f"{where}.json_schema.name")
+    problems = pattern_problems(schema)  # a model class's patterns are pydantic's, checked by its own engine
+    if problems:
+        raise LLMValidationError(f"{where}.json_schema.schema: {'; '.join(problems[:3])}"[:500],
+                                 field=f"{where}.json_schema.schema")
     return OutputSpec(name, dict(schema), None, spec.get("strict") is not False)
 
 
@@ -125,18 +132,10 @@ def _strict(node: Any, names_map: bool = False) -> Any:
         properties = dict(properties) if isinstance(properties, Mapping) else {}
         required = set(node.get("required") or ())
         for key, value in properties.items():
-            if key not in required and not _nullable(value):
+            if key not in required and not nullable(value):
                 properties[key] = {"anyOf": [value, {"type": "null"}]}
         out.update(properties=properties, required=list(properties), additionalProperties=False)
     return out
-
-
-def _nullable(node: Any) -> bool:
-    if not isinstance(node, Mapping):
-        return False
-    kind = node.get("type")
-    return kind == "null" or (isinstance(kind, list) and "null" in kind) or any(
-        _nullable(option) for option in node.get("anyOf") or ())
 
 
 def schema_problems(schema: Mapping[str, Any], rules: frozenset[str] = frozenset()) -> list[str]:

@@ -254,7 +254,7 @@ async def test_a_repaired_answer_is_parsed_and_its_usage_adds_both_requests() ->
 
     async with OPENAI.fake_cls() as server:
         backend = OPENAI.backend(server)
-        server.enqueue(completion('```json\n{"name": "Paris", "population": "many"}\n```'))
+        server.enqueue(completion('{"name": "Paris", "population": "many"}'))
         server.enqueue(completion(CITY_JSON))
         try:
             response = await backend.generate(ask("Tell me about Paris"))
@@ -264,5 +264,5 @@ async def test_a_repaired_answer_is_parsed_and_its_usage_adds_both_requests() ->
     assert response.metadata["structured_repair"] is True
     assert response.usage == {"prompt_tokens": 20, "completion_tokens": 10, "total_tokens": 30}
     repair = server.requests[-1].body["messages"]
-    assert repair[-2] == {"role": "assistant", "content": '```json\n{"name": "Paris", "population": "many"}\n```'}
+    assert repair[-2] == {"role": "assistant", "content": '{"name": "Paris", "population": "many"}'}
     assert "population: Input should be a valid integer" in repair[-1]["content"]

@@ -52,6 +52,12 @@ def last_user_text(messages: list[dict[str, Any]]) -> str:
     return ""
 
 
+def json_answer(text: str) -> str:
+    """What an obeying model answers in JSON mode: the JSON object `text` holds (first "{" to last "}"), else `text`."""
+    start, end = text.find("{"), text.rfind("}")
+    return text[start:end + 1] if 0 <= start < end else text
+
+
 class FakeOpenAI(FakeServer):
     """OpenAI Chat Completions on 127.0.0.1; base URL for the SDK: `server.url + "/v1"`."""
 
@@ -102,9 +108,11 @@ class FakeOpenAI(FakeServer):
         forced = forced_tool(body)
         if forced is not None:
             return await self.tool_call(request, body, forced)
-        # Asked for JSON (response_format), the fake answers like a model that obeys: the last user text, verbatim.
+        # Asked for JSON (response_format), the fake answers like a model that obeys: the JSON object in the last user
+        # text ("Extract the city from: {...}" answers the object alone), else that text verbatim.
         json_mode = (body.get("response_format") or {}).get("type") in ("json_object", "json_schema")
-        text = ("" if json_mode else "echo: ") + last_user_text(body['messages'])
+        asked = last_user_text(body["messages"])
+        text = json_answer(asked) if json_mode else "echo: " + asked
         words = text.split(" ")
         usage = {"prompt_tokens": 7, "completion_tokens": len(words), "total_tokens": 7 + len(words)}
         base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": body["model"],

@@ -82,13 +82,14 @@ async def test_release_gives_back_tokens_and_an_unsent_release_the_request_too(c
     assert (status.requests_left, status.tokens_left) == (1, 1000)
 
 
-async def test_a_request_larger_than_the_whole_tpm_waits_for_an_empty_window(clock: FakeClock) -> None:
+async def test_a_request_larger_than_the_whole_tpm_is_refused_at_once_naming_the_limit(clock: FakeClock) -> None:
     limiter = limiter_for(clock, openai=RateLimit(tpm=1000))
     await limiter.acquire("openai", 10, 0.0)
-    clock.now += 30
-    permit = await limiter.acquire("openai", 5000, 100.0)
-    assert permit.tokens == 1000
-    assert clock.sleeps == [pytest.approx(30.001)]
+    with pytest.raises(LLMLocalRateLimitError, match="5000 tokens.*1000 tokens per 60s") as caught:
+        await limiter.acquire("openai", 5000, 100.0)  # it can never fit: no wait for an empty window
+    assert caught.value.backend == "openai" and not caught.value.retryable
+    assert clock.sleeps == []
+    assert (await limiter.acquire("openai", 990, 0.0)).tokens == 990  # the window is as it was
 
 
 async def test_tpm_waits_only_until_enough_tokens_leave_the_window(clock: FakeClock) -> None:

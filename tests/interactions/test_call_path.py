@@ -252,8 +252,6 @@ def test_a_second_running_event_loop_is_refused_without_closing_the_first_loops_
 # -- item 8: a repaired structured stream ---------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 8: a repaired structured stream relays the invalid answer "
-                                       "and the repair as one text")
 async def test_a_repaired_structured_stream_relays_only_the_repaired_answer() -> None:
     schema = {"type": "object", "properties": {"name": {"type": "string"}, "population": {"type": "integer"}},
               "required": ["name", "population"], "additionalProperties": False}

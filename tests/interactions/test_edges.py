@@ -64,7 +64,6 @@ class Items(BaseModel):
 NESTED_NULL = '{"items": [{"name": "a", "score": null}]}'
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 5: nulls dropped at the top level only")
 async def test_a_nested_optional_field_sent_as_null_under_the_strict_schema_is_valid() -> None:
     """The strict schema OpenAI is sent makes `score` nullable; the model uses that: the answer is valid as sent."""
     async with FakeOpenAI() as server:
@@ -78,7 +77,6 @@ async def test_a_nested_optional_field_sent_as_null_under_the_strict_schema_is_v
     assert server.count("/chat/completions") == 1  # no repair asked for
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 5: nulls dropped at the top level only")
 async def test_a_nested_optional_field_sent_as_null_is_valid_for_a_strict_json_schema_dict() -> None:
     schema = {"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": {
         "type": "object", "required": ["name"],

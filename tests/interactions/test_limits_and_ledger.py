@@ -140,8 +140,6 @@ async def test_a_stream_that_fails_or_is_closed_early_is_in_the_ledger(how: str)
         assert total(manager)["calls"] == 1  # today: 0: the billed request is missing
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 9: an answer invalid after its repair is billed twice and "
-                                       "recorded as one error without usage")
 async def test_a_structured_answer_invalid_after_its_repair_records_both_billed_requests() -> None:
     schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
     response_format = {"type": "json_schema", "json_schema": {"name": "count", "schema": schema}}
@@ -192,7 +190,6 @@ async def test_initialize_llm_backends_does_not_raise_when_limits_cannot_be_atta
 # -- item 17: limits that limit -------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 17: a request estimated above the whole TPM is admitted")
 async def test_a_request_above_the_whole_tpm_is_refused_at_once_naming_the_limit() -> None:
     async with managed("openai", rate_limits={"openai": (None, 1000)}) as (manager, [server]):
         with pytest.raises(LLMLocalRateLimitError, match="1000") as caught:

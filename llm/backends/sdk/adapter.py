@@ -125,35 +125,39 @@ class SDKBackend(LLMBackend):
         return response
 
     def stream(self, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
-        """The typed event stream. With a `response_format`, the final `ResponseDone.response.parsed` holds the
-        structured answer; when the first answer was invalid, the repair's events follow the first answer's, and
-        `ResponseDone` carries the repaired answer (`metadata["structured_repair"]` says so)."""
+        """The typed event stream. With a `response_format`, see `_structured_stream`."""
         if getattr(request, "response_format", None) is None:
             return self._stream_once(request, None)  # the plain stream: no extra generator layer per event
         return self._structured_stream(request)
 
     async def _structured_stream(self, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
+        """A structured stream: its events are held back until the answer validates, then relayed, and the final
+        `ResponseDone.response.parsed` holds the structured answer. The text relayed is always the text of the answer
+        returned: after a repair (`metadata["structured_repair"]`), the repair's, never the invalid answer's before it.
+        A structured answer is of use only whole, and held back it is bounded as a whole answer is (the first-event
+        bound of a stream, the attempt bound of `generate`)."""
         spec = self._output_spec(request)
         assert spec is not None
+        held, done = await self._held_stream(request, spec)
+        try:
+            done.response.parsed = parse_output(spec, done.response.content)
+        except InvalidOutput as invalid:
+            first, repair = done.response, self._repair(request, spec, done.response, invalid)
+            held, done = await self._held_stream(repair, spec)
+            done = ResponseDone(self._parsed_after_repair(spec, first, done.response))
+        for event in held:
+            yield event
+        yield done
+
+    async def _held_stream(self, request: LLMRequest, spec: OutputSpec) -> tuple[list[StreamEvent], ResponseDone]:
+        """One whole stream: its events, and its final `ResponseDone`."""
+        held: list[StreamEvent] = []
         async with contextlib.aclosing(self._stream_once(request, spec)) as events:
             async for event in events:
-                if not isinstance(event, ResponseDone):
-                    yield event
-                    continue
-                try:
-                    event.response.parsed = parse_output(spec, event.response.content)
-                except InvalidOutput as invalid:
-                    first, repair = event.response, self._repair(request, spec, event.response, invalid)
-                    break
-                yield event
-                return
-            else:
-                return
-        async with contextlib.aclosing(self._stream_once(repair, spec)) as events:
-            async for event in events:
                 if isinstance(event, ResponseDone):
-                    event = ResponseDone(self._parsed_after_repair(spec, first, event.response))
-                yield event
+                    return held, event
+                held.append(event)
+        raise LLMConnectionError(f"the stream ended before the answer finished (no {self.stream_end_marker})")
 
     async def _stream_once(self, request: LLMRequest, spec: OutputSpec | None) -> AsyncGenerator[StreamEvent, None]:
         acc = StreamAccumulator(self.config.model_name)
@@ -223,14 +227,15 @@ class SDKBackend(LLMBackend):
         return repair
 
     def _parsed_after_repair(self, spec: OutputSpec, first: LLMResponse, second: LLMResponse) -> LLMResponse:
-        """The repaired answer, parsed; or `LLMStructuredOutputError` when it is still invalid."""
+        """The repaired answer, parsed; or `LLMStructuredOutputError` (carrying both billed answers) when it is still
+        invalid."""
         try:
             second.parsed = parse_output(spec, second.content)
         except InvalidOutput as invalid:
             raise LLMStructuredOutputError(
                 f"the answer did not match {spec.name} after one repair: {'; '.join(invalid.errors[:3])}"[:500],
-                raw_text=second.content[:REPAIR_QUOTE_LIMIT], errors=invalid.errors, backend=self.name,
-                model=second.model) from None
+                raw_text=second.content[:REPAIR_QUOTE_LIMIT], errors=invalid.errors, responses=(first, second),
+                backend=self.name, model=second.model) from None
         second.metadata["structured_repair"] = True
         if first.usage and second.usage:  # the call cost both answers
             second.usage = {key: first.usage.get(key, 0) + second.usage.get(key, 0) for key in second.usage}
