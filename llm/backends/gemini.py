@@ -78,29 +78,39 @@ async def _cap_connect_timeout(request: Any) -> None:
         request.extensions["timeout"] = {**timeout, "connect": connect}
 
 
-#: HTTP responses of the stream call running in this task: when a stream fails inside the SDK (error or malformed chunk)
-#: the SDK leaves its generators suspended and the connection busy until garbage collection; `_releasing` closes them.
-_STREAM_RESPONSES: ContextVar[list[Any] | None] = ContextVar("gemini_stream_responses", default=None)
+#: The response list of the stream whose request is being sent, set only around that one SDK step (`_releasing`): the
+#: httpx2 response hook has no other way to tell which stream a response belongs to. When a stream fails inside the SDK
+#: (an error or malformed chunk) the SDK leaves its generators suspended and the connection busy until garbage
+#: collection; `_releasing` closes the responses its own stream opened.
+_SENDING: ContextVar[list[Any] | None] = ContextVar("gemini_stream_sending", default=None)
 
 
 async def _track_stream_response(response: Any) -> None:
-    """httpx2 response hook: remember a streamGenerateContent response for `_releasing`."""
-    opened = _STREAM_RESPONSES.get()
+    """httpx2 response hook: hand a streamGenerateContent response to the stream sending it."""
+    opened = _SENDING.get()
     if opened is not None and ":streamGenerateContent" in response.request.url.path:
         opened.append(response)
 
 
-async def _releasing(stream: Any, opened: list[Any]) -> AsyncIterator[Any]:
-    """Iterate an SDK stream; then close it and the HTTP responses it opened, however it ended."""
+async def _releasing(stream: Any) -> AsyncIterator[Any]:
+    """Iterate an SDK stream (its request goes out on the first step); then close it and the HTTP responses it
+    opened, however it ended. The response list is this stream's own."""
+    opened: list[Any] = []
     try:
+        token = _SENDING.set(opened)
+        try:
+            first = await anext(stream)
+        finally:
+            _SENDING.reset(token)  # the same step, so the same context: nothing outlives the send
+        yield first
         async for chunk in stream:
             yield chunk
+    except StopAsyncIteration:  # an empty stream; the base class reports the missing end
+        return
     finally:
-        _STREAM_RESPONSES.set(None)
         await aclose_quietly(stream)
         for response in opened:
             await response.aclose()
-        opened.clear()
 
 
 class GeminiBackend(SDKBackend):
@@ -147,11 +157,15 @@ class GeminiBackend(SDKBackend):
     async def cleanup(self) -> None:
         """Close the SDK client and the HTTP connection pool it was given."""
         client, http, self._client, self._http, self._initialized = self._client, self._http, None, None, False
-        if client is not None:
-            await client.aio.aclose()
-            client.close()  # its idle sync httpx2 client
-        if http is not None:
-            await http.aclose()
+        try:
+            if client is not None:
+                try:
+                    await client.aio.aclose()
+                finally:
+                    client.close()  # its idle sync httpx2 client
+        finally:
+            if http is not None:  # the pool, last and always: it holds the sockets
+                await http.aclose()
 
     def _request_params(self, request: LLMRequest, model: str, stream: bool) -> dict[str, Any]:
         from google.genai import types
@@ -186,9 +200,8 @@ class GeminiBackend(SDKBackend):
         return await self._client.aio.models.generate_content(**params)
 
     async def _open_stream(self, params: dict[str, Any]) -> Any:
-        opened: list[Any] = []  # the request goes out on the first iteration, inside the base class's error scope
-        _STREAM_RESPONSES.set(opened)
-        return _releasing(await self._client.aio.models.generate_content_stream(**params), opened)
+        # The request goes out on the first iteration, inside the base class's error scope.
+        return _releasing(await self._client.aio.models.generate_content_stream(**params))
 
     def _convert_response(self, raw: Any, model: str) -> LLMResponse:
         acc = StreamAccumulator(model)
