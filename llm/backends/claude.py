@@ -27,7 +27,7 @@ from llm.backends.sdk.accumulator import StreamAccumulator
 from llm.backends.sdk.conventions import normalise_finish_reason
 from llm.backends.sdk.error_map import error_for_status
 from llm.backends.sdk.stainless import HEADERS_KEY, StainlessBackend, request_headers
-from llm.backends.sdk.transport import response_too_large, transport_failure
+from llm.backends.sdk.transport import transport_failure
 from llm.base import DeferredRaw, FinishReason, LLMRequest, LLMResponse, StreamEvent, TextDelta, ToolCallDelta
 from llm.errors import LLMBackendError, LLMConnectionError, LLMError, LLMServerError, LLMTimeoutError
 
@@ -256,9 +256,6 @@ def translate_anthropic_error(exc: Exception, *, backend: str, model: str) -> LL
     import anthropic
     import httpx2
 
-    too_large = response_too_large(exc)
-    if too_large is not None:
-        return LLMServerError(f"response too large: {too_large}", backend=backend, model=model)
     # What lies underneath decides first: aiohttp errors the transport does not map escape as they are.
     failure = None if isinstance(exc, anthropic.APIStatusError) else transport_failure(exc)
     timeouts = (anthropic.APITimeoutError, httpx2.TimeoutException)

@@ -1,10 +1,13 @@
-"""The HTTP client under the OpenAI and Anthropic SDK clients: which transport, how big a pool, how much an answer may
-inflate to, and which transport errors lie underneath an SDK exception.
+"""The HTTP clients under every SDK adapter: which transport, how big a pool, how much an answer may inflate to, what
+they take from the environment (`llm.backends.sdk.network`), and which transport errors lie underneath an SDK
+exception.
 
-The transport is the SDK's public aiohttp client (`openai.DefaultAioHttpClient`, `anthropic.DefaultAioHttpClient`)
-when aiohttp is installed (`scout-llm[fast]`), else the SDK's `httpx2`; everything goes through public interfaces
-(the SDKs' client classes, httpx2's `limits`, `headers`, `event_hooks` and `AsyncByteStream`). See the README for the
-settings.
+Every client is built from `client_options`: the OpenAI and Anthropic SDKs' public aiohttp client
+(`openai.DefaultAioHttpClient`, `anthropic.DefaultAioHttpClient`) when aiohttp is installed (`scout-llm[fast]`), else
+the SDK's `httpx2`; the `httpx2.AsyncClient` handed to google-genai (`HttpOptions(httpx_async_client=...)`); the
+`httpx.AsyncClient` the ollama client builds from its keyword arguments. Everything goes through public interfaces
+(the client classes, httpx's and httpx2's `limits`, `headers`, `event_hooks`, `trust_env`, `proxy` and
+`AsyncByteStream`). See the README for the settings.
 """
 
 from __future__ import annotations
@@ -14,17 +17,19 @@ import functools
 import importlib.util
 import re
 import zlib
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal, TypeAlias
 
+from llm.backends.sdk.network import network_options
 from llm.core.chains import exception_chain
 from llm.errors import LLMConfigError
 
 __all__ = [
     "MAX_CONNECTIONS", "HttpTransport", "LimitResponse", "LimitedStream", "ResponseLimits", "ResponseTooLarge",
-    "aiohttp_installed", "pool_limits", "response_too_large", "sdk_http_client", "transport_failure",
+    "aiohttp_installed", "asks_for_stream", "client_options", "pool_limits", "response_too_large", "sdk_http_client",
+    "transport_failure",
 ]
 
 HttpTransport: TypeAlias = Literal["auto", "aiohttp", "httpx"]
@@ -48,6 +53,11 @@ MAX_EVENT_LINES = 1000
 ACCEPT_ENCODING = "gzip, deflate"
 #: The largest piece one decompression step may produce.
 DECODE_PIECE = 64 * 1024
+#: Streamed content types and how their events are framed: server-sent events end at a blank line, NDJSON (Ollama's
+#: https://github.com/ollama/ollama/blob/main/docs/api.md#streaming-responses) at each line end.
+FRAMINGS: dict[str, Literal["event", "line"]] = {"text/event-stream": "event", "application/x-ndjson": "line"}
+#: Whether a request asked for a streamed answer (then its body is bounded per event, else as a whole).
+StreamedRequest: TypeAlias = Callable[[Any], bool]
 
 
 def aiohttp_installed() -> bool:
@@ -78,8 +88,8 @@ class ResponseLimits:
 
     Attributes:
         max_response_bytes: a whole body (an answer, an error, a models list).
-        max_event_bytes: one server-sent event of a stream (so also its longest line); a stream as a whole is bounded
-            by the call's deadline, not by size.
+        max_event_bytes: one event of a stream (a server-sent event, or an NDJSON line; so also its longest line); a
+            stream as a whole is bounded by the call's deadline, not by size.
     """
 
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
@@ -104,35 +114,51 @@ class ResponseTooLarge(Exception):
 
 def sdk_http_client(sdk: ModuleType, transport: str, timeout: Any, limits: ResponseLimits) -> Any:
     """The `http_client` for an `openai` / `anthropic` async client: the SDK's aiohttp or httpx2 client class (which
-    carry the SDK's defaults, e.g. following redirects), with a pool sized for high concurrency and every response
-    held to `limits`."""
+    carry the SDK's defaults, e.g. following redirects) with `client_options`."""
     factory = sdk.DefaultAioHttpClient if resolve_transport(transport) == "aiohttp" else sdk.DefaultAsyncHttpxClient
-    return factory(limits=pool_limits(), timeout=timeout, headers={"Accept-Encoding": ACCEPT_ENCODING},
-                   event_hooks={"response": [LimitResponse(limits)]})
+    return factory(timeout=timeout, **client_options("httpx2", limits, asks_for_stream))
 
 
-def pool_limits() -> Any:
-    """The `httpx2.Limits` of one backend's pool: `MAX_CONNECTIONS`, every one of them kept alive."""
-    import httpx2
+def client_options(http: str, limits: ResponseLimits, streamed: StreamedRequest) -> dict[str, Any]:
+    """The keyword arguments every backend's `AsyncClient` of `http` ("httpx" or "httpx2") is built with: a pool sized
+    for high concurrency, only the encodings `LimitedStream` decodes, every response held to `limits` (per event for
+    a request `streamed` says asked for a stream, else as a whole), and the network rule of `network_options`."""
+    return {"limits": pool_limits(http), "headers": {"Accept-Encoding": ACCEPT_ENCODING},
+            "event_hooks": {"response": [LimitResponse(limits, http, streamed)]}, **network_options()}
 
-    return httpx2.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS,
+
+def pool_limits(http: str = "httpx2") -> Any:
+    """The `Limits` of one backend's pool: `MAX_CONNECTIONS`, every one of them kept alive."""
+    module = importlib.import_module(http)
+    return module.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS,
                          keepalive_expiry=KEEPALIVE_EXPIRY)
+
+
+def asks_for_stream(request: Any) -> bool:
+    """Whether a JSON request body holds `"stream":true` (how the OpenAI, Anthropic and Ollama APIs ask for a stream;
+    our bodies and httpx's JSON are written without spaces). Inside a JSON string the quotes would be escaped, so only
+    a key matches."""
+    return b'"stream":true' in request.content
 
 
 # -- size limits ------------------------------------------------------------------------------------------------------
 
 
 class LimitResponse:
-    """httpx2 response hook (run before the body is read): the body is decoded and bounded by `LimitedStream`.
+    """httpx / httpx2 response hook (run before the body is read): the body is decoded and bounded by `LimitedStream`,
+    per event when the request asked for a stream and the content type is a streamed one (`FRAMINGS`), else as a
+    whole, whatever the content type claims.
 
-    The `Content-Encoding` header is removed once `LimitedStream` takes over the decoding, so httpx2 does not decode
+    The `Content-Encoding` header is removed once `LimitedStream` takes over the decoding, so httpx does not decode
     twice; an encoding it cannot decode is refused before any byte is read.
     """
 
-    __slots__ = ("limits",)
+    __slots__ = ("limits", "stream_class", "streamed")
 
-    def __init__(self, limits: ResponseLimits) -> None:
+    def __init__(self, limits: ResponseLimits, http: str, streamed: StreamedRequest) -> None:
         self.limits = limits
+        self.stream_class = limited_stream_class(http)
+        self.streamed = streamed
 
     async def __call__(self, response: Any) -> None:
         headers = response.headers
@@ -140,39 +166,44 @@ class LimitResponse:
         if encoding is not None:
             del headers["content-encoding"]
             encoding = encoding.strip().lower()
-        event_stream = headers.get("content-type", "").startswith("text/event-stream")
-        response.stream = limited_stream_class()(response.stream, encoding or "", self.limits,
-                                                 event_stream=event_stream)
+        content_type = headers.get("content-type", "").partition(";")[0].strip().lower()
+        framing = FRAMINGS.get(content_type)
+        if framing is not None and not self.streamed(response.request):
+            framing = None
+        response.stream = self.stream_class(response.stream, encoding or "", self.limits, framing=framing)
 
 
 @functools.cache
-def limited_stream_class() -> type[LimitedStream]:
-    """`LimitedStream` as the `httpx2.AsyncByteStream` httpx2 requires of an async body (made on first use, so that
-    importing this module loads no HTTP library)."""
-    import httpx2
-
-    return type("LimitedStream", (LimitedStream, httpx2.AsyncByteStream), {"__slots__": ()})
+def limited_stream_class(http: str) -> type[LimitedStream]:
+    """`LimitedStream` as the `AsyncByteStream` of `http` ("httpx" or "httpx2") that it requires of an async body
+    (made on first use, so that importing this module loads no HTTP library)."""
+    module = importlib.import_module(http)
+    return type("LimitedStream", (LimitedStream, module.AsyncByteStream),
+                {"__slots__": (), "decoding_error": module.DecodingError})
 
 
 class LimitedStream:
     """A raw body, decoded (identity, gzip, deflate) in pieces of at most `DECODE_PIECE` bytes, each piece checked
     against the limits before it is passed on, in one linear pass: a whole body that inflates past
     `max_response_bytes`, or a server-sent event (the lines up to a blank line) longer than `max_event_bytes` or
-    `MAX_EVENT_LINES` lines, raises `ResponseTooLarge`. Used through `limited_stream_class()`."""
+    `MAX_EVENT_LINES` lines, or an NDJSON line longer than `max_event_bytes`, raises `ResponseTooLarge`. Used through
+    `limited_stream_class()`."""
 
     __slots__ = ("_decompressor", "_events", "_inner", "_limit", "_total")
+    #: The HTTP library's `DecodingError`, for a body that cannot be decoded (set by `limited_stream_class`).
+    decoding_error: type[Exception] = ValueError
 
-    def __init__(self, inner: Any, encoding: str, limits: ResponseLimits, *, event_stream: bool) -> None:
+    def __init__(self, inner: Any, encoding: str, limits: ResponseLimits, *,
+                 framing: Literal["event", "line"] | None) -> None:
         self._inner = inner
         if encoding in ("", "identity"):
             self._decompressor = None
         elif encoding in ("gzip", "x-gzip", "deflate"):
             self._decompressor = zlib.decompressobj(zlib.MAX_WBITS | 32)  # a gzip or zlib header, detected
         else:
-            import httpx2
-
-            raise httpx2.DecodingError(f"unsupported content-encoding {encoding!r} (asked for {ACCEPT_ENCODING})")
-        self._events = EventBounds(limits.max_event_bytes) if event_stream else None
+            raise self.decoding_error(f"unsupported content-encoding {encoding!r} (asked for {ACCEPT_ENCODING})")
+        bounds = {"event": EventBounds, "line": LineBounds, None: None}[framing]
+        self._events: EventBounds | LineBounds | None = None if bounds is None else bounds(limits.max_event_bytes)
         self._limit = limits.max_response_bytes
         self._total = 0
 
@@ -203,15 +234,13 @@ class LimitedStream:
     def _decode(self, chunk: bytes) -> Iterator[bytes]:
         decompressor = self._decompressor
         assert decompressor is not None
-        import httpx2
-
         try:
             piece = decompressor.decompress(chunk, DECODE_PIECE)
             while piece:
                 yield piece
                 piece = decompressor.decompress(decompressor.unconsumed_tail, DECODE_PIECE)
         except zlib.error as exc:
-            raise httpx2.DecodingError(f"the response body is not valid gzip/deflate: {exc}") from exc
+            raise self.decoding_error(f"the response body is not valid gzip/deflate: {exc}") from exc
 
     def _flush(self) -> bytes:
         assert self._decompressor is not None
@@ -289,6 +318,36 @@ class EventBounds:
             raise ResponseTooLarge(f"a stream event passed max_event_bytes ({self.limit} bytes)")
         if self.event_lines > MAX_EVENT_LINES:
             raise ResponseTooLarge(f"a stream event passed {MAX_EVENT_LINES} lines")
+
+
+class LineBounds:
+    """Counts the bytes of the current line of a line-framed stream (NDJSON: one event per LF-ended line) across
+    pieces and raises `ResponseTooLarge` past `limit`; a piece is scanned line by line only when a line in it could
+    be too long."""
+
+    __slots__ = ("limit", "line")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.line = 0  # bytes of the unfinished line
+
+    def feed(self, piece: bytes) -> None:
+        last = piece.rfind(b"\n")
+        if last < 0:
+            self.line += len(piece)
+        else:
+            if self.line + last > self.limit:
+                start = 0
+                while start <= last:
+                    end = piece.index(b"\n", start)
+                    self._check(self.line + end - start)
+                    self.line, start = 0, end + 1
+            self.line = len(piece) - last - 1
+        self._check(self.line)
+
+    def _check(self, length: int) -> None:
+        if length > self.limit:
+            raise ResponseTooLarge(f"a stream line passed max_event_bytes ({self.limit} bytes)")
 
 
 def response_too_large(exc: BaseException) -> ResponseTooLarge | None:
