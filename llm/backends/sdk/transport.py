@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib.util
-import re
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal, TypeAlias
 
+from llm.backends.sdk.framing import EventBounds, LineBounds, LineHolder, ResponseTooLarge
 from llm.backends.sdk.network import network_options
 from llm.core.chains import exception_chain
 from llm.errors import LLMConfigError
@@ -46,9 +46,6 @@ KEEPALIVE_EXPIRY = 5.0
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 #: One server-sent event, decoded: a real event is a chunk of a few hundred bytes.
 DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
-#: Lines in one server-sent event: real ones have two (`event:` and `data:`). The bound also keeps Anthropic's event
-#: decoder, which joins an event's lines by repeated concatenation (quadratic in their number), linear.
-MAX_EVENT_LINES = 1000
 #: The encodings `LimitedStream` decodes, and the only ones asked for.
 ACCEPT_ENCODING = "gzip, deflate"
 #: The largest piece one decompression step may produce.
@@ -106,10 +103,6 @@ class ResponseLimits:
         """The limits a backend's `LLMConfig.extra_params` sets (`max_response_bytes`, `max_event_bytes`), else the
         defaults."""
         return cls(**{name: settings[name] for name in ("max_response_bytes", "max_event_bytes") if name in settings})
-
-
-class ResponseTooLarge(Exception):
-    """A response body or stream event passed its `ResponseLimits`; the adapters report it as `LLMServerError`."""
 
 
 def sdk_http_client(sdk: ModuleType, transport: str, timeout: Any, limits: ResponseLimits) -> Any:
@@ -186,10 +179,10 @@ class LimitedStream:
     """A raw body, decoded (identity, gzip, deflate) in pieces of at most `DECODE_PIECE` bytes, each piece checked
     against the limits before it is passed on, in one linear pass: a whole body that inflates past
     `max_response_bytes`, or a server-sent event (the lines up to a blank line) longer than `max_event_bytes` or
-    `MAX_EVENT_LINES` lines, or an NDJSON line longer than `max_event_bytes`, raises `ResponseTooLarge`. Used through
-    `limited_stream_class()`."""
+    `MAX_EVENT_LINES` lines, or an NDJSON line longer than `max_event_bytes`, raises `ResponseTooLarge`. A stream's
+    unfinished lines are handed on in large pieces (`LineHolder`). Used through `limited_stream_class()`."""
 
-    __slots__ = ("_decompressor", "_events", "_inner", "_limit", "_total")
+    __slots__ = ("_decompressor", "_events", "_holder", "_inner", "_limit", "_total")
     #: The HTTP library's `DecodingError`, for a body that cannot be decoded (set by `limited_stream_class`).
     decoding_error: type[Exception] = ValueError
 
@@ -204,22 +197,28 @@ class LimitedStream:
             raise self.decoding_error(f"unsupported content-encoding {encoding!r} (asked for {ACCEPT_ENCODING})")
         bounds = {"event": EventBounds, "line": LineBounds, None: None}[framing]
         self._events: EventBounds | LineBounds | None = None if bounds is None else bounds(limits.max_event_bytes)
+        self._holder = None if bounds is None else LineHolder()
         self._limit = limits.max_response_bytes
         self._total = 0
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        if self._decompressor is None:  # the common case, kept short: one check per chunk
-            check = self._check if self._events is None else self._events.feed
+        holder = self._holder
+        if self._decompressor is None and holder is None:  # the common case, kept short: one check per chunk
             async for chunk in self._inner:
-                check(chunk)
+                self._check(chunk)
                 yield chunk
             return
         async for chunk in self._inner:
-            for piece in self._decode(chunk):
+            for piece in (chunk,) if self._decompressor is None else self._decode(chunk):
                 self._check(piece)
-                yield piece
-        rest = self._flush()
+                if holder is not None:
+                    piece = holder.pass_on(piece)
+                if piece:
+                    yield piece
+        rest = b"" if self._decompressor is None else self._flush()
         self._check(rest)
+        if holder is not None:
+            rest = holder.release() + rest  # what was held came first
         if rest:
             yield rest
 
@@ -251,103 +250,6 @@ class LimitedStream:
 
     async def aclose(self) -> None:
         await self._inner.aclose()
-
-
-_LINE_END = re.compile(rb"\r\n|\r|\n")
-
-
-class EventBounds:
-    """Counts the bytes and lines of the current server-sent event across pieces (a blank line ends an event; a line
-    ends in CR, LF or CRLF, which may be split between pieces) and raises `ResponseTooLarge` past the bounds."""
-
-    __slots__ = ("event_bytes", "event_lines", "limit", "line", "split_crlf")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.line = 0  # bytes of the unfinished line
-        self.event_bytes = 0
-        self.event_lines = 0
-        self.split_crlf = False  # the last piece ended in CR: a LF starting the next one belongs to it
-
-    def feed(self, piece: bytes) -> None:
-        if (not self.split_crlf and b"\r" not in piece
-                and self.event_bytes + self.line + len(piece) <= self.limit
-                and self.event_lines + piece.count(b"\n") <= MAX_EVENT_LINES):
-            # The common case: LF line ends, and no bound can be passed within this piece.
-            if piece.endswith(b"\n\n"):  # it ends an event (a vendor's whole event per piece): nothing is left
-                self.line = self.event_bytes = self.event_lines = 0
-            else:
-                self._feed_within_bounds(piece)
-            return
-        start = 1 if self.split_crlf and piece[:1] == b"\n" else 0
-        for match in _LINE_END.finditer(piece, start):
-            length = self.line + match.start() - start
-            self.line = 0
-            start = match.end()
-            if length == 0:
-                self.event_bytes = self.event_lines = 0
-                continue
-            self.event_bytes += length
-            self.event_lines += 1
-            self._check(0)
-        self.split_crlf = piece.endswith(b"\r")
-        self.line += len(piece) - start
-        self._check(self.line)
-
-    def _feed_within_bounds(self, piece: bytes) -> None:
-        """`feed` for a piece with LF line ends only that cannot pass a bound (the caller checked): only the state at
-        its end is needed, which depends on the text after the last blank line alone, counted without a loop."""
-        blank = piece.rfind(b"\n\n")
-        if blank >= 0:  # the last blank line ends an event: the next one starts after it
-            piece = piece[blank + 2:]
-            self.line = self.event_bytes = self.event_lines = 0
-        elif self.line == 0 and piece[:1] == b"\n":  # the only blank line: the previous piece ended a line
-            piece = piece[1:]
-            self.event_bytes = self.event_lines = 0
-        lines = piece.count(b"\n")  # no blank line is left: every line ended here is part of the current event
-        if lines:
-            last = piece.rfind(b"\n")
-            self.event_bytes += self.line + last + 1 - lines
-            self.event_lines += lines
-            self.line = len(piece) - last - 1
-        else:
-            self.line += len(piece)
-
-    def _check(self, unfinished: int) -> None:
-        if self.event_bytes + unfinished > self.limit:
-            raise ResponseTooLarge(f"a stream event passed max_event_bytes ({self.limit} bytes)")
-        if self.event_lines > MAX_EVENT_LINES:
-            raise ResponseTooLarge(f"a stream event passed {MAX_EVENT_LINES} lines")
-
-
-class LineBounds:
-    """Counts the bytes of the current line of a line-framed stream (NDJSON: one event per LF-ended line) across
-    pieces and raises `ResponseTooLarge` past `limit`; a piece is scanned line by line only when a line in it could
-    be too long."""
-
-    __slots__ = ("limit", "line")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.line = 0  # bytes of the unfinished line
-
-    def feed(self, piece: bytes) -> None:
-        last = piece.rfind(b"\n")
-        if last < 0:
-            self.line += len(piece)
-        else:
-            if self.line + last > self.limit:
-                start = 0
-                while start <= last:
-                    end = piece.index(b"\n", start)
-                    self._check(self.line + end - start)
-                    self.line, start = 0, end + 1
-            self.line = len(piece) - last - 1
-        self._check(self.line)
-
-    def _check(self, length: int) -> None:
-        if length > self.limit:
-            raise ResponseTooLarge(f"a stream line passed max_event_bytes ({self.limit} bytes)")
 
 
 def response_too_large(exc: BaseException) -> ResponseTooLarge | None:
