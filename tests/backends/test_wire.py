@@ -22,7 +22,7 @@ import pytest
 import llm.config
 from llm.base import DeferredRaw, LLMBackend, LLMRequest
 from llm.config import LLMSettings, ScoutConfig
-from llm.errors import LLMServerError, LLMValidationError
+from llm.errors import LLMConfigError, LLMServerError, LLMValidationError
 from tests.fakes.claude_fake import VENDOR as CLAUDE
 from tests.fakes.gemini_fake import VENDOR as GEMINI
 from tests.fakes.ollama_fake import VENDOR as OLLAMA
@@ -332,3 +332,21 @@ async def test_a_proxy_the_settings_allow_carries_every_call(vendor: Vendor, tra
         content, streamed = await generate_and_stream(backend)
     assert content and streamed
     assert server.count(vendor.generate_path) == 2
+
+
+@pytest.mark.parametrize("value", ["proxy.example:3128", "ftp://proxy.example", "http://proxy.example/path?q"])
+def test_a_proxy_setting_that_is_not_a_proxy_url_is_a_config_error_that_keeps_it_secret(
+        value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCOUT_LLM_PROXY", value)
+    with pytest.raises(LLMConfigError, match="SCOUT_LLM_PROXY") as caught:
+        ScoutConfig.from_environment(env_file=None)
+    assert value not in str(caught.value)
+
+
+def test_the_network_settings_take_nothing_from_the_environment_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCOUT_LLM_PROXY", "http://user:s3cret@proxy.example:3128")
+    settings = ScoutConfig.from_environment(env_file=None).llm
+    assert settings.proxy is not None and settings.proxy.get_secret_value().endswith("@proxy.example:3128")
+    assert "s3cret" not in repr(settings) and settings.trust_env is False
+    monkeypatch.setenv("SCOUT_LLM_TRUST_ENV", "true")
+    assert ScoutConfig.from_environment(env_file=None).llm.trust_env is True
