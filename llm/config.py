@@ -49,6 +49,7 @@ OLLAMA_DEFAULT_URL = "http://localhost:11434"
 AGENT_VARIABLE = re.compile(r"^SCOUT_LLM_AGENT_([A-Z0-9_]+?)_(BACKEND|MODEL)$")
 _URL = "an http(s) URL"
 _PER_MINUTE = "a whole number per minute, 0 or more (0: no limit)"
+_PROXY = "an http(s):// or socks5:// URL (user:password@ allowed, kept secret): every backend's HTTP proxy"
 
 
 def setting(default: Any, *names: str, expected: str, **constraints: Any) -> Any:
@@ -161,6 +162,19 @@ class LLMSettings(_Section):
     redis_prefix: str = setting("scout-llm", "SCOUT_LLM_REDIS_PREFIX",
                                 expected="a key prefix of letters, digits, '_', '.', ':' or '-'",
                                 pattern=r"^[A-Za-z0-9_.:\-]+$")
+
+    # What the backends' HTTP clients take from the environment (llm.backends.sdk.network): nothing unless asked.
+    proxy: SecretStr | None = setting(None, "SCOUT_LLM_PROXY", expected=_PROXY)
+    trust_env: bool = setting(False, "SCOUT_LLM_TRUST_ENV", expected=(
+        "true or false: true lets every backend's HTTP client follow HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY, "
+        "SSL_CERT_FILE, SSL_CERT_DIR and .netrc"))
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.fullmatch(r"(https?|socks5h?)://[^\s/?#]+/?", value.get_secret_value()):
+            raise ValueError(f"expected {_PROXY}")
+        return value
 
     @field_validator("redis_url")
     @classmethod

@@ -27,7 +27,7 @@ from llm.backends.sdk.accumulator import StreamAccumulator
 from llm.backends.sdk.conventions import normalise_finish_reason
 from llm.backends.sdk.error_map import error_for_status
 from llm.backends.sdk.stainless import HEADERS_KEY, StainlessBackend, request_headers
-from llm.backends.sdk.transport import response_too_large, transport_failure
+from llm.backends.sdk.transport import transport_failure
 from llm.base import DeferredRaw, FinishReason, LLMRequest, LLMResponse, StreamEvent, TextDelta, ToolCallDelta
 from llm.errors import LLMBackendError, LLMConnectionError, LLMError, LLMServerError, LLMTimeoutError
 
@@ -90,12 +90,29 @@ def _on_message_start(event: Any, acc: StreamAccumulator) -> Iterable[StreamEven
 
 
 def _tool_index(acc: StreamAccumulator, block_index: Any, call_id: Any) -> Any:
-    """The tool call a `tool_use` block adds to: a block repeating an earlier block's id continues that call (as some
-    proxies stream one call), any other starts its own."""
+    """The tool call a `tool_use` block adds to. Each block is its own call, as in a whole answer; only a block
+    repeating the id of a call whose arguments are not yet complete JSON continues that call (some proxies stream one
+    call as several blocks with the same id)."""
     blocks = acc.metadata.setdefault(_TOOL_BLOCKS, {})
-    index = blocks.setdefault(("id", call_id), block_index) if call_id else block_index
+    earlier = blocks.get(("id", call_id)) if call_id else None
+    index = earlier if earlier is not None and not _complete_arguments(acc, earlier) else block_index
+    if call_id:
+        blocks[("id", call_id)] = index
     blocks[block_index] = index
     return index
+
+
+def _complete_arguments(acc: StreamAccumulator, index: Any) -> bool:
+    """Whether the arguments streamed so far for call `index` are one whole JSON value."""
+    part = acc.tool_parts.get(index)
+    raw = "".join(part[2]) if part is not None else ""
+    if not raw.strip():
+        return False
+    try:
+        json.loads(raw)
+    except ValueError:
+        return False
+    return True
 
 
 def _on_block_start(event: Any, acc: StreamAccumulator) -> Iterable[StreamEvent]:
@@ -239,9 +256,6 @@ def translate_anthropic_error(exc: Exception, *, backend: str, model: str) -> LL
     import anthropic
     import httpx2
 
-    too_large = response_too_large(exc)
-    if too_large is not None:
-        return LLMServerError(f"response too large: {too_large}", backend=backend, model=model)
     # What lies underneath decides first: aiohttp errors the transport does not map escape as they are.
     failure = None if isinstance(exc, anthropic.APIStatusError) else transport_failure(exc)
     timeouts = (anthropic.APITimeoutError, httpx2.TimeoutException)

@@ -4,8 +4,9 @@ API reference: https://ai.google.dev/api/generate-content, https://ai.google.dev
 
 Transport: google-genai sends async requests through aiohttp if installed (which retries a refused connection once
 after 1-10 s unless `retry_options` is set, and has only a total deadline), else httpx2. So the adapter hands the SDK
-its own `httpx2.AsyncClient`: one transport wherever it runs, no retry (no `retry_options`, automatic function calling
-and continuation off), connect capped at `CONNECT_TIMEOUT`, read timeout `config.timeout`.
+its own `httpx2.AsyncClient` (`HttpOptions(httpx_async_client=...)`): one transport wherever it runs, no retry (no
+`retry_options`, automatic function calling and continuation off), connect capped at `CONNECT_TIMEOUT`, read timeout
+`config.timeout`, and the size limits and network rule of every backend (`llm.backends.sdk.transport.client_options`).
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from llm.backends.gemini_request import (
 )
 from llm.backends.sdk.accumulator import StreamAccumulator
 from llm.backends.sdk.adapter import SDKBackend
-from llm.backends.sdk.conventions import CONNECT_TIMEOUT, aclose_quietly, normalise_finish_reason, require_sdk
+from llm.backends.sdk.conventions import CONNECT_TIMEOUT, aclose_quietly, normalise_finish_reason, quoted, require_sdk
 from llm.backends.sdk.error_map import error_for_status
-from llm.backends.sdk.transport import pool_limits
+from llm.backends.sdk.transport import client_options
 from llm.base import FinishReason, LLMConfig, LLMRequest, LLMResponse, StreamEvent, TextDelta, ToolCallDelta
 
 __all__ = ["GeminiBackend", "map_finish_reason", "translate_gemini_error"]
@@ -78,29 +79,45 @@ async def _cap_connect_timeout(request: Any) -> None:
         request.extensions["timeout"] = {**timeout, "connect": connect}
 
 
-#: HTTP responses of the stream call running in this task: when a stream fails inside the SDK (error or malformed chunk)
-#: the SDK leaves its generators suspended and the connection busy until garbage collection; `_releasing` closes them.
-_STREAM_RESPONSES: ContextVar[list[Any] | None] = ContextVar("gemini_stream_responses", default=None)
+#: The response list of the stream whose request is being sent, set only around that one SDK step (`_releasing`): the
+#: httpx2 response hook has no other way to tell which stream a response belongs to. When a stream fails inside the SDK
+#: (an error or malformed chunk) the SDK leaves its generators suspended and the connection busy until garbage
+#: collection; `_releasing` closes the responses its own stream opened.
+_SENDING: ContextVar[list[Any] | None] = ContextVar("gemini_stream_sending", default=None)
+
+
+def _streams(request: Any) -> bool:
+    """Whether a request asks for a stream: Gemini streams from its own method,
+    https://ai.google.dev/api/generate-content#method:-models.streamgeneratecontent"""
+    return ":streamGenerateContent" in request.url.path
 
 
 async def _track_stream_response(response: Any) -> None:
-    """httpx2 response hook: remember a streamGenerateContent response for `_releasing`."""
-    opened = _STREAM_RESPONSES.get()
-    if opened is not None and ":streamGenerateContent" in response.request.url.path:
+    """httpx2 response hook: hand a streamGenerateContent response to the stream sending it."""
+    opened = _SENDING.get()
+    if opened is not None and _streams(response.request):
         opened.append(response)
 
 
-async def _releasing(stream: Any, opened: list[Any]) -> AsyncIterator[Any]:
-    """Iterate an SDK stream; then close it and the HTTP responses it opened, however it ended."""
+async def _releasing(stream: Any) -> AsyncIterator[Any]:
+    """Iterate an SDK stream (its request goes out on the first step); then close it and the HTTP responses it
+    opened, however it ended. The response list is this stream's own."""
+    opened: list[Any] = []
     try:
+        token = _SENDING.set(opened)
+        try:
+            first = await anext(stream)
+        finally:
+            _SENDING.reset(token)  # the same step, so the same context: nothing outlives the send
+        yield first
         async for chunk in stream:
             yield chunk
+    except StopAsyncIteration:  # an empty stream; the base class reports the missing end
+        return
     finally:
-        _STREAM_RESPONSES.set(None)
         await aclose_quietly(stream)
         for response in opened:
             await response.aclose()
-        opened.clear()
 
 
 class GeminiBackend(SDKBackend):
@@ -126,12 +143,12 @@ class GeminiBackend(SDKBackend):
         from google.genai.client import DebugConfig
 
         timeout = float(self.config.timeout)
-        self._http = httpx2.AsyncClient(
-            timeout=httpx2.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
-            event_hooks={"request": [_cap_connect_timeout], "response": [_track_stream_response]},
-            limits=pool_limits(),  # httpx2's default keeps 20 idle connections: a burst of 64 calls would churn
-        )
-        options = types.HttpOptions(
+        options = client_options("httpx2", self.limits, _streams)
+        options["event_hooks"] = {"request": [_cap_connect_timeout],
+                                  "response": [*options["event_hooks"]["response"], _track_stream_response]}
+        self._http = httpx2.AsyncClient(timeout=httpx2.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
+                                        **options)
+        http_options = types.HttpOptions(
             base_url=self.config.base_url or DEFAULT_BASE_URL,  # never GOOGLE_GEMINI_BASE_URL from the environment
             api_version=API_VERSION,
             timeout=max(1, round(timeout * 1000)),  # google-genai takes milliseconds
@@ -140,18 +157,23 @@ class GeminiBackend(SDKBackend):
         # Explicit values, so GOOGLE_GENAI_USE_VERTEXAI / GOOGLE_GENAI_CLIENT_MODE in the environment change nothing.
         debug = DebugConfig(client_mode=None, replays_directory=None, replay_id=None)
         try:
-            return genai.Client(vertexai=False, api_key=self.config.secret(), http_options=options, debug_config=debug)
+            return genai.Client(vertexai=False, api_key=self.config.secret(), http_options=http_options,
+                                debug_config=debug)
         except ValueError as exc:
             raise errors.LLMConfigError(f"cannot create the {self.display_name} client: {type(exc).__name__}") from exc
 
     async def cleanup(self) -> None:
         """Close the SDK client and the HTTP connection pool it was given."""
         client, http, self._client, self._http, self._initialized = self._client, self._http, None, None, False
-        if client is not None:
-            await client.aio.aclose()
-            client.close()  # its idle sync httpx2 client
-        if http is not None:
-            await http.aclose()
+        try:
+            if client is not None:
+                try:
+                    await client.aio.aclose()
+                finally:
+                    client.close()  # its idle sync httpx2 client
+        finally:
+            if http is not None:  # the pool, last and always: it holds the sockets
+                await http.aclose()
 
     def _request_params(self, request: LLMRequest, model: str, stream: bool) -> dict[str, Any]:
         from google.genai import types
@@ -186,9 +208,8 @@ class GeminiBackend(SDKBackend):
         return await self._client.aio.models.generate_content(**params)
 
     async def _open_stream(self, params: dict[str, Any]) -> Any:
-        opened: list[Any] = []  # the request goes out on the first iteration, inside the base class's error scope
-        _STREAM_RESPONSES.set(opened)
-        return _releasing(await self._client.aio.models.generate_content_stream(**params), opened)
+        # The request goes out on the first iteration, inside the base class's error scope.
+        return _releasing(await self._client.aio.models.generate_content_stream(**params))
 
     def _convert_response(self, raw: Any, model: str) -> LLMResponse:
         acc = StreamAccumulator(model)
@@ -282,8 +303,8 @@ def translate_gemini_error(exc: Exception, *, backend: str, model: str) -> error
         mapped = TRANSPORT_ERRORS.get(cls.__name__)
         if mapped is not None:
             error_class, what = mapped
-            return error_class(f"{what}: {type(exc).__name__}: {exc}", backend=backend, model=model)
-    return errors.LLMBackendError(f"{type(exc).__name__}: {exc}", backend=backend, model=model)
+            return error_class(f"{what}: {type(exc).__name__}: {quoted(exc)}", backend=backend, model=model)
+    return errors.LLMBackendError(f"{type(exc).__name__}: {quoted(exc)}", backend=backend, model=model)
 
 
 def _api_error(exc: Any, *, backend: str, model: str) -> errors.LLMBackendError:

@@ -4,6 +4,8 @@ API reference: https://github.com/ollama/ollama/blob/main/docs/api.md#generate-a
 Errors (the `{"error": "..."}` envelope, and errors as an NDJSON line once a stream began):
 https://docs.ollama.com/api/errors
 What Ollama lacks (`tool_choice`, tool-call ids, image URLs, `user`) is handled where it is translated, below.
+The client's `httpx.AsyncClient` is built from `llm.backends.sdk.transport.client_options` (size limits, the network
+rule) through `ollama.AsyncClient(**httpx_kwargs)`.
 """
 
 from __future__ import annotations
@@ -11,14 +13,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from typing import Any, ClassVar
 
 from llm.accounting.usage import ollama_usage
 from llm.backends.sdk.accumulator import StreamAccumulator
 from llm.backends.sdk.adapter import SDKBackend
-from llm.backends.sdk.conventions import CONNECT_TIMEOUT, normalise_finish_reason, refuse_params, require_sdk
+from llm.backends.sdk.conventions import CONNECT_TIMEOUT, normalise_finish_reason, quoted, refuse_params, require_sdk
 from llm.backends.sdk.error_map import error_for_status
+from llm.backends.sdk.transport import asks_for_stream, client_options
 from llm.base import FinishReason, LLMConfig, LLMRequest, LLMResponse, StreamEvent, TextDelta, ToolCallDelta
 from llm.core.chains import exception_chain
 from llm.errors import (
@@ -222,14 +225,14 @@ class OllamaBackend(SDKBackend):
         import ollama
 
         timeout = float(self.config.timeout)
-        key = self.config.secret()
         # Explicit timeouts (the client's default waits forever); redirects not followed, so traffic stays on
-        # `base_url`. Without a configured key the client sends `OLLAMA_API_KEY` from the environment, if set.
+        # `base_url`; the Authorization header is the configured key's or none (`settings_auth`).
         return ollama.AsyncClient(
             host=self.base_url,
             timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
             follow_redirects=False,
-            headers={"Authorization": f"Bearer {key}"} if key else None,
+            auth=settings_auth(self.config.secret()),
+            **client_options("httpx", self.limits, asks_for_stream),
         )
 
     def _request_params(self, request: LLMRequest, model: str, stream: bool) -> dict[str, Any]:
@@ -300,6 +303,23 @@ class OllamaBackend(SDKBackend):
         return [item.model for item in listing.models if item.model]
 
 
+def settings_auth(key: str | None) -> Any:
+    """The `httpx.Auth` of the Ollama client: a bearer token of the configured key, else no Authorization header at
+    all. The ollama client puts `OLLAMA_API_KEY` from the environment into its default headers when it is given no
+    key; an auth flow runs on each request after those are merged, so the environment's key is never sent."""
+    import httpx
+
+    class SettingsAuth(httpx.Auth):
+        def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+            if key:
+                request.headers["Authorization"] = f"Bearer {key}"
+            else:
+                request.headers.pop("Authorization", None)
+            yield request
+
+    return SettingsAuth()
+
+
 def check_tools_for_client(tools: list[dict[str, Any]]) -> None:
     """Run the tools through the client's own `Tool` model now, so that a schema it refuses (parameters that are not an
     object, a non-string description, ...) is a validation error naming the field, not a failure inside the call."""
@@ -328,8 +348,8 @@ def translate_ollama_error(exc: Exception, *, backend: str, model: str) -> LLMEr
     if isinstance(exc, ConnectionError | httpx.TransportError):
         return LLMConnectionError(f"connection failed: {exc or type(exc).__name__}", backend=backend, model=model)
     if isinstance(exc, ValueError | httpx.DecodingError):  # a malformed line (json) or answer (pydantic)
-        return LLMServerError(f"malformed response from Ollama: {exc}", backend=backend, model=model)
-    return LLMBackendError(f"{type(exc).__name__}: {exc}", backend=backend, model=model)
+        return LLMServerError(f"malformed response from Ollama: {quoted(exc)}", backend=backend, model=model)
+    return LLMBackendError(f"{type(exc).__name__}: {quoted(exc)}", backend=backend, model=model)
 
 
 def _response_error(exc: Any, *, backend: str, model: str) -> LLMBackendError:

@@ -21,7 +21,7 @@ from llm.backends.sdk.accumulator import StreamAccumulator
 from llm.backends.sdk.conventions import normalise_finish_reason
 from llm.backends.sdk.error_map import error_for_status
 from llm.backends.sdk.stainless import HEADERS_KEY, StainlessBackend, request_headers
-from llm.backends.sdk.transport import HttpTransport, ResponseLimits, response_too_large, transport_failure
+from llm.backends.sdk.transport import HttpTransport, ResponseLimits, transport_failure
 from llm.base import (
     DeferredRaw,
     FinishReason,
@@ -101,6 +101,8 @@ class OpenAIBackend(StainlessBackend):
     sdk_client: ClassVar[str] = "AsyncOpenAI"
     generate_path: ClassVar[str] = "/chat/completions"
     default_base_url: ClassVar[str] = DEFAULT_BASE_URL
+    #: What `openai.AsyncOpenAI` reads from `OPENAI_ORG_ID` / `OPENAI_PROJECT_ID` when given nothing.
+    environment_headers: ClassVar[tuple[str, ...]] = ("OpenAI-Organization", "OpenAI-Project")
     key_variable: ClassVar[str | None] = "SCOUT_OPENAI_API_KEY"
     stream_end_marker: ClassVar[str] = "finish_reason"
     #: Structured Outputs: the root must be an object; recursion (`$ref: "#"`) is allowed.
@@ -204,9 +206,6 @@ def translate_openai_error(exc: Exception, *, backend: str, model: str) -> LLMEr
     import httpx2
     import openai
 
-    too_large = response_too_large(exc)
-    if too_large is not None:
-        return LLMServerError(f"response too large: {too_large}", backend=backend, model=model)
     # What lies underneath decides first: the aiohttp transport reports a dropped connection as a connect timeout.
     failure = None if isinstance(exc, openai.APIStatusError) else transport_failure(exc)
     if failure == "timeout" or (failure is None and isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException)):

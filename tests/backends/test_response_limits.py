@@ -1,8 +1,10 @@
-"""Response size limits (llm/backends/sdk/transport.py): what a hostile server sends cannot inflate without bound.
+"""Response size limits (llm/backends/sdk/transport.py, framing.py): what a hostile server sends cannot inflate
+without bound.
 
 A compressed body that inflates past `max_response_bytes`, a stream event longer than `max_event_bytes` (one endless
-line) or with more than `MAX_EVENT_LINES` lines is refused with `LLMServerError` ("response too large"), fast and
-without holding the inflated bytes, on both transports and for both OpenAI and Anthropic; the limits are settings.
+line, or NDJSON line) or with more than `MAX_EVENT_LINES` lines is refused with `LLMServerError` ("response too
+large"), fast and without holding the inflated bytes, on both transports and for every SDK backend; the limits are
+settings.
 """
 
 from __future__ import annotations
@@ -23,11 +25,14 @@ from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llm.backends.sdk import transport as _transport
-from llm.backends.sdk.transport import MAX_EVENT_LINES, EventBounds, ResponseLimits, ResponseTooLarge
+from llm.backends.sdk import framing as _framing
+from llm.backends.sdk.framing import HOLD_LIMIT, MAX_EVENT_LINES, EventBounds, LineBounds, ResponseTooLarge
+from llm.backends.sdk.transport import ResponseLimits, limited_stream_class
 from llm.base import LLMBackend, LLMConfig, LLMRequest
 from llm.errors import LLMConfigError, LLMServerError
 from tests.fakes.claude_fake import VENDOR as CLAUDE
+from tests.fakes.gemini_fake import VENDOR as GEMINI
+from tests.fakes.ollama_fake import VENDOR as OLLAMA
 from tests.fakes.openai_fake import VENDOR as OPENAI
 from tests.fakes.server import FakeServer, StreamReply
 from tests.fakes.vendor import Vendor
@@ -256,7 +261,7 @@ def _reference_feed(bounds: EventBounds, piece: bytes) -> None:
        limit=st.sampled_from([5, 12, 40, 1000]))
 def test_event_bounds_fast_path_counts_as_the_line_by_line_loop(pieces: list[bytes], limit: int) -> None:
     outcomes: list[object] = []
-    with patch.object(_transport, "MAX_EVENT_LINES", 4):  # small enough for these pieces to reach it
+    with patch.object(_framing, "MAX_EVENT_LINES", 4):  # small enough for these pieces to reach it
         for feed in (EventBounds.feed, _reference_feed):
             bounds = EventBounds(limit)
             try:
@@ -267,3 +272,67 @@ def test_event_bounds_fast_path_counts_as_the_line_by_line_loop(pieces: list[byt
             else:
                 outcomes.append((bounds.line, bounds.event_bytes, bounds.event_lines, bounds.split_crlf))
     assert outcomes[0] == outcomes[1]
+
+
+# -- every backend: Gemini and Ollama too ------------------------------------------------------------------------------
+
+EVERY_VENDOR = pytest.mark.parametrize("vendor", [OPENAI, CLAUDE, GEMINI, OLLAMA],
+                                       ids=["openai", "claude", "gemini", "ollama"])
+
+
+@EVERY_VENDOR
+@pytest.mark.parametrize("stream", [False, True], ids=["generate", "stream"])
+async def test_the_limits_are_settings_of_every_backend(vendor: Vendor, stream: bool) -> None:
+    setting = {"max_event_bytes": 40} if stream else {"max_response_bytes": 100}
+    async with vendor.fake_cls() as server:
+        assert await call(vendor.backend(server), stream)  # the defaults take a normal answer
+        with pytest.raises(LLMServerError, match="response too large"):
+            await call(vendor.backend(server, extra_params=setting), stream)
+    assert server.count(vendor.generate_path) == 2
+
+
+STREAM_TYPES = {"gemini": "text/event-stream", "ollama": "application/x-ndjson"}
+
+
+@pytest.mark.parametrize("vendor", [GEMINI, OLLAMA], ids=["gemini", "ollama"])
+async def test_an_answer_claiming_to_be_a_stream_is_bounded_as_a_whole_when_none_was_asked_for(vendor: Vendor) -> None:
+    """Per-event bounds hold only for a request that asked for a stream: a whole answer sent as countless short
+    events is still bounded by `max_response_bytes`."""
+    body = b"data: {}\n\n" * 20_000 if vendor is GEMINI else b"{}\n" * 70_000  # ~200 KB of short events
+    async with HostileServer(Raw(pieces(body), {"Content-Type": STREAM_TYPES[vendor.name]})) as server:
+        config = LLMConfig(backend_type=vendor.backend_type, model_name=vendor.model, api_key=vendor.api_key,
+                           base_url=server.url, timeout=TIMEOUT, extra_params={"max_response_bytes": 64 * 1024})
+        with pytest.raises(LLMServerError, match="max_response_bytes"):
+            await call(vendor.backend_cls(config), stream=False)
+    assert server.count == 1
+
+
+def test_ndjson_lines_are_bounded_one_by_one_across_any_split() -> None:
+    """Ollama's stream is one JSON object per line: each line, wherever the pieces split it, is held to the limit;
+    any number of lines is not."""
+    bounds = LineBounds(limit=10)
+    for piece in (b"0123456789\n" * 1000, b"01234", b"56789\n0123", b"456789\n", b"\n\n"):
+        bounds.feed(piece)
+    with pytest.raises(ResponseTooLarge, match="max_event_bytes"):
+        bounds.feed(b"0123456789\n0123456789X\n")
+    split = LineBounds(limit=10)
+    split.feed(b"012345")
+    with pytest.raises(ResponseTooLarge):
+        split.feed(b"67890")
+
+
+@pytest.mark.parametrize("encoding", ["identity", "gzip"])
+async def test_a_long_event_dripped_in_tiny_pieces_reaches_the_sdk_decoder_in_a_few_large_ones(encoding: str) -> None:
+    """The Stainless SDKs' event decoder copies its pending event once per piece it is handed (`data += line`): a
+    1 MiB event dripped 16 bytes at a time would cost it 32 GiB of copying. The pieces handed on are few and large,
+    and together exactly the body."""
+    body = b"event: content_block_delta\ndata: " + b"x" * (MiB - 100) + b"\n\n" + b"event: ping\ndata: {}\n\n"
+    async def drip() -> Any:
+        data = body if encoding == "identity" else zlib.compress(body, wbits=zlib.MAX_WBITS | 16)
+        for start in range(0, len(data), 16):
+            yield data[start:start + 16]
+
+    stream = limited_stream_class("httpx2")(drip(), encoding, ResponseLimits(), framing="event")
+    handed = [piece async for piece in stream]
+    assert b"".join(handed) == body
+    assert len(handed) <= MiB // HOLD_LIMIT + 4, len(handed)

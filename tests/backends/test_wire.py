@@ -19,9 +19,13 @@ import anthropic
 import openai
 import pytest
 
+import llm.config
 from llm.base import DeferredRaw, LLMBackend, LLMRequest
-from llm.errors import LLMServerError, LLMValidationError
+from llm.config import LLMSettings, ScoutConfig
+from llm.errors import LLMConfigError, LLMServerError, LLMValidationError
 from tests.fakes.claude_fake import VENDOR as CLAUDE
+from tests.fakes.gemini_fake import VENDOR as GEMINI
+from tests.fakes.ollama_fake import VENDOR as OLLAMA
 from tests.fakes.openai_fake import VENDOR as OPENAI
 from tests.fakes.server import FakeServer, Reply
 from tests.fakes.vendor import Vendor
@@ -298,20 +302,51 @@ async def test_a_stream_closed_early_drops_its_connection_unless_the_body_was_co
     assert len(tracking.peers) == connections
 
 
-@SDK_VENDORS
-@TRANSPORTS
-async def test_the_environment_proxy_carries_every_call(vendor: Vendor, transport: str,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """With HTTP_PROXY set, calls go to the proxy (here the fake itself, which answers absolute-form requests), as
-    the SDK's would: a host that does not resolve is reached only through it."""
-    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+#: Every SDK backend with each HTTP client it can run on.
+EVERY_CLIENT = pytest.mark.parametrize(("vendor", "transport"), [
+    (OPENAI, "aiohttp"), (OPENAI, "httpx"), (CLAUDE, "aiohttp"), (CLAUDE, "httpx"), (GEMINI, None), (OLLAMA, None)],
+    ids=["openai-aiohttp", "openai-httpx", "claude-aiohttp", "claude-httpx", "gemini", "ollama"])
+
+
+@EVERY_CLIENT
+@pytest.mark.parametrize("how", ["SCOUT_LLM_PROXY", "SCOUT_LLM_TRUST_ENV"])
+async def test_a_proxy_the_settings_allow_carries_every_call(vendor: Vendor, transport: str | None, how: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """`SCOUT_LLM_PROXY` names the proxy of every backend; `SCOUT_LLM_TRUST_ENV=true` lets every client follow
+    `HTTP_PROXY`. The proxy here is the fake itself, which answers absolute-form requests: a host that does not
+    resolve is reached only through it, by the SDK's own call (the models list) too. Without either setting no proxy
+    is used (tests/interactions/test_hostile_world.py)."""
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy", "HTTP_PROXY"):
         monkeypatch.delenv(name, raising=False)
     async with vendor.fake_cls() as server:
-        monkeypatch.setenv("HTTP_PROXY", server.url)
+        if how == "SCOUT_LLM_PROXY":
+            settings = LLMSettings(proxy=server.url)
+        else:
+            monkeypatch.setenv("HTTP_PROXY", server.url)
+            settings = LLMSettings(trust_env=True)
+        monkeypatch.setattr(llm.config, "_config", ScoutConfig(llm=settings))  # what get_config() returns
         unreachable = vendor.base_url(server).replace(server.url.removeprefix("http://"), "llm-vendor.invalid")
-        backend = vendor.backend_cls(vendor.config(server, base_url=unreachable),  # type: ignore[call-arg]
-                                     http_transport=transport)
-        assert await backend.health_check()  # the SDK's own call (the models list) takes the proxy too
+        options = {"http_transport": transport} if transport else {}
+        backend = vendor.backend_cls(vendor.config(server, base_url=unreachable), **options)  # type: ignore[call-arg]
+        assert await backend.health_check()
         content, streamed = await generate_and_stream(backend)
     assert content and streamed
     assert server.count(vendor.generate_path) == 2
+
+
+@pytest.mark.parametrize("value", ["proxy.example:3128", "ftp://proxy.example", "http://proxy.example/path?q"])
+def test_a_proxy_setting_that_is_not_a_proxy_url_is_a_config_error_that_keeps_it_secret(
+        value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCOUT_LLM_PROXY", value)
+    with pytest.raises(LLMConfigError, match="SCOUT_LLM_PROXY") as caught:
+        ScoutConfig.from_environment(env_file=None)
+    assert value not in str(caught.value)
+
+
+def test_the_network_settings_take_nothing_from_the_environment_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCOUT_LLM_PROXY", "http://user:s3cret@proxy.example:3128")
+    settings = ScoutConfig.from_environment(env_file=None).llm
+    assert settings.proxy is not None and settings.proxy.get_secret_value().endswith("@proxy.example:3128")
+    assert "s3cret" not in repr(settings) and settings.trust_env is False
+    monkeypatch.setenv("SCOUT_LLM_TRUST_ENV", "true")
+    assert ScoutConfig.from_environment(env_file=None).llm.trust_env is True

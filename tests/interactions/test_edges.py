@@ -177,7 +177,6 @@ def http_pool(backend: LLMBackend) -> Any:
     return backend._http  # type: ignore[attr-defined]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 12: Gemini cleanup skips the pool when aclose() raises")
 async def test_gemini_cleanup_closes_its_http_pool_even_when_the_sdk_client_fails_to_close() -> None:
     async with FakeGemini() as server:
         backend = VENDOR["gemini"].backend(server)
@@ -223,6 +222,39 @@ async def test_two_gemini_streams_interleaved_in_one_task_each_keep_their_own_re
     assert server.count("streamGenerateContent") == 2
 
 
+async def test_gemini_streams_through_the_manager_alternately_and_gathered_keep_their_own_responses() -> None:
+    """The same invariant through `manager.stream`, read one event at a time in turn, and as concurrent tasks: each
+    failed stream closes its own connection and no other, each whole stream ends whole."""
+    async with FakeGemini() as server:
+        backend = VENDOR["gemini"].backend(server)
+        async with LLMManager(**FAST) as manager:
+            await manager.register_backend(backend)
+            for _ in range(2):
+                server.enqueue(StreamReply([*text_chunks("A1", "A2"), "data: {not json\r\n\r\n"], delay=0.02))
+            streams = [manager.stream(request(name), fallback=False) for name in ("a", "b", "c")]
+            ends: list[Any] = [None] * 3
+            while any(end is None for end in ends):
+                for i, stream in enumerate(streams):
+                    if ends[i] is None:
+                        try:
+                            event = await anext(stream)
+                        except LLMError as exc:
+                            ends[i] = exc
+                        else:
+                            ends[i] = event if isinstance(event, ResponseDone) else None
+            assert [type(end).__name__ for end in ends] == ["LLMStreamError", "LLMStreamError", "ResponseDone"]
+            assert ends[2].response.content == "echo: c"
+
+            async def whole(name: str) -> str:
+                return "".join([event.text async for event in manager.stream(request(name))
+                                if isinstance(event, TextDelta)])
+
+            assert await asyncio.gather(*(whole(f"g{i}") for i in range(4))) == [f"echo: g{i}" for i in range(4)]
+            pool = http_pool(backend)._transport._pool
+            assert [c for c in pool.connections if not c.is_idle()] == []
+    assert server.count("streamGenerateContent") == 7
+
+
 THREE_SHARED_ID = [
     {"type": "message_start", "message": {"model": "claude-haiku-4-5", "id": "msg_x", "type": "message",
                                           "role": "assistant", "content": [], "stop_reason": None,
@@ -239,7 +271,6 @@ THREE_SHARED_ID = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 12: Claude streams merge tool_use blocks sharing an id")
 async def test_claude_streams_three_tool_use_blocks_sharing_an_id_as_generate_does() -> None:
     whole = {"id": "msg_x", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
              "content": [{"type": "tool_use", "id": "toolu_same", "name": "f", "input": {"i": i}} for i in range(3)],

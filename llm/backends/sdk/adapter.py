@@ -26,7 +26,8 @@ from llm.backends.sdk.accumulator import StreamAccumulator
 from llm.backends.sdk.conventions import aclose_quietly
 from llm.backends.sdk.error_map import MALFORMED, malformed
 from llm.backends.sdk.error_scope import ErrorScope
-from llm.base import LLMRequest, LLMResponse, ResponseDone, StreamEvent, TextDelta
+from llm.backends.sdk.transport import ResponseLimits
+from llm.base import LLMConfig, LLMRequest, LLMResponse, ResponseDone, StreamEvent, TextDelta
 from llm.core.validation import validate_request
 from llm.errors import (
     LLMConfigError,
@@ -53,6 +54,11 @@ class SDKBackend(LLMBackend):
     schema_rules: ClassVar[frozenset[str]] = frozenset()
     #: Whether the vendor has a "any JSON object" mode (`{"type": "json_object"}`) besides JSON schemas.
     takes_json_object: ClassVar[bool] = True
+
+    def __init__(self, config: LLMConfig) -> None:
+        super().__init__(config)
+        #: How much one answer may inflate to (`max_response_bytes`, `max_event_bytes` in `config.extra_params`).
+        self.limits = ResponseLimits.from_settings(config.extra_params)
 
     def _check_ready(self) -> None:
         if self.key_variable is not None and not self.config.secret():

@@ -47,6 +47,16 @@ def refuse_params(effective: Mapping[str, Any], names: Iterable[str], vendor: st
             raise LLMValidationError(f"{field}: {vendor} has no equivalent; remove it", field=field)
 
 
+#: The most of an SDK exception's text an error message quotes (google-genai's and json's quote the raw answer).
+QUOTE_LIMIT = 300
+
+
+def quoted(exc: BaseException) -> str:
+    """An SDK exception's text for an error message, cut to `QUOTE_LIMIT` characters."""
+    text = str(exc)
+    return text if len(text) <= QUOTE_LIMIT else f"{text[:QUOTE_LIMIT]}... ({len(text)} characters)"
+
+
 async def aclose_quietly(stream: Any) -> None:
     """Close an SDK stream (async generator or stream object) and its HTTP response."""
     for name in ("aclose", "close"):

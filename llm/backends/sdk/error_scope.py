@@ -10,9 +10,10 @@ from types import TracebackType
 from typing import Literal, Protocol
 
 from llm.backends.sdk.accumulator import StreamAccumulator
+from llm.backends.sdk.transport import response_too_large
 from llm.base import LLMConfig
 from llm.core.secrets import scrub_exception
-from llm.errors import LLMBackendError, LLMError, LLMStreamError, LLMValidationError
+from llm.errors import LLMBackendError, LLMError, LLMServerError, LLMStreamError, LLMValidationError
 
 __all__ = ["ErrorScope"]
 
@@ -37,7 +38,9 @@ class ErrorScope:
     * before the request was prepared (`prepared` False), an exception outside the `llm.errors` tree comes from our
       side -- the caller's input or our translation of it -- and becomes `LLMValidationError` (field "request"): never
       a backend failure, never retried, never counted by the breaker;
-    * after that, the adapter's `_translate_error` maps it; once a stream began (`acc.started`), any failure becomes
+    * after that, an answer past its size limits (`llm.backends.sdk.transport.ResponseTooLarge`, however the SDK
+      wrapped it) is `LLMServerError("response too large: ...")` on every backend, and the adapter's
+      `_translate_error` maps anything else; once a stream began (`acc.started`), any failure becomes
       `LLMStreamError` with the partial text.
 
     CancelledError, GeneratorExit and KeyboardInterrupt pass through untouched.
@@ -88,6 +91,9 @@ class ErrorScope:
                 f"request: {self.backend.display_name} cannot take this request ({type(exc).__name__}: {exc})"[:500],
                 field="request",
             )
+        too_large = response_too_large(exc)
+        if too_large is not None:
+            return LLMServerError(f"response too large: {too_large}")
         try:
             return self.backend._translate_error(exc, self.model)
         except Exception as failure:  # noqa: BLE001 - a translator's own bug must not replace the error

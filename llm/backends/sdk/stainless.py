@@ -3,8 +3,8 @@
 Generations go through the SDK's documented generic call, `client.post(path, content=..., cast_to=..., stream=...,
 stream_cls=..., options=...)`: the SDK's request pipeline, transport, error statuses and stream decoding, without its
 typed parameter transform and response models, whose CPU cost per call exceeds the HTTP exchange's. `raw_response`
-still holds the SDK's typed object, built when first read (`llm.base.DeferredRaw`). The client takes its key and base
-URL from our settings only, never from the SDK's environment variables.
+still holds the SDK's typed object, built when first read (`llm.base.DeferredRaw`). The client takes its key, base
+URL and headers from our settings only, never from the SDK's environment variables.
 """
 
 from __future__ import annotations
@@ -84,6 +84,10 @@ class StainlessBackend(SDKBackend):
     generate_path: ClassVar[str]
     #: The vendor's API root, used when none is configured (so the SDK never reads its own `*_BASE_URL` variable).
     default_base_url: ClassVar[str]
+    #: Headers the SDK fills from its own environment variables when given nothing: removed with the SDK's public
+    #: `omit`, since a header from the environment would go to whatever base URL is configured (`extra_headers`
+    #: still sends one on purpose).
+    environment_headers: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: LLMConfig, *, http_transport: HttpTransport = "auto",
                  limits: ResponseLimits | None = None) -> None:
@@ -91,7 +95,8 @@ class StainlessBackend(SDKBackend):
         resolve_transport(http_transport)  # an impossible choice fails here, not at the first call
         super().__init__(config)
         self.http_transport: HttpTransport = http_transport
-        self.limits = limits or ResponseLimits.from_settings(config.extra_params)
+        if limits is not None:
+            self.limits = limits
 
     def _create_client(self) -> Any:
         sdk = import_module(self.sdk_module)
@@ -102,6 +107,7 @@ class StainlessBackend(SDKBackend):
             base_url=self.config.base_url or self.default_base_url,
             timeout=timeout,
             max_retries=0,  # the manager is the one retry owner
+            default_headers=dict.fromkeys(self.environment_headers, sdk.omit),
             http_client=sdk_http_client(sdk, self.http_transport, timeout, self.limits),
         )
 

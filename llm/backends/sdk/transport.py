@@ -1,10 +1,13 @@
-"""The HTTP client under the OpenAI and Anthropic SDK clients: which transport, how big a pool, how much an answer may
-inflate to, and which transport errors lie underneath an SDK exception.
+"""The HTTP clients under every SDK adapter: which transport, how big a pool, how much an answer may inflate to, what
+they take from the environment (`llm.backends.sdk.network`), and which transport errors lie underneath an SDK
+exception.
 
-The transport is the SDK's public aiohttp client (`openai.DefaultAioHttpClient`, `anthropic.DefaultAioHttpClient`)
-when aiohttp is installed (`scout-llm[fast]`), else the SDK's `httpx2`; everything goes through public interfaces
-(the SDKs' client classes, httpx2's `limits`, `headers`, `event_hooks` and `AsyncByteStream`). See the README for the
-settings.
+Every client is built from `client_options`: the OpenAI and Anthropic SDKs' public aiohttp client
+(`openai.DefaultAioHttpClient`, `anthropic.DefaultAioHttpClient`) when aiohttp is installed (`scout-llm[fast]`), else
+the SDK's `httpx2`; the `httpx2.AsyncClient` handed to google-genai (`HttpOptions(httpx_async_client=...)`); the
+`httpx.AsyncClient` the ollama client builds from its keyword arguments. Everything goes through public interfaces
+(the client classes, httpx's and httpx2's `limits`, `headers`, `event_hooks`, `trust_env`, `proxy` and
+`AsyncByteStream`). See the README for the settings.
 """
 
 from __future__ import annotations
@@ -12,19 +15,21 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib.util
-import re
 import zlib
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal, TypeAlias
 
+from llm.backends.sdk.framing import EventBounds, LineBounds, LineHolder, ResponseTooLarge
+from llm.backends.sdk.network import network_options
 from llm.core.chains import exception_chain
 from llm.errors import LLMConfigError
 
 __all__ = [
     "MAX_CONNECTIONS", "HttpTransport", "LimitResponse", "LimitedStream", "ResponseLimits", "ResponseTooLarge",
-    "aiohttp_installed", "pool_limits", "response_too_large", "sdk_http_client", "transport_failure",
+    "aiohttp_installed", "asks_for_stream", "client_options", "pool_limits", "response_too_large", "sdk_http_client",
+    "transport_failure",
 ]
 
 HttpTransport: TypeAlias = Literal["auto", "aiohttp", "httpx"]
@@ -41,13 +46,15 @@ KEEPALIVE_EXPIRY = 5.0
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 #: One server-sent event, decoded: a real event is a chunk of a few hundred bytes.
 DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
-#: Lines in one server-sent event: real ones have two (`event:` and `data:`). The bound also keeps Anthropic's event
-#: decoder, which joins an event's lines by repeated concatenation (quadratic in their number), linear.
-MAX_EVENT_LINES = 1000
 #: The encodings `LimitedStream` decodes, and the only ones asked for.
 ACCEPT_ENCODING = "gzip, deflate"
 #: The largest piece one decompression step may produce.
 DECODE_PIECE = 64 * 1024
+#: Streamed content types and how their events are framed: server-sent events end at a blank line, NDJSON (Ollama's
+#: https://github.com/ollama/ollama/blob/main/docs/api.md#streaming-responses) at each line end.
+FRAMINGS: dict[str, Literal["event", "line"]] = {"text/event-stream": "event", "application/x-ndjson": "line"}
+#: Whether a request asked for a streamed answer (then its body is bounded per event, else as a whole).
+StreamedRequest: TypeAlias = Callable[[Any], bool]
 
 
 def aiohttp_installed() -> bool:
@@ -78,8 +85,8 @@ class ResponseLimits:
 
     Attributes:
         max_response_bytes: a whole body (an answer, an error, a models list).
-        max_event_bytes: one server-sent event of a stream (so also its longest line); a stream as a whole is bounded
-            by the call's deadline, not by size.
+        max_event_bytes: one event of a stream (a server-sent event, or an NDJSON line; so also its longest line); a
+            stream as a whole is bounded by the call's deadline, not by size.
     """
 
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
@@ -98,41 +105,53 @@ class ResponseLimits:
         return cls(**{name: settings[name] for name in ("max_response_bytes", "max_event_bytes") if name in settings})
 
 
-class ResponseTooLarge(Exception):
-    """A response body or stream event passed its `ResponseLimits`; the adapters report it as `LLMServerError`."""
-
-
 def sdk_http_client(sdk: ModuleType, transport: str, timeout: Any, limits: ResponseLimits) -> Any:
     """The `http_client` for an `openai` / `anthropic` async client: the SDK's aiohttp or httpx2 client class (which
-    carry the SDK's defaults, e.g. following redirects), with a pool sized for high concurrency and every response
-    held to `limits`."""
+    carry the SDK's defaults, e.g. following redirects) with `client_options`."""
     factory = sdk.DefaultAioHttpClient if resolve_transport(transport) == "aiohttp" else sdk.DefaultAsyncHttpxClient
-    return factory(limits=pool_limits(), timeout=timeout, headers={"Accept-Encoding": ACCEPT_ENCODING},
-                   event_hooks={"response": [LimitResponse(limits)]})
+    return factory(timeout=timeout, **client_options("httpx2", limits, asks_for_stream))
 
 
-def pool_limits() -> Any:
-    """The `httpx2.Limits` of one backend's pool: `MAX_CONNECTIONS`, every one of them kept alive."""
-    import httpx2
+def client_options(http: str, limits: ResponseLimits, streamed: StreamedRequest) -> dict[str, Any]:
+    """The keyword arguments every backend's `AsyncClient` of `http` ("httpx" or "httpx2") is built with: a pool sized
+    for high concurrency, only the encodings `LimitedStream` decodes, every response held to `limits` (per event for
+    a request `streamed` says asked for a stream, else as a whole), and the network rule of `network_options`."""
+    return {"limits": pool_limits(http), "headers": {"Accept-Encoding": ACCEPT_ENCODING},
+            "event_hooks": {"response": [LimitResponse(limits, http, streamed)]}, **network_options()}
 
-    return httpx2.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS,
+
+def pool_limits(http: str = "httpx2") -> Any:
+    """The `Limits` of one backend's pool: `MAX_CONNECTIONS`, every one of them kept alive."""
+    module = importlib.import_module(http)
+    return module.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS,
                          keepalive_expiry=KEEPALIVE_EXPIRY)
+
+
+def asks_for_stream(request: Any) -> bool:
+    """Whether a JSON request body holds `"stream":true` (how the OpenAI, Anthropic and Ollama APIs ask for a stream;
+    our bodies and httpx's JSON are written without spaces). Inside a JSON string the quotes would be escaped, so only
+    a key matches."""
+    return b'"stream":true' in request.content
 
 
 # -- size limits ------------------------------------------------------------------------------------------------------
 
 
 class LimitResponse:
-    """httpx2 response hook (run before the body is read): the body is decoded and bounded by `LimitedStream`.
+    """httpx / httpx2 response hook (run before the body is read): the body is decoded and bounded by `LimitedStream`,
+    per event when the request asked for a stream and the content type is a streamed one (`FRAMINGS`), else as a
+    whole, whatever the content type claims.
 
-    The `Content-Encoding` header is removed once `LimitedStream` takes over the decoding, so httpx2 does not decode
+    The `Content-Encoding` header is removed once `LimitedStream` takes over the decoding, so httpx does not decode
     twice; an encoding it cannot decode is refused before any byte is read.
     """
 
-    __slots__ = ("limits",)
+    __slots__ = ("limits", "stream_class", "streamed")
 
-    def __init__(self, limits: ResponseLimits) -> None:
+    def __init__(self, limits: ResponseLimits, http: str, streamed: StreamedRequest) -> None:
         self.limits = limits
+        self.stream_class = limited_stream_class(http)
+        self.streamed = streamed
 
     async def __call__(self, response: Any) -> None:
         headers = response.headers
@@ -140,55 +159,66 @@ class LimitResponse:
         if encoding is not None:
             del headers["content-encoding"]
             encoding = encoding.strip().lower()
-        event_stream = headers.get("content-type", "").startswith("text/event-stream")
-        response.stream = limited_stream_class()(response.stream, encoding or "", self.limits,
-                                                 event_stream=event_stream)
+        content_type = headers.get("content-type", "").partition(";")[0].strip().lower()
+        framing = FRAMINGS.get(content_type)
+        if framing is not None and not self.streamed(response.request):
+            framing = None
+        response.stream = self.stream_class(response.stream, encoding or "", self.limits, framing=framing)
 
 
 @functools.cache
-def limited_stream_class() -> type[LimitedStream]:
-    """`LimitedStream` as the `httpx2.AsyncByteStream` httpx2 requires of an async body (made on first use, so that
-    importing this module loads no HTTP library)."""
-    import httpx2
-
-    return type("LimitedStream", (LimitedStream, httpx2.AsyncByteStream), {"__slots__": ()})
+def limited_stream_class(http: str) -> type[LimitedStream]:
+    """`LimitedStream` as the `AsyncByteStream` of `http` ("httpx" or "httpx2") that it requires of an async body
+    (made on first use, so that importing this module loads no HTTP library)."""
+    module = importlib.import_module(http)
+    return type("LimitedStream", (LimitedStream, module.AsyncByteStream),
+                {"__slots__": (), "decoding_error": module.DecodingError})
 
 
 class LimitedStream:
     """A raw body, decoded (identity, gzip, deflate) in pieces of at most `DECODE_PIECE` bytes, each piece checked
     against the limits before it is passed on, in one linear pass: a whole body that inflates past
     `max_response_bytes`, or a server-sent event (the lines up to a blank line) longer than `max_event_bytes` or
-    `MAX_EVENT_LINES` lines, raises `ResponseTooLarge`. Used through `limited_stream_class()`."""
+    `MAX_EVENT_LINES` lines, or an NDJSON line longer than `max_event_bytes`, raises `ResponseTooLarge`. A stream's
+    unfinished lines are handed on in large pieces (`LineHolder`). Used through `limited_stream_class()`."""
 
-    __slots__ = ("_decompressor", "_events", "_inner", "_limit", "_total")
+    __slots__ = ("_decompressor", "_events", "_holder", "_inner", "_limit", "_total")
+    #: The HTTP library's `DecodingError`, for a body that cannot be decoded (set by `limited_stream_class`).
+    decoding_error: type[Exception] = ValueError
 
-    def __init__(self, inner: Any, encoding: str, limits: ResponseLimits, *, event_stream: bool) -> None:
+    def __init__(self, inner: Any, encoding: str, limits: ResponseLimits, *,
+                 framing: Literal["event", "line"] | None) -> None:
         self._inner = inner
         if encoding in ("", "identity"):
             self._decompressor = None
         elif encoding in ("gzip", "x-gzip", "deflate"):
             self._decompressor = zlib.decompressobj(zlib.MAX_WBITS | 32)  # a gzip or zlib header, detected
         else:
-            import httpx2
-
-            raise httpx2.DecodingError(f"unsupported content-encoding {encoding!r} (asked for {ACCEPT_ENCODING})")
-        self._events = EventBounds(limits.max_event_bytes) if event_stream else None
+            raise self.decoding_error(f"unsupported content-encoding {encoding!r} (asked for {ACCEPT_ENCODING})")
+        bounds = {"event": EventBounds, "line": LineBounds, None: None}[framing]
+        self._events: EventBounds | LineBounds | None = None if bounds is None else bounds(limits.max_event_bytes)
+        self._holder = None if bounds is None else LineHolder()
         self._limit = limits.max_response_bytes
         self._total = 0
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        if self._decompressor is None:  # the common case, kept short: one check per chunk
-            check = self._check if self._events is None else self._events.feed
+        holder = self._holder
+        if self._decompressor is None and holder is None:  # the common case, kept short: one check per chunk
             async for chunk in self._inner:
-                check(chunk)
+                self._check(chunk)
                 yield chunk
             return
         async for chunk in self._inner:
-            for piece in self._decode(chunk):
+            for piece in (chunk,) if self._decompressor is None else self._decode(chunk):
                 self._check(piece)
-                yield piece
-        rest = self._flush()
+                if holder is not None:
+                    piece = holder.pass_on(piece)
+                if piece:
+                    yield piece
+        rest = b"" if self._decompressor is None else self._flush()
         self._check(rest)
+        if holder is not None:
+            rest = holder.release() + rest  # what was held came first
         if rest:
             yield rest
 
@@ -203,15 +233,13 @@ class LimitedStream:
     def _decode(self, chunk: bytes) -> Iterator[bytes]:
         decompressor = self._decompressor
         assert decompressor is not None
-        import httpx2
-
         try:
             piece = decompressor.decompress(chunk, DECODE_PIECE)
             while piece:
                 yield piece
                 piece = decompressor.decompress(decompressor.unconsumed_tail, DECODE_PIECE)
         except zlib.error as exc:
-            raise httpx2.DecodingError(f"the response body is not valid gzip/deflate: {exc}") from exc
+            raise self.decoding_error(f"the response body is not valid gzip/deflate: {exc}") from exc
 
     def _flush(self) -> bytes:
         assert self._decompressor is not None
@@ -222,73 +250,6 @@ class LimitedStream:
 
     async def aclose(self) -> None:
         await self._inner.aclose()
-
-
-_LINE_END = re.compile(rb"\r\n|\r|\n")
-
-
-class EventBounds:
-    """Counts the bytes and lines of the current server-sent event across pieces (a blank line ends an event; a line
-    ends in CR, LF or CRLF, which may be split between pieces) and raises `ResponseTooLarge` past the bounds."""
-
-    __slots__ = ("event_bytes", "event_lines", "limit", "line", "split_crlf")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.line = 0  # bytes of the unfinished line
-        self.event_bytes = 0
-        self.event_lines = 0
-        self.split_crlf = False  # the last piece ended in CR: a LF starting the next one belongs to it
-
-    def feed(self, piece: bytes) -> None:
-        if (not self.split_crlf and b"\r" not in piece
-                and self.event_bytes + self.line + len(piece) <= self.limit
-                and self.event_lines + piece.count(b"\n") <= MAX_EVENT_LINES):
-            # The common case: LF line ends, and no bound can be passed within this piece.
-            if piece.endswith(b"\n\n"):  # it ends an event (a vendor's whole event per piece): nothing is left
-                self.line = self.event_bytes = self.event_lines = 0
-            else:
-                self._feed_within_bounds(piece)
-            return
-        start = 1 if self.split_crlf and piece[:1] == b"\n" else 0
-        for match in _LINE_END.finditer(piece, start):
-            length = self.line + match.start() - start
-            self.line = 0
-            start = match.end()
-            if length == 0:
-                self.event_bytes = self.event_lines = 0
-                continue
-            self.event_bytes += length
-            self.event_lines += 1
-            self._check(0)
-        self.split_crlf = piece.endswith(b"\r")
-        self.line += len(piece) - start
-        self._check(self.line)
-
-    def _feed_within_bounds(self, piece: bytes) -> None:
-        """`feed` for a piece with LF line ends only that cannot pass a bound (the caller checked): only the state at
-        its end is needed, which depends on the text after the last blank line alone, counted without a loop."""
-        blank = piece.rfind(b"\n\n")
-        if blank >= 0:  # the last blank line ends an event: the next one starts after it
-            piece = piece[blank + 2:]
-            self.line = self.event_bytes = self.event_lines = 0
-        elif self.line == 0 and piece[:1] == b"\n":  # the only blank line: the previous piece ended a line
-            piece = piece[1:]
-            self.event_bytes = self.event_lines = 0
-        lines = piece.count(b"\n")  # no blank line is left: every line ended here is part of the current event
-        if lines:
-            last = piece.rfind(b"\n")
-            self.event_bytes += self.line + last + 1 - lines
-            self.event_lines += lines
-            self.line = len(piece) - last - 1
-        else:
-            self.line += len(piece)
-
-    def _check(self, unfinished: int) -> None:
-        if self.event_bytes + unfinished > self.limit:
-            raise ResponseTooLarge(f"a stream event passed max_event_bytes ({self.limit} bytes)")
-        if self.event_lines > MAX_EVENT_LINES:
-            raise ResponseTooLarge(f"a stream event passed {MAX_EVENT_LINES} lines")
 
 
 def response_too_large(exc: BaseException) -> ResponseTooLarge | None:
