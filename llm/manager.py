@@ -5,6 +5,7 @@ to a `HealthMonitor`. What a call promises (retries, failover, deadline, breaker
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import AsyncGenerator, Mapping
 from enum import Enum
@@ -53,6 +54,20 @@ def backend_name(value: str | Enum) -> str:
     return canonical_backend(value)
 
 
+def _policy(overrides: Mapping[str, Any]) -> ManagerPolicy:
+    """The `ManagerPolicy` of `LLMManager(**overrides)`.
+
+    Raises:
+        LLMConfigError: an option `ManagerPolicy` does not have (one of earlier releases), naming the options it has.
+    """
+    known = [field.name for field in dataclasses.fields(ManagerPolicy)]
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise LLMConfigError(f"LLMManager has no option {', '.join(map(repr, unknown))}; its options are the fields of "
+                             f"ManagerPolicy: {', '.join(known)}")
+    return ManagerPolicy(**overrides)
+
+
 class LLMManager:
     """Routes requests to registered backends with retries, failover, deadlines and health tracking.
 
@@ -68,7 +83,7 @@ class LLMManager:
     def __init__(self, config: ScoutConfig | None = None, *, telemetry: LLMTelemetry | None = None,
                  price_providers: Mapping[str, str] | None = None, **policy_overrides: Any) -> None:
         self._config = config
-        self.policy = ManagerPolicy(**policy_overrides)
+        self.policy = _policy(policy_overrides)
         self.telemetry = telemetry if telemetry is not None else LLMTelemetry()
         self.ledger = UsageLedger(self.policy.budget_usd)
         self.price_providers = {backend_name(name): provider for name, provider in (price_providers or {}).items()}
@@ -113,6 +128,10 @@ class LLMManager:
         `initialize()` may return a bool or an awaitable of one. Returns False, registering nothing, when it returns
         False or raises. Registering a name again replaces (and cleans up) the previous backend. The first backend
         registered becomes the default, as does one registered with `is_default=True`.
+
+        Raises:
+            LLMConfigError: its rate limits or shared state cannot be attached (a Redis URL with a bad port); nothing
+            is registered and the backend is cleaned up.
         """
         await self._health.bind()
         name = backend_name(backend.config.backend_type)
@@ -124,9 +143,14 @@ class LLMManager:
         if not ready:
             logger.error("Could not register %s: initialize() returned False", name)
             return False
+        slot = BackendSlot(name, backend, self.policy)
+        try:  # the slot is complete, limits attached, before it is registered: a failure registers nothing
+            self._limiter = attach_limits(slot, self._limiter, self.policy, self.config.llm)
+        except LLMConfigError:
+            await quiet_cleanup(backend)
+            raise
         previous = self._slots.get(name)
-        self._slots[name] = slot = BackendSlot(name, backend, self.policy)
-        self._limiter = attach_limits(slot, self._limiter, self.policy, self.config.llm)
+        self._slots[name] = slot
         self._unavailable.pop(name, None)
         if previous is not None and previous.backend is not backend:
             await quiet_cleanup(previous.backend)
@@ -193,13 +217,16 @@ class LLMManager:
             was tried; LLMAllBackendsFailedError; LLMCircuitOpenError; LLMDeadlineExceededError.
         """
         call = await self._new_call(request, backend_type, fallback)
-        with self._span(call, stream=False):
-            try:
-                response, slot = await call.run(generate_op, self._attempt_limit)
-            except Exception:
-                self.ledger.record_attempts(call.attempts)
-                raise
-            return call.finish(response, slot)
+        try:
+            with self._span(call, stream=False):
+                try:
+                    response, slot = await call.run(generate_op, self._attempt_limit)
+                except Exception:
+                    self.ledger.record_attempts(call.attempts)
+                    raise
+                return call.finish(response, slot)
+        finally:
+            self.ledger.release(call.reserved)
 
     async def stream(
         self, request: LLMRequest, backend_type: str | LLMBackendType | None = None, *, fallback: bool = True
@@ -217,7 +244,10 @@ class LLMManager:
             self.ledger.record_attempts(call.attempts)
             raise
         finally:
-            await events.aclose()
+            try:
+                await events.aclose()
+            finally:
+                self.ledger.release(call.reserved)
 
     async def stream_generate(
         self, request: LLMRequest, backend_type: str | LLMBackendType | None = None, *, fallback: bool = True
@@ -234,7 +264,10 @@ class LLMManager:
             self.ledger.record_attempts(call.attempts)
             raise
         finally:
-            await events.aclose()
+            try:
+                await events.aclose()
+            finally:
+                self.ledger.release(call.reserved)
 
     async def _new_call(self, request: LLMRequest, backend_type: str | LLMBackendType | None, fallback: bool) -> Call:
         await self._health.bind()
@@ -245,13 +278,15 @@ class LLMManager:
         validate_request(request, bounds if isinstance(bounds, tuple) else (0.0, 2.0))  # a Mock backend has none
         timeout = checked_seconds("timeout: the call deadline", self.policy.timeout or self.config.llm.timeout,
                                   error=LLMConfigError)
-        ledger = self.ledger
-        ledger.budget_usd = self._budget()
-        ledger.check_budget()  # nothing to do without a budget
         call = Call(slots, request, self.policy, Deadline(timeout), self._limiter)
-        call.ledger = ledger
+        call.ledger = ledger = self.ledger
         if self.price_providers:
             call.price_providers = self.price_providers
+        stream_timeout = self.policy.stream_timeout or self.config.llm.stream_timeout
+        if stream_timeout:
+            call.stream_timeout = stream_timeout
+        ledger.budget_usd = self._budget()
+        call.reserved = ledger.reserve(call.estimated_cost)  # nothing to do without a budget; released by the caller
         return call
 
     def _budget(self) -> float | None:

@@ -6,6 +6,7 @@ when `SCOUT_LLM_REDIS_URL` is set), whose state machine decides for the fleet. B
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -100,6 +101,12 @@ class SharedBreaker:
             event = "release"
         else:
             return
+        last = self.last
+        if event == "success" and probe and last is not None and last.shared:
+            # The fleet's breaker closes on our probe's success (`Circuit.succeed`): what this process reads of it
+            # says so at once, not once the write in the background is done.
+            self.last = dataclasses.replace(last, state="closed", open_for=0.0, probe_taken=False,
+                                            consecutive_failures=0, successes=0, failures=0)
         self._spawn(self._apply(event, probe, lockout))
 
     async def _apply(self, event: BreakerEvent, probe: bool, seconds: float) -> None:
