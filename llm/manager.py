@@ -5,7 +5,6 @@ to a `HealthMonitor`. What a call promises (retries, failover, deadline, breaker
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import AsyncGenerator, Mapping
 from enum import Enum
@@ -54,20 +53,6 @@ def backend_name(value: str | Enum) -> str:
     return canonical_backend(value)
 
 
-def _policy(overrides: Mapping[str, Any]) -> ManagerPolicy:
-    """The `ManagerPolicy` of `LLMManager(**overrides)`.
-
-    Raises:
-        LLMConfigError: an option `ManagerPolicy` does not have (one of earlier releases), naming the options it has.
-    """
-    known = [field.name for field in dataclasses.fields(ManagerPolicy)]
-    unknown = sorted(set(overrides) - set(known))
-    if unknown:
-        raise LLMConfigError(f"LLMManager has no option {', '.join(map(repr, unknown))}; its options are the fields of "
-                             f"ManagerPolicy: {', '.join(known)}")
-    return ManagerPolicy(**overrides)
-
-
 class LLMManager:
     """Routes requests to registered backends with retries, failover, deadlines and health tracking.
 
@@ -83,7 +68,7 @@ class LLMManager:
     def __init__(self, config: ScoutConfig | None = None, *, telemetry: LLMTelemetry | None = None,
                  price_providers: Mapping[str, str] | None = None, **policy_overrides: Any) -> None:
         self._config = config
-        self.policy = _policy(policy_overrides)
+        self.policy = ManagerPolicy.from_options(policy_overrides)
         self.telemetry = telemetry if telemetry is not None else LLMTelemetry()
         self.ledger = UsageLedger(self.policy.budget_usd)
         self.price_providers = {backend_name(name): provider for name, provider in (price_providers or {}).items()}
@@ -282,9 +267,7 @@ class LLMManager:
         call.ledger = ledger = self.ledger
         if self.price_providers:
             call.price_providers = self.price_providers
-        stream_timeout = self.policy.stream_timeout or self.config.llm.stream_timeout
-        if stream_timeout:
-            call.stream_timeout = stream_timeout
+        call.stream_timeout = self.policy.stream_timeout or self.config.llm.stream_timeout
         ledger.budget_usd = self._budget()
         call.reserved = ledger.reserve(call.estimated_cost)  # nothing to do without a budget; released by the caller
         return call

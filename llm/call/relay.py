@@ -26,8 +26,7 @@ async def relay(call: Call, first_chunk: Callable[[BackendSlot], float]) -> Asyn
 
     The call's deadline bounds the wait for the first event (and failover); after it, each wait for the next event is
     bounded by the idle gap alone, and the whole stream by `Call.stream_timeout` when one is set (from the call's
-    start). A stream that ends without its final event (failed, closed early, cancelled) was billed all the same: it
-    is recorded with an estimated usage, and its rate-limit permit settled to that estimate.
+    start). A stream that ends without its final event is recorded as billed (`_close`).
 
     The relay is the hot loop of a stream: one idle timer for the whole stream (not one per event), and the wait
     for the next event inlined here rather than in a coroutine of its own.
@@ -36,13 +35,10 @@ async def relay(call: Call, first_chunk: Callable[[BackendSlot], float]) -> Asyn
     opened, slot = await call.run(open_stream_op, first_chunk)
     model = call.model
     idle, idle_timeout = IdleTimeout(), call.policy.idle_timeout
-    limit = call.stream_timeout
+    limit, clock, next_event = call.stream_timeout, time.monotonic, opened.events.__anext__
     ends = call.deadline.expires - call.deadline.budget + limit if limit is not None else math.inf
-    clock = time.monotonic
-    next_event = opened.events.__anext__
     parts: list[str] = []
-    event = opened.first
-    done = False
+    event, done = opened.first, False
     call.span.first_chunk()
     try:
         while not isinstance(event, ResponseDone):
@@ -74,13 +70,20 @@ async def relay(call: Call, first_chunk: Callable[[BackendSlot], float]) -> Asyn
         yield ResponseDone(call.finish(event.response, slot))
     finally:
         idle.close()
-        try:
-            if not done:
-                tokens = call.record_unfinished(slot, model, "".join(parts))
-                if opened.permit is not None:
-                    await opened.permit.settle(tokens)
-        finally:
-            await opened.close()
+        await _close(call, slot, model, opened, None if done else "".join(parts))
+
+
+async def _close(call: Call, slot: BackendSlot, model: str, opened: OpenedStream, partial: str | None) -> None:
+    """End a relay: a stream that stopped after its first event without its final one (failed, closed early,
+    cancelled; `partial`: its text) was billed all the same, so it is recorded at an estimated usage and its permit
+    settled to that estimate; then the backend's stream is closed."""
+    try:
+        if partial is not None:
+            tokens = call.record_unfinished(slot, model, partial)
+            if opened.permit is not None:
+                await opened.permit.settle(tokens)
+    finally:
+        await opened.close()
 
 
 def _malformed(call: Call, event: object, slot: BackendSlot, model: str, opened: OpenedStream,

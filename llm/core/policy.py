@@ -3,12 +3,15 @@ README.md ("Call", "Health") says what each one does to a call."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from llm.core.bounds import checked_seconds
 from llm.core.names import canonical_backend
+from llm.errors import LLMConfigError
 
 __all__ = ["POSITIVE_SECONDS", "ManagerPolicy"]
 
@@ -77,6 +80,21 @@ class ManagerPolicy:
     rate_limits: Mapping[str, tuple[int | None, int | None]] | None = None
     redis_url: str | None = None
     structured_failover: bool = False
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> ManagerPolicy:
+        """The policy of `LLMManager(**options)`.
+
+        Raises:
+            LLMConfigError: an option the policy does not have (one of earlier releases), naming the ones it has.
+            ValueError: a value out of its range.
+        """
+        known = [field.name for field in dataclasses.fields(cls)]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise LLMConfigError(f"LLMManager has no option {', '.join(map(repr, unknown))}; its options are the "
+                                 f"fields of ManagerPolicy: {', '.join(known)}")
+        return cls(**options)
 
     def __post_init__(self) -> None:
         self._check_numbers()
