@@ -5,8 +5,9 @@ to a `HealthMonitor`. What a call promises (retries, failover, deadline, breaker
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from enum import Enum
 from types import TracebackType
 from typing import Any
@@ -221,18 +222,9 @@ class LLMManager:
         first event; after it, `LLMStreamError` with the partial text."""
         call = await self._new_call(request, backend_type, fallback)
         events = relay(call, self._first_chunk_limit)
-        try:
-            with self._span(call, stream=True):
-                async for event in events:
-                    yield event
-        except Exception:
-            self.ledger.record_attempts(call.attempts)
-            raise
-        finally:
-            try:
-                await events.aclose()
-            finally:
-                self.ledger.release(call.reserved)
+        async with self._streaming(call, events):
+            async for event in events:
+                yield event
 
     async def stream_generate(
         self, request: LLMRequest, backend_type: str | LLMBackendType | None = None, *, fallback: bool = True
@@ -240,11 +232,18 @@ class LLMManager:
         """The answer's text as it arrives (the ScoutAgent shape); see `stream` for the guarantees."""
         call = await self._new_call(request, backend_type, fallback)
         events = relay(call, self._first_chunk_limit)  # not through `stream`: one generator less per chunk
+        async with self._streaming(call, events):
+            async for event in events:
+                if isinstance(event, TextDelta) and event.text:
+                    yield event.text
+
+    @contextlib.asynccontextmanager
+    async def _streaming(self, call: Call, events: AsyncGenerator[StreamEvent, None]) -> AsyncIterator[None]:
+        """A stream call's life around its relay: the span, the failed attempts told to the ledger, and at the end,
+        however it ends, the relay closed and the call's budget reservation released."""
         try:
             with self._span(call, stream=True):
-                async for event in events:
-                    if isinstance(event, TextDelta) and event.text:
-                        yield event.text
+                yield
         except Exception:
             self.ledger.record_attempts(call.attempts)
             raise
