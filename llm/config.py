@@ -126,6 +126,8 @@ class LLMSettings(_Section):
         default_factory=list, description="backend names, comma-separated",
         json_schema_extra={"env": ["SCOUT_LLM_FALLBACK_ORDER"]})
     timeout: float = setting(60.0, "SCOUT_LLM_TIMEOUT", expected="seconds, a number > 0 and <= 3600", gt=0, le=3600)
+    stream_timeout: float | None = setting(None, "SCOUT_LLM_STREAM_TIMEOUT",
+                                           expected="seconds, a number > 0 (unset: no limit)", gt=0)
     retry_attempts: int = setting(3, "SCOUT_LLM_RETRY_ATTEMPTS", expected="a whole number from 1 to 10", ge=1, le=10)
     retry_delay: float = setting(1.0, "SCOUT_LLM_RETRY_DELAY", expected="seconds, a number from 0 to 60", ge=0, le=60)
     budget_usd: float | None = setting(None, "SCOUT_LLM_BUDGET_USD", expected="USD, a number >= 0 (unset: no budget)",

@@ -5,8 +5,9 @@ to a `HealthMonitor`. What a call promises (retries, failover, deadline, breaker
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from enum import Enum
 from types import TracebackType
 from typing import Any
@@ -68,7 +69,7 @@ class LLMManager:
     def __init__(self, config: ScoutConfig | None = None, *, telemetry: LLMTelemetry | None = None,
                  price_providers: Mapping[str, str] | None = None, **policy_overrides: Any) -> None:
         self._config = config
-        self.policy = ManagerPolicy(**policy_overrides)
+        self.policy = ManagerPolicy.from_options(policy_overrides)
         self.telemetry = telemetry if telemetry is not None else LLMTelemetry()
         self.ledger = UsageLedger(self.policy.budget_usd)
         self.price_providers = {backend_name(name): provider for name, provider in (price_providers or {}).items()}
@@ -113,6 +114,10 @@ class LLMManager:
         `initialize()` may return a bool or an awaitable of one. Returns False, registering nothing, when it returns
         False or raises. Registering a name again replaces (and cleans up) the previous backend. The first backend
         registered becomes the default, as does one registered with `is_default=True`.
+
+        Raises:
+            LLMConfigError: its rate limits or shared state cannot be attached (a Redis URL with a bad port); nothing
+            is registered and the backend is cleaned up.
         """
         await self._health.bind()
         name = backend_name(backend.config.backend_type)
@@ -124,9 +129,14 @@ class LLMManager:
         if not ready:
             logger.error("Could not register %s: initialize() returned False", name)
             return False
+        slot = BackendSlot(name, backend, self.policy)
+        try:  # the slot is complete, limits attached, before it is registered: a failure registers nothing
+            self._limiter = attach_limits(slot, self._limiter, self.policy, self.config.llm)
+        except LLMConfigError:
+            await quiet_cleanup(backend)
+            raise
         previous = self._slots.get(name)
-        self._slots[name] = slot = BackendSlot(name, backend, self.policy)
-        self._limiter = attach_limits(slot, self._limiter, self.policy, self.config.llm)
+        self._slots[name] = slot
         self._unavailable.pop(name, None)
         if previous is not None and previous.backend is not backend:
             await quiet_cleanup(previous.backend)
@@ -193,13 +203,16 @@ class LLMManager:
             was tried; LLMAllBackendsFailedError; LLMCircuitOpenError; LLMDeadlineExceededError.
         """
         call = await self._new_call(request, backend_type, fallback)
-        with self._span(call, stream=False):
-            try:
-                response, slot = await call.run(generate_op, self._attempt_limit)
-            except Exception:
-                self.ledger.record_attempts(call.attempts)
-                raise
-            return call.finish(response, slot)
+        try:
+            with self._span(call, stream=False):
+                try:
+                    response, slot = await call.run(generate_op, self._attempt_limit)
+                except Exception:
+                    self.ledger.record_attempts(call.attempts)
+                    raise
+                return call.finish(response, slot)
+        finally:
+            self.ledger.release(call.reserved)
 
     async def stream(
         self, request: LLMRequest, backend_type: str | LLMBackendType | None = None, *, fallback: bool = True
@@ -209,15 +222,9 @@ class LLMManager:
         first event; after it, `LLMStreamError` with the partial text."""
         call = await self._new_call(request, backend_type, fallback)
         events = relay(call, self._first_chunk_limit)
-        try:
-            with self._span(call, stream=True):
-                async for event in events:
-                    yield event
-        except Exception:
-            self.ledger.record_attempts(call.attempts)
-            raise
-        finally:
-            await events.aclose()
+        async with self._streaming(call, events):
+            async for event in events:
+                yield event
 
     async def stream_generate(
         self, request: LLMRequest, backend_type: str | LLMBackendType | None = None, *, fallback: bool = True
@@ -225,16 +232,26 @@ class LLMManager:
         """The answer's text as it arrives (the ScoutAgent shape); see `stream` for the guarantees."""
         call = await self._new_call(request, backend_type, fallback)
         events = relay(call, self._first_chunk_limit)  # not through `stream`: one generator less per chunk
+        async with self._streaming(call, events):
+            async for event in events:
+                if isinstance(event, TextDelta) and event.text:
+                    yield event.text
+
+    @contextlib.asynccontextmanager
+    async def _streaming(self, call: Call, events: AsyncGenerator[StreamEvent, None]) -> AsyncIterator[None]:
+        """A stream call's life around its relay: the span, the failed attempts told to the ledger, and at the end,
+        however it ends, the relay closed and the call's budget reservation released."""
         try:
             with self._span(call, stream=True):
-                async for event in events:
-                    if isinstance(event, TextDelta) and event.text:
-                        yield event.text
+                yield
         except Exception:
             self.ledger.record_attempts(call.attempts)
             raise
         finally:
-            await events.aclose()
+            try:
+                await events.aclose()
+            finally:
+                self.ledger.release(call.reserved)
 
     async def _new_call(self, request: LLMRequest, backend_type: str | LLMBackendType | None, fallback: bool) -> Call:
         await self._health.bind()
@@ -245,13 +262,13 @@ class LLMManager:
         validate_request(request, bounds if isinstance(bounds, tuple) else (0.0, 2.0))  # a Mock backend has none
         timeout = checked_seconds("timeout: the call deadline", self.policy.timeout or self.config.llm.timeout,
                                   error=LLMConfigError)
-        ledger = self.ledger
-        ledger.budget_usd = self._budget()
-        ledger.check_budget()  # nothing to do without a budget
         call = Call(slots, request, self.policy, Deadline(timeout), self._limiter)
-        call.ledger = ledger
+        call.ledger = ledger = self.ledger
         if self.price_providers:
             call.price_providers = self.price_providers
+        call.stream_timeout = self.policy.stream_timeout or self.config.llm.stream_timeout
+        ledger.budget_usd = self._budget()
+        call.reserved = ledger.reserve(call.estimated_cost)  # nothing to do without a budget; released by the caller
         return call
 
     def _budget(self) -> float | None:

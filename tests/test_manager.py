@@ -70,7 +70,7 @@ def test_construction_has_no_side_effects(tmp_path: Any, monkeypatch: pytest.Mon
     assert manager.get_available_backends() == [] and manager.get_default_backend() is None
     assert repr(manager) == "LLMManager(backends=[], default=None)"
     assert LLMManager(timeout=3, breaker_min_calls=2).policy == ManagerPolicy(timeout=3, breaker_min_calls=2)
-    with pytest.raises(TypeError):
+    with pytest.raises(llm.LLMConfigError, match="retry_attemps"):  # named, with the options that exist
         LLMManager(retry_attemps=2)
     with pytest.raises(ValueError):
         LLMManager(timeout=0)

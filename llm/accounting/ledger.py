@@ -8,7 +8,7 @@ import logging
 import math
 import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -57,6 +57,7 @@ class ModelTotals:
     tokens: dict[str, int] = field(default_factory=dict)
     cost_usd: float = 0.0
     unknown_cost_calls: int = 0
+    estimated_calls: int = 0  # calls whose usage is an estimate (a stream that ended before its final event)
     pending: list[DeferredCost] = field(default_factory=list, repr=False)
     unpriced: Counter[tuple[Any, ...]] = field(default_factory=Counter, repr=False)
 
@@ -95,8 +96,11 @@ class ModelTotals:
             self.cost_usd += cost
 
     def as_dict(self) -> dict[str, Any]:
-        return {"calls": self.calls, "errors": self.errors, **self.tokens, "cost_usd": self.cost_usd,
-                "unknown_cost_calls": self.unknown_cost_calls}
+        totals = {"calls": self.calls, "errors": self.errors, **self.tokens, "cost_usd": self.cost_usd,
+                  "unknown_cost_calls": self.unknown_cost_calls}
+        if self.estimated_calls:
+            totals["estimated_calls"] = self.estimated_calls
+        return totals
 
 
 def _field(obj: Any, name: str) -> Any:
@@ -112,6 +116,8 @@ class UsageLedger:
         self._totals: dict[tuple[str, str], ModelTotals] = {}
         self._lock = threading.Lock()
         self._warned: set[tuple[str, str]] = set()
+        self._reserved = 0.0  # the estimated cost of the calls in flight (`reserve`)
+        self._in_flight = 0  # calls holding a reservation
 
     def __repr__(self) -> str:
         return f"UsageLedger(budget_usd={self.budget_usd!r}, models={len(self._totals)})"
@@ -124,11 +130,14 @@ class UsageLedger:
         return entry
 
     def record(self, backend: str, model: str, usage: Mapping[str, Any] | None,
-               cost: DeferredCost | float | None) -> None:
-        """One successful call: its usage and its cost (a `DeferredCost` is priced later, when needed)."""
+               cost: DeferredCost | float | None, *, estimated: bool = False) -> None:
+        """One billed call: its usage and its cost (a `DeferredCost` is priced later, when needed); `estimated`: the
+        usage is an estimate, not the vendor's report."""
         with self._lock:
             entry = self._totals.get((backend, model)) or self._entry(backend, model)
             entry.calls += 1
+            if estimated:
+                entry.estimated_calls += 1
             if usage:
                 tokens = entry.tokens
                 for key, value in usage.items():  # a few keys: cheaper than looking each summed key up
@@ -176,16 +185,49 @@ class UsageLedger:
         Raises:
             LLMBudgetExceededError: spend >= budget.
         """
+        if self.budget_usd is not None:
+            self._spent_below(self.budget_usd)
+
+    def reserve(self, estimate: Callable[[], float | None]) -> float:
+        """Admit one call under the budget and reserve its estimated cost until `release`; returns what was reserved
+        (0.0 without a budget: `estimate` is not even priced then; an unknown estimate reserves nothing).
+
+        A call starts while the known spend is below the budget and, when other calls are in flight, its estimate
+        fits in what their reservations leave: concurrent calls cannot all start on a budget that covers one.
+
+        Raises:
+            LLMBudgetExceededError: no room; nothing is reserved.
+        """
+        budget = self.budget_usd
+        if budget is None:
+            return 0.0
+        spent = self._spent_below(budget)
+        cost = estimate()
+        cost = cost if cost is not None and math.isfinite(cost) and cost > 0 else 0.0
+        with self._lock:
+            reserved = self._reserved
+            if not self._in_flight or spent + reserved + cost <= budget:
+                self._reserved, self._in_flight = reserved + cost, self._in_flight + 1
+                return cost
+        raise _refused(budget, spent, f"has no room for this call's estimated {cost:.6f} USD ({spent:.6f} USD spent, "
+                       f"{reserved:.6f} USD reserved by the calls in flight)")
+
+    def release(self, reserved: float) -> None:
+        """A call admitted by `reserve` ended (its cost, when it was billed, is recorded by then)."""
         if self.budget_usd is None:
             return
+        with self._lock:
+            if self._in_flight:
+                self._in_flight -= 1
+                self._reserved = max(0.0, self._reserved - reserved) if self._in_flight else 0.0  # no float dust
+
+    def _spent_below(self, budget: float) -> float:
+        """The known spend, checked against `budget`."""
         spent = self.spent_usd
         self._warn_unpriced()
-        if spent >= self.budget_usd:
-            raise LLMBudgetExceededError(
-                f"spend budget of {self.budget_usd:g} USD is used up ({spent:.6f} USD spent); no request was sent. "
-                "Raise SCOUT_LLM_BUDGET_USD or reset the manager's ledger to continue",
-                budget_usd=self.budget_usd, spent_usd=spent,
-            )
+        if spent >= budget:
+            raise _refused(budget, spent, f"is used up ({spent:.6f} USD spent)")
+        return spent
 
     def _warn_unpriced(self) -> None:
         with self._lock:
@@ -211,6 +253,7 @@ class UsageLedger:
                 total.calls += entry.calls
                 total.errors += entry.errors
                 total.unknown_cost_calls += entry.unknown_cost_calls
+                total.estimated_calls += entry.estimated_calls
                 total.cost_usd += entry.cost_usd
                 for key, value in entry.tokens.items():
                     total.tokens[key] = total.tokens.get(key, 0) + value
@@ -223,6 +266,12 @@ class UsageLedger:
         with self._lock:
             self._totals.clear()
             self._warned.clear()
+
+
+def _refused(budget: float, spent: float, why: str) -> LLMBudgetExceededError:
+    return LLMBudgetExceededError(f"spend budget of {budget:g} USD {why}; no request was sent. Raise "
+                                  "SCOUT_LLM_BUDGET_USD or reset the manager's ledger to continue",
+                                  budget_usd=budget, spent_usd=spent)
 
 
 def cost_line(summary: Mapping[str, Any]) -> str:

@@ -123,8 +123,15 @@ def build_backend(spec: BackendSpec, config: ScoutConfig, registry: Registry | N
 
 
 async def _register(registry: Registry, backend: LLMBackend) -> bool:
-    if await registry.register_backend(backend):
-        return True
+    """Register one backend; a failure (its limits cannot be attached) marks it unavailable with why, never raises."""
+    try:
+        if await registry.register_backend(backend):
+            return True
+    except LLMError as exc:  # the registry cleaned the backend up
+        name, reason = backend.config.backend_type.value, describe_error(exc, backend.config.secret())
+        registry.mark_unavailable(name, reason.removeprefix("LLMConfigError: "))
+        logger.warning("%s backend not available: %s", name, reason)
+        return False
     await quiet_cleanup(backend)
     return False
 

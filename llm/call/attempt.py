@@ -102,10 +102,13 @@ class OpenedStream:
     permit: Permit | None = None  # the rate limiter's admission, settled at `ResponseDone`
 
     async def close(self) -> None:
+        """Close the backend's stream and give back the concurrency slot and a permit not settled by then."""
         try:
             await self.events.aclose()
         finally:
             self.release()
+            if self.permit is not None:
+                await self.permit.release()
 
 
 def bad_event(event: object) -> str | None:

@@ -10,14 +10,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from llm.accounting.ledger import UsageLedger
-from llm.accounting.pricing import defer_cost
+from llm.accounting.pricing import DeferredCost, cost_usd, defer_cost
 from llm.accounting.span import NOOP_SPAN, CallSpan
+from llm.accounting.usage import usage_dict
 from llm.base import LLMRequest, LLMResponse
+from llm.call.admission import Held, nothing
 from llm.call.attempt import OpenedStream, model_for
 from llm.call.outcome import Attempt, final_error
 from llm.call.retry import Deadline, blocks_failover, is_retryable, retry_wait
@@ -26,13 +29,13 @@ from llm.core.secrets import scrub_exception
 from llm.errors import (
     LLMBackendError,
     LLMCircuitOpenError,
+    LLMDeadlineExceededError,
     LLMLocalRateLimitError,
     LLMQuotaExceededError,
     LLMRateLimitError,
     LLMTimeoutError,
 )
 from llm.fleet.limiter import Permit, RateLimiter, estimate_tokens
-from llm.health.breaker import Ticket
 from llm.health.slot import BackendSlot
 
 __all__ = ["Call", "Operation", "total_tokens"]
@@ -48,10 +51,6 @@ logger = logging.getLogger("llm.manager")
 _model_swaps_logged: set[tuple[str, str]] = set()
 
 
-def _nothing() -> None:
-    return None
-
-
 class Call:
     """One `generate` or `stream` call over an ordered chain of backends.
 
@@ -62,6 +61,8 @@ class Call:
     span: CallSpan = NOOP_SPAN
     ledger: UsageLedger | None = None
     price_providers: Mapping[str, str] | None = None
+    stream_timeout: float | None = None  # a stream's whole-stream limit from the call's start (None: no limit)
+    reserved = 0.0  # the budget the ledger reserved for the call (`UsageLedger.reserve`), released when it ends
 
     def __init__(self, slots: Sequence[BackendSlot], request: LLMRequest, policy: ManagerPolicy,
                  deadline: Deadline, limiter: RateLimiter | None = None) -> None:
@@ -155,72 +156,70 @@ class Call:
 
     async def _attempt(self, slot: BackendSlot, request: LLMRequest, op: Operation[T], limit: float) -> T:
         model = self.model = model_for(slot.backend, request)  # the last attempt's model is the winner's
-        ticket, permit = await self._admit(slot, request, model)
-        try:
-            release = await self._acquire_slot(slot, model)
-        except BaseException:
-            slot.breaker.release(ticket)
+        async with Held(slot) as held:  # ticket, permit and concurrency slot go back on every exit
+            await self._admit(slot, request, model, held)
+            held.release = await self._acquire_slot(slot, model)
+            bound = min(limit, self.deadline.remaining())
+            slot.requests += 1
+            self.sent += 1
+            held.sent = True
+            start = time.monotonic()
+            try:
+                async with asyncio.timeout(bound):
+                    result = await op(slot, request, held.take_release())
+            except asyncio.CancelledError:
+                self.record(slot, model, "cancelled", start)
+                raise
+            except TimeoutError as exc:  # our bound expired (an SDK's own timeout arrives as LLMTimeoutError)
+                error = self._timeout_error(slot, model, bound, limit)
+                self._failed(slot, held.take_ticket(), model, start, error)
+                raise error from exc
+            except Exception as exc:
+                self._failed(slot, held.take_ticket(), model, start, exc)
+                for billed in getattr(exc, "responses", ()):  # answers billed on the way (a structured answer's repair)
+                    self._bill(billed, slot)
+                await self._pause_for(slot, exc)
+                raise
+            permit = held.take_permit()
             if permit is not None:
-                await permit.release(sent=False)
-            raise
-        bound = min(limit, self.deadline.remaining())
-        slot.requests += 1
-        self.sent += 1
-        start = time.monotonic()
-        try:
-            async with asyncio.timeout(bound):
-                result = await op(slot, request, release)
-        except asyncio.CancelledError:
-            slot.breaker.release(ticket)
-            self.record(slot, model, "cancelled", start)
-            if permit is not None:
-                await permit.release()
-            raise
-        except TimeoutError as exc:  # our bound expired (an SDK's own timeout arrives as LLMTimeoutError)
-            error = self._timeout_error(slot, model, bound, limit)
-            self._failed(slot, ticket, model, start, error)
-            raise error from exc
-        except Exception as exc:
-            self._failed(slot, ticket, model, start, exc)
-            for billed in getattr(exc, "responses", ()):  # answers billed on the way (a structured answer's repair)
-                self._bill(billed, slot)
-            if permit is not None:
-                await self._limiter_failed(slot, permit, exc)
-            raise
-        if permit is not None:
-            if isinstance(result, OpenedStream):
-                result.permit = permit  # settled by the usage of its final event
-            else:
-                await permit.settle(total_tokens(result))
-        elapsed = time.monotonic() - start
-        slot.succeeded(ticket, elapsed if self.timed else None)
-        self.record(slot, model, "ok", start)
-        return result
+                if isinstance(result, OpenedStream):
+                    result.permit = permit  # settled by the usage of its final event, released by its close
+                else:
+                    await permit.settle(total_tokens(result))
+            elapsed = time.monotonic() - start
+            ticket = held.take_ticket()
+            assert ticket is not None
+            slot.succeeded(ticket, elapsed if self.timed else None)
+            self.record(slot, model, "ok", start)
+            return result
 
-    async def _admit(self, slot: BackendSlot, request: LLMRequest, model: str) -> tuple[Ticket, Permit | None]:
-        """The rate limiter's permit (when limits are set), then the breaker's ticket (checked against the fleet's
-        record when state is shared). The limiter goes first: waiting for capacity holds no half-open probe, no
-        concurrency slot and no connection.
+    async def _admit(self, slot: BackendSlot, request: LLMRequest, model: str, held: Held) -> None:
+        """Take the rate limiter's permit (when limits are set), then the breaker's ticket (checked against the
+        fleet's record when state is shared), into `held`. The limiter goes first: waiting for capacity holds no
+        half-open probe, no concurrency slot and no connection.
 
         Raises:
             LLMLocalRateLimitError: no capacity before the deadline. LLMCircuitOpenError: the breaker refuses.
         """
         # (no wait for capacity when the local breaker would refuse anyway)
-        limited = self.limiter is not None and slot.breaker.would_admit()
-        permit = await self._permit(slot, request, model) if limited else None
+        if self.limiter is not None and slot.breaker.would_admit():
+            held.permit = await self._permit(slot, request, model)
         ticket = slot.breaker.admit()
         wait = slot.breaker.retry_in()
         if ticket is not None and slot.shared is not None:
-            local, (ticket, wait) = ticket, await slot.shared.admit(ticket)
+            local = ticket
+            try:  # until the fleet admits it, the ticket is only the local breaker's: it goes back there alone
+                ticket, wait = await slot.shared.admit(local)
+            except BaseException:
+                slot.breaker.release(local)
+                raise
             if ticket is None:
                 slot.breaker.release(local)
         if ticket is None:
-            if permit is not None:
-                await permit.release(sent=False)
             self._skipped(slot, model, "skipped: circuit open")
             raise LLMCircuitOpenError(f"circuit open after repeated failures; retry in {wait:.1f}s",
                                       backend=slot.name, model=model, retry_after=wait)
-        return ticket, permit
+        held.ticket = ticket
 
     async def _permit(self, slot: BackendSlot, request: LLMRequest, model: str) -> Permit:
         """Wait for the limiter's room for this attempt, within the call's deadline (less the time an attempt needs).
@@ -237,12 +236,11 @@ class Call:
             self._skipped(slot, model, "skipped: client-side rate limit")
             raise
 
-    async def _limiter_failed(self, slot: BackendSlot, permit: Permit, exc: BaseException) -> None:
-        """A failed attempt gives its tokens back; a vendor 429 with Retry-After pauses the backend (for the fleet)."""
-        await permit.release()
+    async def _pause_for(self, slot: BackendSlot, exc: BaseException) -> None:
+        """A vendor 429 with Retry-After pauses the backend's admissions (for the fleet)."""
         retry_after = getattr(exc, "retry_after", None)
-        if isinstance(exc, LLMRateLimitError) and not isinstance(exc, LLMQuotaExceededError) and retry_after:
-            assert self.limiter is not None
+        if (isinstance(exc, LLMRateLimitError) and not isinstance(exc, LLMQuotaExceededError) and retry_after
+                and self.limiter is not None):
             await self.limiter.pause(slot.name, retry_after)
 
     async def _acquire_slot(self, slot: BackendSlot, model: str) -> Callable[[], None]:
@@ -253,7 +251,7 @@ class Call:
         """
         semaphore = slot.limit()
         if semaphore is None:
-            return _nothing
+            return nothing
         if semaphore.locked():
             try:
                 async with asyncio.timeout(max(0.0, self.deadline.remaining() - self.min_time)):
@@ -268,11 +266,14 @@ class Call:
         return semaphore.release
 
     def _timeout_error(self, slot: BackendSlot, model: str, bound: float, limit: float) -> LLMBackendError:
-        by_deadline = bound < limit
-        self.deadline_hit = self.deadline_hit or by_deadline
-        why = "the call's deadline" if by_deadline else "the attempt timeout"
-        return LLMTimeoutError(f"no answer within {bound:.2f}s ({why})", backend=slot.name, model=model,
-                               retryable=not by_deadline)
+        """The error of an attempt our bound cut: the backend's timeout (counted against it), or, when the call's
+        deadline was the nearer bound, the caller's (`LLMDeadlineExceededError`: not the backend's fault)."""
+        if bound < limit:
+            self.deadline_hit = True
+            return LLMDeadlineExceededError(f"no answer within {bound:.2f}s (the call's deadline)", backend=slot.name,
+                                            model=model)
+        return LLMTimeoutError(f"no answer within {bound:.2f}s (the attempt timeout)", backend=slot.name,
+                               model=model)
 
     def _failed(self, slot: BackendSlot, ticket: Any, model: str, start: float, exc: Exception) -> None:
         scrub_exception(exc, slot.backend.config.secret())  # a custom backend's errors, too, leave without its key
@@ -330,11 +331,37 @@ class Call:
     def _bill(self, response: LLMResponse, slot: BackendSlot) -> None:
         """One billed answer of `slot`'s: its (deferred) cost attached, and the ledger told of its usage and cost."""
         response.backend_type = slot.name
-        providers = self.price_providers
-        cost = defer_cost(response, slot.name, slot.backend.config.base_url,
-                          providers.get(slot.name) if providers else None)
+        cost = defer_cost(response, slot.name, slot.backend.config.base_url, self._provider(slot))
         if self.ledger is not None:
             self.ledger.record_response(response, cost)
+
+    def record_unfinished(self, slot: BackendSlot, model: str, partial: str) -> int:
+        """Record a stream that ended after its first event without its final one (failed, closed early, cancelled):
+        the vendor billed it, so it is a call of the ledger, at an estimated usage (the prompt as the limiter estimates
+        it, `partial` at four characters a token), counted as estimated. Returns the estimated total tokens."""
+        request = self.request
+        prompt = estimate_tokens(request) - max(0, request.max_tokens or 0)
+        completion = math.ceil(len(partial) / 4)
+        usage = usage_dict(prompt, completion)
+        if self.ledger is not None:
+            cost = DeferredCost(slot.name, model, usage, slot.backend.config.base_url, self._provider(slot))
+            self.ledger.record(slot.name, model, usage, cost, estimated=True)
+        return prompt + completion
+
+    def estimated_cost(self) -> float | None:
+        """What the call is expected to cost on its first backend: `estimate_tokens`' input and output, priced (the
+        budget's reservation); None when unknown."""
+        slot, request = self.slots[0], self.request
+        default = slot.backend.config.max_tokens
+        default = default if type(default) is int else 0
+        output = max(0, request.max_tokens if request.max_tokens is not None else default)
+        usage = usage_dict(estimate_tokens(request, default) - output, output)
+        return cost_usd(slot.name, model_for(slot.backend, request), usage, slot.backend.config.base_url,
+                        provider=self._provider(slot))
+
+    def _provider(self, slot: BackendSlot) -> str | None:
+        providers = self.price_providers
+        return providers.get(slot.name) if providers else None
 
     def final_error(self) -> BaseException:
         """The error a failed call raises (see `run`)."""

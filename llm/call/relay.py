@@ -1,10 +1,12 @@
 """`relay`: a stream call. It opens the stream through the call's chain (retry and failover up to the first event),
-then hands the events on: each wait bounded by the idle gap and the deadline, no retry or failover after the first
-event. README.md ("Stream") says what a caller sees; ARCHITECTURE.md shows the path of one stream.
+then hands the events on: each wait bounded by the idle gap (and the optional whole-stream limit), no retry or
+failover after the first event. README.md ("Stream") says what a caller sees; ARCHITECTURE.md shows the path of one
+stream.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import AsyncGenerator, Callable
 
@@ -13,7 +15,7 @@ from llm.call.attempt import OpenedStream, bad_event, open_stream_op
 from llm.call.chain import Call, total_tokens
 from llm.call.idle import IdleTimeout
 from llm.core.secrets import scrub_exception
-from llm.errors import LLMStreamError, LLMStructuredOutputError
+from llm.errors import LLMDeadlineExceededError, LLMStreamError, LLMStructuredOutputError
 from llm.health.slot import BackendSlot
 
 __all__ = ["relay"]
@@ -22,6 +24,10 @@ __all__ = ["relay"]
 async def relay(call: Call, first_chunk: Callable[[BackendSlot], float]) -> AsyncGenerator[StreamEvent, None]:
     """Open a stream with retry and failover, then relay it; after the first event, failures are final.
 
+    The call's deadline bounds the wait for the first event (and failover); after it, each wait for the next event is
+    bounded by the idle gap alone, and the whole stream by `Call.stream_timeout` when one is set (from the call's
+    start). A stream that ends without its final event is recorded as billed (`_close`).
+
     The relay is the hot loop of a stream: one idle timer for the whole stream (not one per event), and the wait
     for the next event inlined here rather than in a coroutine of its own.
     """
@@ -29,10 +35,10 @@ async def relay(call: Call, first_chunk: Callable[[BackendSlot], float]) -> Asyn
     opened, slot = await call.run(open_stream_op, first_chunk)
     model = call.model
     idle, idle_timeout = IdleTimeout(), call.policy.idle_timeout
-    expires, clock = call.deadline.expires, time.monotonic
-    next_event = opened.events.__anext__
+    limit, clock, next_event = call.stream_timeout, time.monotonic, opened.events.__anext__
+    ends = call.deadline.expires - call.deadline.budget + limit if limit is not None else math.inf
     parts: list[str] = []
-    event = opened.first
+    event, done = opened.first, False
     call.span.first_chunk()
     try:
         while not isinstance(event, ResponseDone):
@@ -41,7 +47,7 @@ async def relay(call: Call, first_chunk: Callable[[BackendSlot], float]) -> Asyn
             elif not isinstance(event, ToolCallDelta):  # a custom backend's malformed event
                 raise _malformed(call, event, slot, model, opened, parts)
             yield event
-            left = expires - clock()  # `Deadline.remaining()`, inlined: this runs once per event
+            left = ends - clock()  # inf - x is inf: no stream limit costs one subtraction
             bound = idle_timeout if idle_timeout < left else max(0.0, left)
             try:
                 with idle.arm(bound):
@@ -49,20 +55,34 @@ async def relay(call: Call, first_chunk: Callable[[BackendSlot], float]) -> Asyn
             except LLMStructuredOutputError:  # the answer failed its schema after the repair: not a broken stream
                 raise
             except Exception as exc:  # CancelledError and GeneratorExit pass through untouched
-                error = _relay_error(exc, slot, model, "".join(parts), bound, idle_timeout)
+                error = _relay_error(exc, slot, model, "".join(parts), bound, idle_timeout, limit)
                 scrub_exception(exc, slot.backend.config.secret())  # a custom backend's error may quote its key
                 _stream_failed(call, slot, model, opened, error)
                 if error is exc:
                     raise
-                raise error from (None if isinstance(exc, StopAsyncIteration) else exc)
+                raise error from (error.__cause__ or (None if isinstance(exc, StopAsyncIteration) else exc))
         if not isinstance(event.response, LLMResponse):
             raise _malformed(call, event, slot, model, opened, parts)
+        done = True
         slot.sample_latency(time.monotonic() - opened.started)
         if opened.permit is not None:
             await opened.permit.settle(total_tokens(event.response))
         yield ResponseDone(call.finish(event.response, slot))
     finally:
         idle.close()
+        await _close(call, slot, model, opened, None if done else "".join(parts))
+
+
+async def _close(call: Call, slot: BackendSlot, model: str, opened: OpenedStream, partial: str | None) -> None:
+    """End a relay: a stream that stopped after its first event without its final one (failed, closed early,
+    cancelled; `partial`: its text) was billed all the same, so it is recorded at an estimated usage and its permit
+    settled to that estimate; then the backend's stream is closed."""
+    try:
+        if partial is not None:
+            tokens = call.record_unfinished(slot, model, partial)
+            if opened.permit is not None:
+                await opened.permit.settle(tokens)
+    finally:
         await opened.close()
 
 
@@ -76,19 +96,25 @@ def _malformed(call: Call, event: object, slot: BackendSlot, model: str, opened:
 
 
 def _relay_error(exc: Exception, slot: BackendSlot, model: str, partial: str, bound: float,
-                 idle_timeout: float) -> LLMStreamError:
-    """The `LLMStreamError` a failure after the first event becomes (a backend's own one stays as it is)."""
+                 idle_timeout: float, limit: float | None) -> LLMStreamError:
+    """The `LLMStreamError` a failure after the first event becomes (a backend's own one stays as it is). A cut by
+    the caller's `stream_timeout` is caused by an `LLMDeadlineExceededError`: the caller's, not the backend's."""
     if isinstance(exc, LLMStreamError):
         exc.backend = exc.backend or slot.name
         return exc
+    cause = None
     if isinstance(exc, StopAsyncIteration):
         message = "stream ended without its final event"
+    elif isinstance(exc, TimeoutError) and bound < idle_timeout:
+        message = f"stream cut: its stream_timeout of {limit:g}s passed"
+        cause = LLMDeadlineExceededError(message, backend=slot.name, model=model)
     elif isinstance(exc, TimeoutError):
-        deadline = bound < idle_timeout
-        message = "stream stalled: " + ("the call's deadline passed" if deadline else f"no event for {bound:g}s")
+        message = f"stream stalled: no event for {bound:g}s"
     else:  # a custom backend's own failure
         message = f"stream failed after it began: {type(exc).__name__}: {exc}"
-    return LLMStreamError(message, partial_content=partial, backend=slot.name, model=model)
+    error = LLMStreamError(message, partial_content=partial, backend=slot.name, model=model)
+    error.__cause__ = cause
+    return error
 
 
 def _stream_failed(call: Call, slot: BackendSlot, model: str, opened: OpenedStream, error: LLMStreamError) -> None:

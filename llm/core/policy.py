@@ -3,12 +3,15 @@ README.md ("Call", "Health") says what each one does to a call."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from llm.core.bounds import checked_seconds
 from llm.core.names import canonical_backend
+from llm.errors import LLMConfigError
 
 __all__ = ["POSITIVE_SECONDS", "ManagerPolicy"]
 
@@ -28,6 +31,8 @@ class ManagerPolicy:
         attempt_timeout: bound of one non-streamed attempt; None: that backend's `LLMConfig.timeout`.
         first_chunk_timeout: bound on opening a stream up to its first event; None: the backend's `LLMConfig.timeout`.
         idle_timeout: longest silence allowed between two stream events.
+        stream_timeout: longest a stream may run, from the call's start to its last event (the call's `timeout` bounds
+            only the wait for its first event); None: `SCOUT_LLM_STREAM_TIMEOUT` (unset: no limit).
         min_attempt_time: an attempt (or the backoff sleep before it) is not started unless at least this much of the
             deadline would remain for it (at most a quarter of the deadline; a call's first attempt always starts).
         breaker_window: seconds of recent attempts the breaker judges (a sliding time window).
@@ -58,6 +63,7 @@ class ManagerPolicy:
     attempt_timeout: float | None = None
     first_chunk_timeout: float | None = None
     idle_timeout: float = 30.0
+    stream_timeout: float | None = None
     min_attempt_time: float = 0.25
     breaker_window: float = 10.0
     breaker_min_calls: int = 20
@@ -74,6 +80,21 @@ class ManagerPolicy:
     rate_limits: Mapping[str, tuple[int | None, int | None]] | None = None
     redis_url: str | None = None
     structured_failover: bool = False
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> ManagerPolicy:
+        """The policy of `LLMManager(**options)`.
+
+        Raises:
+            LLMConfigError: an option the policy does not have (one of earlier releases), naming the ones it has.
+            ValueError: a value out of its range.
+        """
+        known = [field.name for field in dataclasses.fields(cls)]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise LLMConfigError(f"LLMManager has no option {', '.join(map(repr, unknown))}; its options are the "
+                                 f"fields of ManagerPolicy: {', '.join(known)}")
+        return cls(**options)
 
     def __post_init__(self) -> None:
         self._check_numbers()
@@ -106,10 +127,11 @@ class ManagerPolicy:
 
 #: ManagerPolicy fields that are durations which must be > 0 (None, where allowed, means "from the configuration").
 POSITIVE_SECONDS = ("timeout", "attempt_timeout", "first_chunk_timeout", "backoff_max", "retry_after_max",
-                    "idle_timeout", "breaker_window", "breaker_cooldown", "breaker_cooldown_max", "quota_cooldown",
-                    "quota_cooldown_max", "health_check_timeout")
+                    "idle_timeout", "stream_timeout", "breaker_window", "breaker_cooldown", "breaker_cooldown_max",
+                    "quota_cooldown", "quota_cooldown_max", "health_check_timeout")
 #: The duration fields where None means "from the configuration" (or, for the interval, no background probes).
-_OPTIONAL = frozenset({"timeout", "attempt_timeout", "first_chunk_timeout", "retry_delay", "health_check_interval"})
+_OPTIONAL = frozenset({"timeout", "attempt_timeout", "first_chunk_timeout", "stream_timeout", "retry_delay",
+                       "health_check_interval"})
 
 
 def _checked_limits(limits: Mapping[str, tuple[int | None, int | None]]) -> dict[str, tuple[int | None, int | None]]:

@@ -6,6 +6,7 @@ README.md, "Health" and "Running a fleet".
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import deque
@@ -16,6 +17,7 @@ from typing import Literal
 from llm.errors import (
     LLMCircuitOpenError,
     LLMConnectionError,
+    LLMDeadlineExceededError,
     LLMError,
     LLMLocalRateLimitError,
     LLMQuotaExceededError,
@@ -36,6 +38,7 @@ __all__ = [
     "Ticket",
     "Verdict",
     "breaker_verdict",
+    "callers_own",
 ]
 
 BreakerState = Literal["closed", "open", "half_open"]
@@ -54,16 +57,24 @@ BREAKER_COUNTED: tuple[type[Exception], ...] = (
 )
 
 
+def callers_own(exc: BaseException) -> bool:
+    """Whether an attempt ended by the caller's own choice, which says nothing about the backend: its cancellation,
+    or a cut by its deadline (the call's total deadline, a stream's `stream_timeout`), including a stream error
+    caused by such a cut."""
+    return isinstance(exc, asyncio.CancelledError | LLMDeadlineExceededError) or isinstance(
+        exc.__cause__, LLMDeadlineExceededError)
+
+
 def breaker_verdict(exc: BaseException) -> Verdict:
     """How a failed attempt weighs on the backend's circuit breaker.
 
     Counted: backend-side failures (5xx, 529, timeouts, connection errors, 429, mid-stream failures, an `OSError` from
     a custom backend); "quota" trips it at once. Ignored: invalid requests, auth errors, a custom backend's other
-    exceptions, and the refusals that sent no request.
+    exceptions, the refusals that sent no request, and what is the caller's own (`callers_own`).
     """
     if isinstance(exc, LLMQuotaExceededError):
         return "quota"
-    if isinstance(exc, LLMCircuitOpenError | LLMLocalRateLimitError):  # no request was sent
+    if isinstance(exc, LLMCircuitOpenError | LLMLocalRateLimitError) or callers_own(exc):  # not the backend's
         return "ignored"
     if isinstance(exc, BREAKER_COUNTED) or (isinstance(exc, OSError) and not isinstance(exc, LLMError)):
         return "counted"
@@ -257,6 +268,11 @@ class CircuitBreaker:
     @property
     def times_opened(self) -> int:
         return self.circuit.times_opened
+
+    @property
+    def probe_in_flight(self) -> bool:
+        """Whether the half-open probe's one ticket is out (every other attempt is refused until it comes back)."""
+        return self.circuit.probe_until > self.clock()
 
     @property
     def consecutive_failures(self) -> int:

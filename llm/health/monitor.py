@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from llm.backends.base import describe_error, quiet_cleanup
 from llm.core.awaitables import maybe_await
 from llm.core.policy import ManagerPolicy
+from llm.errors import LLMError
 from llm.health.slot import BackendHealth, BackendSlot
 
 __all__ = ["HealthMonitor"]
@@ -61,11 +62,22 @@ class HealthMonitor:
     # -- the event loop ---------------------------------------------------------------------------------------------
 
     async def bind(self) -> None:
-        """Bind to the running loop; after a loop change, rebuild what was bound to the old one. Starts the
-        background probe task when it is not running."""
+        """Bind to the running loop, the one owner of the manager's loop: after the loop it was bound to ended (closed,
+        or no longer running: successive `asyncio.run` calls), rebuild what was bound to the old one, whose probe task
+        is cancelled. Starts the background probe task when it is not running.
+
+        Raises:
+            LLMError: the loop it is bound to still runs (in another thread): its SDK clients and calls belong to it.
+        """
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
-            self._rebind_needed = self._rebind_needed or self._loop is not None
+            old = self._loop
+            if old is not None and not old.is_closed() and old.is_running():
+                raise LLMError("this LLMManager is bound to another event loop that is still running (the blocking "
+                               "API's or another thread's): use one manager per event loop, or run the coroutine on "
+                               "its loop (SyncClient.run)")
+            self._forget_task()
+            self._rebind_needed = self._rebind_needed or old is not None
             self._loop, self._loop_lock, self.init_lock = loop, asyncio.Lock(), asyncio.Lock()
         if self._rebind_needed:
             assert self._loop_lock is not None
@@ -84,6 +96,12 @@ class HealthMonitor:
                 logger.warning("Could not re-initialize %s in the new event loop: %s", slot.name,
                                describe_error(exc, slot.backend.config.secret()))
         self._rebind_needed = self._released = False
+
+    def _forget_task(self) -> None:
+        """Cancel the probe task of a loop that no longer runs (it unwinds if that loop ever runs again)."""
+        task, self._task = self._task, None
+        if task is not None and not task.done() and not task.get_loop().is_closed():
+            task.cancel()
 
     def _start(self) -> None:
         if self._closing or (self._task is not None and not self._task.done()):
@@ -104,7 +122,7 @@ class HealthMonitor:
                 except Exception:  # never let a probe round end the monitor
                     logger.exception("health check round failed")
         except asyncio.CancelledError:
-            if not self._closing:
+            if not self._closing and self._loop is asyncio.get_running_loop():  # not a task the manager moved on from
                 for slot in list(self._slots.values()):
                     await quiet_cleanup(slot.backend)
                 self._released = self._rebind_needed = True

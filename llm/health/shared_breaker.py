@@ -6,6 +6,7 @@ when `SCOUT_LLM_REDIS_URL` is set), whose state machine decides for the fleet. B
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -63,7 +64,7 @@ class SharedBreaker:
             return ticket, 0.0
         if record.state == "open" and record.open_for - age > 0:
             return None, record.open_for - age
-        granted, record = await self.store.breaker_admit(self.name, self.breaker.rules, self.lease)
+        granted, record = await self._claim()
         self.last = record
         if not record.shared:
             return ticket, 0.0
@@ -71,6 +72,24 @@ class SharedBreaker:
             return (granted if granted.probe else ticket), 0.0
         self._read_at = 0.0  # refused: read afresh next time
         return None, record.open_for or PROBE_WAIT
+
+    async def _claim(self) -> tuple[Ticket | None, BreakerRecord]:
+        """Ask the fleet's breaker to admit an attempt, in a task of its own: the caller's cancellation never enters
+        the Redis client (on Python 3.11 `asyncio.wait_for`, which redis-py uses, loses a cancellation that arrives
+        as the write completes), and a probe granted to a caller that left is given back."""
+        claim = asyncio.get_running_loop().create_task(
+            self.store.breaker_admit(self.name, self.breaker.rules, self.lease))
+        try:
+            return await asyncio.shield(claim)
+        except asyncio.CancelledError:
+            claim.add_done_callback(self._unclaim)
+            raise
+
+    def _unclaim(self, claim: asyncio.Task[tuple[Ticket | None, BreakerRecord]]) -> None:
+        if not claim.cancelled() and claim.exception() is None:
+            granted, _ = claim.result()
+            if granted is not None and granted.probe:
+                self._spawn(self._apply("release", True, 0.0))
 
     async def _record(self) -> tuple[BreakerRecord, float]:
         """The fleet's record and its age in seconds: read again when older than `REFRESH` (one read at a time)."""
@@ -100,6 +119,12 @@ class SharedBreaker:
             event = "release"
         else:
             return
+        last = self.last
+        if event == "success" and probe and last is not None and last.shared:
+            # The fleet's breaker closes on our probe's success (`Circuit.succeed`): what this process reads of it
+            # says so at once, not once the write in the background is done.
+            self.last = dataclasses.replace(last, state="closed", open_for=0.0, probe_taken=False,
+                                            consecutive_failures=0, successes=0, failures=0)
         self._spawn(self._apply(event, probe, lockout))
 
     async def _apply(self, event: BreakerEvent, probe: bool, seconds: float) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from llm.backends.base import LLMBackend, describe_error
 from llm.core.awaitables import maybe_await
 from llm.core.policy import ManagerPolicy
-from llm.health.breaker import CircuitBreaker, Ticket, breaker_verdict
+from llm.health.breaker import CircuitBreaker, Ticket, breaker_verdict, callers_own
 
 if TYPE_CHECKING:
     from llm.fleet.limiter import LimiterStatus, RateLimiter
@@ -119,6 +119,12 @@ class BackendSlot:
         self.latencies.append(elapsed)
 
     def failed(self, ticket: Ticket | None, exc: BaseException) -> None:
+        """An attempt (or a stream after its first event, `ticket` None) that ended in `exc`: counted as
+        `breaker_verdict` says; what is the caller's own (`callers_own`) only gives the ticket back."""
+        if callers_own(exc):
+            if ticket is not None:
+                self.release(ticket)
+            return
         self.error_count += 1
         self.last_error = describe_error(exc, self.backend.config.secret())
         self.last_check = time.time()
@@ -131,6 +137,13 @@ class BackendSlot:
             self.breaker.release(ticket)
         if self.shared is not None:
             self.shared.outcome(ticket, verdict, self.quota_lockout(exc))
+
+    def release(self, ticket: Ticket) -> None:
+        """Give an admitted attempt's ticket back without an outcome (cancelled, cut by the caller's deadline), here
+        and, for a half-open probe, in the fleet's breaker."""
+        self.breaker.release(ticket)
+        if self.shared is not None:
+            self.shared.outcome(ticket, "ignored", 0.0)
 
     def quota_lockout(self, exc: BaseException) -> float:
         """How long a quota error locks the backend out: at least `quota_cooldown`, longer when the vendor's

@@ -116,8 +116,6 @@ def text_stream(pieces: list[str], delay: float) -> StreamReply:
 # -- item 1: the half-open probe's ticket, and the fleet's record after the probe -----------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 1: a probe cancelled while the fleet record is read keeps "
-                                       "its ticket")
 async def test_a_cancelled_half_open_probe_returns_its_ticket(valkey: ValkeyServer) -> None:
     async with fake_for("openai") as server, fleet_manager(valkey, server, **OPENS_AT_ONCE) as manager:
         server.enqueue(error_reply(500, {}))
@@ -163,7 +161,6 @@ async def test_a_call_right_after_a_successful_probe_is_admitted(valkey: ValkeyS
 # -- item 2: the call's deadline against a stream that delivers, and against health --------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 2: the total deadline cuts a stream that is still delivering")
 async def test_a_stream_that_keeps_delivering_outlives_the_call_deadline() -> None:
     pieces = [f"w{i} " for i in range(30)]  # one every 50 ms: 1.5 s, past the 1 s deadline, never idle
     async with managed("openai", timeout=1.0, idle_timeout=0.5, breaker_min_calls=2,
@@ -178,8 +175,6 @@ async def test_a_stream_that_keeps_delivering_outlives_the_call_deadline() -> No
         assert health.error_count == 0 and health.consecutive_failures == 0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 2: the caller's deadline cutting an attempt counts against "
-                                       "the backend")
 async def test_an_attempt_cut_by_the_callers_deadline_is_not_held_against_the_backend() -> None:
     async with managed("openai", timeout=0.4, retry_attempts=1, breaker_min_calls=1,
                        breaker_failure_rate=0.5) as (manager, [server]):
@@ -213,8 +208,6 @@ def threaded_fake() -> Iterator[FakeOpenAI]:
         loop.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 4: a second running loop re-initialises the backends under "
-                                       "the first loop's call")
 def test_a_second_running_event_loop_is_refused_without_closing_the_first_loops_clients() -> None:
     with threaded_fake() as server:
         manager = LLMManager(**{**FAST, "health_check_interval": 60.0})

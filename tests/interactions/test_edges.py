@@ -292,7 +292,6 @@ async def test_claude_streams_three_tool_use_blocks_sharing_an_id_as_generate_do
     assert CLAUDE_KEY not in repr(done.response.tool_calls)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 12: an unknown manager option is a bare TypeError")
 def test_an_option_of_earlier_releases_is_an_error_naming_it_and_the_options_that_exist() -> None:
     with pytest.raises(LLMError) as caught:
         LLMManager(breaker_threshold=2)

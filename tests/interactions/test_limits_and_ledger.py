@@ -99,7 +99,6 @@ def total(manager: LLMManager) -> dict[str, Any]:
 LIMITED: dict[str, Any] = {"rate_limits": {"openai": (None, 10_000)}, "retry_attempts": 1}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 3: a timed-out attempt keeps its rate-limit tokens")
 async def test_a_timed_out_attempt_gives_its_rate_limit_tokens_back() -> None:
     async with managed("openai", attempt_timeout=0.2, **LIMITED) as (manager, [server]):
         server.enqueue(Delay(1.0), Delay(1.0))
@@ -112,8 +111,6 @@ async def test_a_timed_out_attempt_gives_its_rate_limit_tokens_back() -> None:
 
 
 @pytest.mark.parametrize("how", ["failed", "closed"])
-@pytest.mark.xfail(strict=True, reason="issue 20 item 3: a stream that fails or is closed early keeps its "
-                                       "rate-limit tokens")
 async def test_a_stream_that_fails_or_is_closed_early_gives_its_rate_limit_tokens_back(how: str) -> None:
     async with managed("openai", **LIMITED) as (manager, [server]):
         for _ in range(2):
@@ -130,8 +127,6 @@ async def test_a_stream_that_fails_or_is_closed_early_gives_its_rate_limit_token
 
 
 @pytest.mark.parametrize("how", ["failed", "closed"])
-@pytest.mark.xfail(strict=True, reason="issue 20 item 9: a stream closed early or failed mid-way is not in the "
-                                       "ledger")
 async def test_a_stream_that_fails_or_is_closed_early_is_in_the_ledger(how: str) -> None:
     async with managed("openai") as (manager, [server]):
         server.enqueue(dropped_stream() if how == "failed" else long_stream())
@@ -157,8 +152,6 @@ async def test_a_structured_answer_invalid_after_its_repair_records_both_billed_
 # -- item 11: a registration whose limits cannot be attached registers nothing ---------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 11: a failed limit attachment leaves a half-registered "
-                                       "backend")
 async def test_a_registration_whose_limits_fail_leaves_no_backend_behind() -> None:
     async with fake_for("openai") as server:
         manager = LLMManager(redis_url="redis://127.0.0.1:99999", timeout=5.0)  # a port that cannot be
@@ -174,8 +167,6 @@ async def test_a_registration_whose_limits_fail_leaves_no_backend_behind() -> No
             await manager.cleanup()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 11: initialize_llm_backends raises for one backend's failed "
-                                       "limits")
 async def test_initialize_llm_backends_does_not_raise_when_limits_cannot_be_attached() -> None:
     async with fake_for("openai") as server:
         manager = LLMManager(openai_settings(server, redis_url="redis://127.0.0.1:99999"))
@@ -200,7 +191,6 @@ async def test_a_request_above_the_whole_tpm_is_refused_at_once_naming_the_limit
         assert health is not None and health.breaker_state == "closed" and health.error_count == 0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 17: a budget covering one call lets 50 concurrent calls start")
 async def test_a_budget_covering_one_call_is_not_spent_fifty_times_by_concurrent_calls() -> None:
     providers = {"openai": "openai"}
     async with managed("openai", price_providers=providers) as (manager, [server]):  # what one call costs

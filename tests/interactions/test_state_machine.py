@@ -551,7 +551,6 @@ def machine_valkey() -> Any:
 
 
 @pytest.mark.timeout(max(60, EXAMPLES * STEPS))
-@pytest.mark.xfail(strict=False, reason="issue 20: invariants broken until the fixes land")
 def test_manager_invariants_hold_under_calls_cancellations_faults_limits_and_redis_flaps(machine_valkey: Any) -> None:
     ManagerMachine.valkey = machine_valkey
     phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if SHRINK else [])

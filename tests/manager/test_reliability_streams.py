@@ -131,15 +131,20 @@ async def test_s19_idle_gap_longer_than_idle_timeout(kind: str) -> None:
     assert fallback.count("/chat") == 0 and 0.15 <= elapsed < 0.8, elapsed
 
 
-async def test_s19_total_deadline_bounds_a_trickling_stream() -> None:
+async def test_s19_stream_timeout_bounds_a_trickling_stream_and_the_deadline_does_not() -> None:
+    """The call's deadline bounds the first chunk only; `stream_timeout` bounds the whole stream, and its cut is the
+    caller's: the backend's health does not hear of it."""
     trickle = StreamReply(VENDOR["openai"].midstream_error[0].chunks[:-1] * 20, delay=0.05)  # type: ignore[index]
-    async with managed("openai", timeout=0.4, idle_timeout=1.0) as (manager, (server,)):
+    async with managed("openai", timeout=0.2, idle_timeout=1.0, stream_timeout=0.4,
+                       breaker_min_calls=1) as (manager, (server,)):
         server.enqueue(trickle)
         start = time.monotonic()
-        with pytest.raises(LLMStreamError, match="deadline"):
+        with pytest.raises(LLMStreamError, match="stream_timeout"):
             await collect(manager, [])
         elapsed = time.monotonic() - start
+        health = manager.get_backend_health("openai")
     assert 0.4 <= elapsed < 0.6, elapsed
+    assert health is not None and health.breaker_state == "closed" and health.consecutive_failures == 0
 
 
 @pytest.mark.parametrize("kind", ["ollama", "gemini"])
