@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from llm.core.bounds import checked_seconds
 from llm.core.names import canonical_backend
+from llm.core.secrets import SecretURL
 
 __all__ = ["POSITIVE_SECONDS", "ManagerPolicy"]
 
@@ -45,6 +46,7 @@ class ManagerPolicy:
         rate_limits: backend name -> `(rpm, tpm)` client-side limits per minute (None or 0: no such limit); a
             backend listed here ignores its `SCOUT_<BACKEND>_RPM/TPM`.
         redis_url: where a fleet shares limiter windows, pauses and breaker state; None: `SCOUT_LLM_REDIS_URL`.
+            Held as a `SecretURL`: its password never shows in a repr.
         structured_failover: whether an answer that failed its `response_format` (after its one repair) moves the
             call on to the next backend; by default the `LLMStructuredOutputError` ends the call.
     """
@@ -85,8 +87,10 @@ class ManagerPolicy:
             raise ValueError(f"jitter must be in [0, 1), got {self.jitter!r}")
         if self.rate_limits is not None:
             object.__setattr__(self, "rate_limits", _checked_limits(self.rate_limits))
-        if self.redis_url is not None and not str(self.redis_url).startswith(("redis://", "rediss://")):
-            raise ValueError("redis_url must be a redis:// or rediss:// URL")
+        if self.redis_url is not None:
+            if not (isinstance(self.redis_url, str) and self.redis_url.startswith(("redis://", "rediss://"))):
+                raise ValueError("redis_url must be a redis:// or rediss:// URL")
+            object.__setattr__(self, "redis_url", SecretURL(self.redis_url))
         if self.fallback_order is not None:
             object.__setattr__(self, "fallback_order", tuple(map(canonical_backend, self.fallback_order)))
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from llm.fleet.redis_scripts import SCRIPTS
 
@@ -16,13 +15,6 @@ if TYPE_CHECKING:
     from redis.commands.core import AsyncScript
 
 __all__: list[str] = []  # private to llm.fleet
-
-
-def _redact(url: str) -> str:
-    """The URL without credentials, for logs."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}{parts.path}"
 
 
 def _redis_error() -> type[Exception]:

@@ -16,8 +16,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from llm.core.secrets import SecretURL, mask_url
 from llm.errors import LLMConfigError
-from llm.fleet.redis_client import _Batches, _Connection, _Down, _redact, _redis_error
+from llm.fleet.redis_client import _Batches, _Connection, _Down, _redis_error
 from llm.fleet.store import Admission, BreakerRecord, Entry, LocalStore, WindowUsage
 from llm.health.breaker import BreakerEvent, BreakerRules, BreakerState, Ticket
 
@@ -66,15 +67,15 @@ class RedisStore:
         fallback: LocalStore | None = None,
     ) -> None:
         if urlsplit(url).scheme not in ("redis", "rediss"):
-            raise LLMConfigError(f"SCOUT_LLM_REDIS_URL must start with redis:// or rediss://, got {_redact(url)!r}")
+            raise LLMConfigError(f"SCOUT_LLM_REDIS_URL must start with redis:// or rediss://, got {mask_url(url)!r}")
         if not (timeout > 0 and math.isfinite(timeout)) or not (reconnect_interval > 0):
             raise LLMConfigError("the Redis timeout and reconnect interval must be positive numbers of seconds")
         try:
             import redis.asyncio  # noqa: F401  (checked here so a missing extra fails at start-up, not per call)
         except ImportError as exc:
             raise LLMConfigError("Shared state needs redis-py: pip install 'scout-llm[redis]'") from exc
-        self.url = url
-        self.where = _redact(url)
+        self.url = SecretURL(url)
+        self.where = mask_url(url)
         self.prefix = prefix
         self.timeout = timeout
         self.reconnect_interval = reconnect_interval

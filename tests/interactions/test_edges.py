@@ -97,7 +97,6 @@ async def test_a_nested_optional_field_sent_as_null_is_valid_for_a_strict_json_s
 # -- item 7: the Redis password ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 7: redis_url is a plain str in ManagerPolicy's repr")
 @pytest.mark.parametrize("url", [REDIS_URL, f"rediss://scout:{PASSWORD}@cache.example:6380/1"])
 def test_the_redis_password_never_shows_in_the_manager_policy(url: str) -> None:
     manager = LLMManager(redis_url=url)
@@ -118,7 +117,6 @@ class _Agent(BaseAgent):
         return None
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 7: save_state writes redis_url with its password")
 def test_save_state_keeps_the_redis_password_masked(tmp_path: Path) -> None:
     config = ScoutConfig(llm=LLMSettings(redis_url=REDIS_URL))
     config.api.openai_api_key = OPENAI_KEY
