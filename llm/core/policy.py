@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from llm.core.bounds import checked_seconds
+from llm.core.bounds import checked_int, checked_seconds
 from llm.core.names import canonical_backend
 from llm.core.secrets import SecretURL
 
@@ -103,9 +103,8 @@ class ManagerPolicy:
         for name in ("retry_delay", "min_attempt_time", "health_check_interval"):
             checked_seconds(name, getattr(self, name), allow_zero=True, allow_none=name in _OPTIONAL)
         for name in ("retry_attempts", "breaker_min_calls", "max_concurrency"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            if getattr(self, name) is not None:
+                checked_int(name, getattr(self, name), 1)
 
 
 #: ManagerPolicy fields that are durations which must be > 0 (None, where allowed, means "from the configuration").
