@@ -267,7 +267,6 @@ def test_an_option_of_earlier_releases_is_an_error_naming_it_and_the_options_tha
     assert "breaker_failure_rate" in message and "breaker_min_calls" in message
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 12: scout-llm ask | head ends in a BrokenPipeError traceback")
 async def test_ask_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     async with FakeOpenAI() as server:
         env = clean_env(SCOUT_OPENAI_API_KEY=OPENAI_KEY, SCOUT_OPENAI_BASE_URL=server.base_url)
@@ -283,5 +282,6 @@ async def test_ask_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
         _, stderr = await asyncio.wait_for(process.communicate(), 30)
     text = stderr.decode()
     assert "Traceback" not in text and "BrokenPipeError" not in text, text[-2000:]
+    assert process.returncode == 141  # 128 + SIGPIPE: what a command that SIGPIPE ended reports
     assert time.monotonic() - started < 30
     assert server.count("/chat/completions") == 1
