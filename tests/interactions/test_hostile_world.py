@@ -469,7 +469,6 @@ class RaisingProcessor(SpanProcessor):
             raise RuntimeError("span processor on_end failed")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 18: a raising span processor escapes as RuntimeError")
 @pytest.mark.parametrize("where", ["on_start", "on_end"])
 @pytest.mark.parametrize("stream", [False, True], ids=["generate", "stream"])
 async def test_a_span_processor_that_raises_never_changes_the_call_outcome(where: str, stream: bool) -> None:
@@ -487,6 +486,49 @@ async def test_a_span_processor_that_raises_never_changes_the_call_outcome(where
             response = await manager.generate(request())
     assert response.content == "echo: hi"
     assert server.count("/chat/completions") == 1
+
+
+class RaisingMeters:
+    """A meter provider whose instruments raise on `record` ("record"), or that cannot make them ("create")."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def get_meter(self, *args: Any, **kwargs: Any) -> Any:
+        return self
+
+    def create_histogram(self, *args: Any, **kwargs: Any) -> Any:
+        if self.where == "create":
+            raise RuntimeError("meter failed to create an instrument")
+        return self
+
+    def record(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("meter failed to record")
+
+
+@pytest.mark.parametrize("where", ["create", "record"])
+@pytest.mark.parametrize("stream", [False, True], ids=["generate", "stream"])
+async def test_a_meter_that_raises_never_changes_the_call_outcome_and_is_said_once(
+        where: str, stream: bool, caplog: pytest.LogCaptureFixture) -> None:
+    import llm.accounting.span
+
+    caplog.set_level(logging.DEBUG, logger="llm.telemetry")
+    telemetry = LLMTelemetry(tracer_provider=TracerProvider(), meter_provider=RaisingMeters(where))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(llm.accounting.span, "_warned", False)
+        async with FakeOpenAI() as server, LLMManager(telemetry=telemetry, **FAST) as manager:
+            assert await manager.register_backend(VENDOR["openai"].backend(server))
+            for _ in range(3):
+                if stream:
+                    events = [event async for event in manager.stream(request())]
+                    assert isinstance(events[-1], ResponseDone)
+                    response = events[-1].response
+                else:
+                    response = await manager.generate(request())
+                assert response.content == "echo: hi"
+    assert server.count("/chat/completions") == 3
+    said = [record for record in caplog.records if record.name == "llm.telemetry"]
+    assert said and [record.levelno for record in said].count(logging.WARNING) == 1
 
 
 # -- item 19: prompt templates stay inside their root -----------------------------------------------------------------
