@@ -376,16 +376,17 @@ class WrongRedis:
         return f"redis://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/0"
 
 
-#: Left out here: a short array (`*2 :1 :0`) and text where numbers belong. On today's code both escape (IndexError /
-#: ValueError) and leave CPython 3.11 unable to compile sources for later reports in the session ("AST constructor
-#: recursion depth mismatch"); add them back once the replies are checked.
+#: What a wrong server may answer to a script call: a bare integer, bytes that are not UTF-8, a short array, text where
+#: numbers belong (an answer per call, each of the wrong content), an answer per call of the wrong length.
 WRONG_REPLIES = {
     "integer": b":5\r\n",
     "invalid-utf8": b"*6\r\n:1\r\n:0\r\n$3\r\n\xff\xfe\xfd\r\n:5\r\n:5\r\n:1\r\n",
+    "short-array": b"*2\r\n:1\r\n:0\r\n",
+    "text-for-numbers": b"*1\r\n*6\r\n$3\r\none\r\n$3\r\ntwo\r\n$0\r\n\r\n$1\r\nx\r\n$1\r\ny\r\n$1\r\nz\r\n",
+    "nested-short": b"*1\r\n*2\r\n:1\r\n:0\r\n",
 }
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 16: a wrongly shaped Redis reply escapes raw")
 @pytest.mark.parametrize(("reply", "hello"), [*((reply, HELLO_MAP) for reply in WRONG_REPLIES.values()),
                                                (WRONG_REPLIES["integer"], b"+OK\r\n")],
                          ids=[*WRONG_REPLIES, "hello-answered-ok"])
@@ -422,7 +423,6 @@ def valkey_url() -> Iterator[str]:
         server.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 16: wrong-type keys flip shared/local on every reconnect")
 async def test_keys_of_the_wrong_type_degrade_the_store_once_and_say_so_once(
         valkey_url: str, caplog: pytest.LogCaptureFixture) -> None:
     import redis.asyncio as aioredis
@@ -451,6 +451,31 @@ async def test_keys_of_the_wrong_type_degrade_the_store_once_and_say_so_once(
     # report ("AST constructor recursion depth mismatch"), which would crash the session instead of failing the test.
     if flips > 1 or len(said) != 1:
         pytest.fail(f"{flips} flips between shared and local ({modes}); {len(said)} warnings", pytrace=False)
+
+
+async def test_the_store_shares_again_once_the_wrong_keys_are_gone(
+        valkey_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    import redis.asyncio as aioredis
+
+    prefix = f"w20-{uuid.uuid4().hex[:8]}"
+    client = aioredis.Redis.from_url(valkey_url)
+    caplog.set_level(logging.WARNING, logger="llm.shared_state")
+    store = redis_store(valkey_url, prefix=prefix, timeout=0.5, reconnect_interval=0.02)
+    try:
+        await client.hset(f"{prefix}:{{openai}}:rl:log", "a", "not a sorted set")
+        assert not (await store.admit("openai", 600, 1_000_000, 10, 60.0)).shared
+        await asyncio.sleep(0.1)
+        assert not (await store.admit("openai", 600, 1_000_000, 10, 60.0)).shared  # the check found the key
+        await client.delete(f"{prefix}:{{openai}}:rl:log")
+        deadline = time.monotonic() + 3
+        while not (await store.admit("openai", 600, 1_000_000, 10, 60.0)).shared:
+            assert time.monotonic() < deadline, "shared state did not resume"
+            await asyncio.sleep(0.03)
+    finally:
+        await store.aclose()
+        await client.aclose()
+    said = [record.getMessage() for record in caplog.records if record.name == "llm.shared_state"]
+    assert len(said) == 2 and "unavailable" in said[0] and "reachable again" in said[1], said
 
 
 # -- item 18: telemetry can never break a call ------------------------------------------------------------------------
