@@ -624,51 +624,60 @@ def test_a_huge_prompt_template_is_refused_without_reading_it(layout: Path) -> N
 # -- item 20: Ctrl-C during stream_sync -------------------------------------------------------------------------------
 
 STREAM_SCRIPT = textwrap.dedent("""
-    import sys
+    import sys, time
     from llm.sync import stream_sync
+    print("started", flush=True)
     for text in stream_sync("hi", max_tokens=20):
         print("chunk", text, flush=True)
+        if sys.argv[1] == "busy":
+            time.sleep(30)  # the consumer works between two events
     print("ended", flush=True)
 """)
 
+#: The stream the server sends before it goes silent: one chunk, or only its headers.
+HANGING = {"after-a-chunk": ({"content": "Hel"},), "after-the-headers": ()}
 
-@pytest.fixture
-async def hanging_stream() -> AsyncIterator[hostile.HostileServer]:
-    """A server whose stream sends one chunk and then stays silent."""
-    answer = hostile.openai_chunks({"content": "Hel"}, finish_reason=None, done=False)
+
+@pytest.mark.parametrize(("hang", "consumer"), [("after-a-chunk", "waiting"), ("after-a-chunk", "busy"),
+                                               ("after-the-headers", "waiting")])
+async def test_ctrl_c_during_stream_sync_ends_the_script_promptly(hang: str, consumer: str, tmp_path: Path) -> None:
+    """SIGINT while `stream_sync` waits for the next event (after a chunk, or with only headers received), or while
+    the consumer works between two events: the script ends within 3 s, interrupted. This holds on the code as it is
+    (exit -SIGINT in ~0.3 s, also with the Claude, Gemini and Ollama clients and the embedded model); a guard."""
+    answer = hostile.openai_chunks(*HANGING[hang], finish_reason=None, done=False)
     answer.then = "hang"
     async with hostile.HostileServer(answer) as server:
-        yield server
-
-
-async def test_ctrl_c_during_stream_sync_ends_the_script_promptly(
-        hanging_stream: hostile.HostileServer, tmp_path: Path) -> None:
-    """Passes on today's code (exit -SIGINT in ~0.3 s, also when the server hangs before any header or streams
-    slowly): the item is not reproduced here; kept as the invariant."""
-    env = clean_env(SCOUT_OPENAI_API_KEY="sk-test-hostile", SCOUT_OPENAI_BASE_URL=hanging_stream.url + "/v1",
-                    SCOUT_LLM_TIMEOUT="30")
-    script = tmp_path / "stream.py"
-    script.write_text(STREAM_SCRIPT, encoding="utf-8")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, str(script), cwd=tmp_path, env=env, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    try:
-        assert process.stdout is not None and process.stderr is not None
-        first = await asyncio.wait_for(process.stdout.readline(), 20)
-        assert first.startswith(b"chunk"), first
-        await asyncio.sleep(0.2)  # blocked in the next step of the stream
-        process.send_signal(signal.SIGINT)
-        started = time.monotonic()
+        env = clean_env(SCOUT_OPENAI_API_KEY="sk-test-hostile", SCOUT_OPENAI_BASE_URL=server.url + "/v1",
+                        SCOUT_LLM_TIMEOUT="30")
+        script = tmp_path / "stream.py"
+        script.write_text(STREAM_SCRIPT, encoding="utf-8")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, str(script), consumer, cwd=tmp_path, env=env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         try:
-            code = await asyncio.wait_for(process.wait(), 3.0)
-        except TimeoutError:
-            pytest.fail("still running 3 s after SIGINT")
-        elapsed = time.monotonic() - started
-        stderr = (await process.stderr.read()).decode()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert code in (130, -signal.SIGINT) or "KeyboardInterrupt" in stderr, (code, stderr[-2000:])
-    assert elapsed < 3.0
-    assert hanging_stream.count("/chat") == 1
+            assert process.stdout is not None and process.stderr is not None
+            expected = b"chunk" if HANGING[hang] else b"started"
+            line = b""
+            while not line.startswith(expected):
+                line = await asyncio.wait_for(process.stdout.readline(), 20)
+                assert line, "the script ended early"
+            for _ in range(200):  # the request reached the server
+                if server.count("/chat"):
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)  # blocked in the next step of the stream (or in the consumer's work)
+            process.send_signal(signal.SIGINT)
+            started = time.monotonic()
+            try:
+                code = await asyncio.wait_for(process.wait(), 3.0)
+            except TimeoutError:
+                pytest.fail("still running 3 s after SIGINT")
+            elapsed = time.monotonic() - started
+            stderr = (await process.stderr.read()).decode()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        assert code in (130, -signal.SIGINT) or "KeyboardInterrupt" in stderr, (code, stderr[-2000:])
+        assert elapsed < 3.0
+        assert server.count("/chat") == 1
