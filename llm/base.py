@@ -10,10 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeAlias
 
 from llm.accounting.pricing import CostField
-from llm.core.bounds import checked_int, checked_number, checked_seconds
+from llm.core.bounds import MAX_INT32, checked_int, checked_number, checked_seconds
 from llm.core.lazy import lazy_attributes
 from llm.core.names import LLMBackendType, canonical_backend
-from llm.core.validation import MAX_INT32
 from llm.errors import *  # noqa: F403  (the error tree, for `from llm.base import LLMError`)
 from llm.errors import LLMConfigError
 from llm.errors import __all__ as _error_names

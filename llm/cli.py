@@ -14,8 +14,16 @@ from typing import Any, TextIO
 
 from llm.console.ask import configure_ask, run_ask
 from llm.console.command import *  # noqa: F403  (what a plugin command needs: `from llm.cli import Command, ...`)
-from llm.console.command import (EXIT_CLOSED_PIPE, EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, CLIError,
-                                 Command, note)
+from llm.console.command import (
+    EXIT_CLOSED_PIPE,
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    CLIError,
+    Command,
+    note,
+)
 from llm.console.command import __all__ as _command_names
 from llm.console.render import progress
 from llm.console.status import run_backends, run_models

@@ -5,7 +5,6 @@ telemetry"). Telemetry never changes a call's outcome: whatever an OpenTelemetry
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Callable
@@ -102,8 +101,7 @@ class _Instruments:
 
 def _guarded(method: Callable[Concatenate[_ActiveSpan, _P], None]) -> Callable[Concatenate[_ActiveSpan, _P], None]:
     """`method`, with whatever the SDK raises in it logged and the span retired (`_ActiveSpan._retire`)."""
-    @functools.wraps(method)
-    def guarded(self: _ActiveSpan, *args: _P.args, **kwargs: _P.kwargs) -> None:
+    def guarded(self: _ActiveSpan, /, *args: _P.args, **kwargs: _P.kwargs) -> None:
         if self._done:
             return
         try:

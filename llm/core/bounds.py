@@ -11,7 +11,10 @@ import math
 from collections.abc import Callable
 from typing import Literal, overload
 
-__all__ = ["MAX_SECONDS", "checked_int", "checked_number", "checked_seconds"]
+__all__ = ["MAX_INT32", "MAX_SECONDS", "checked_int", "checked_number", "checked_seconds"]
+
+#: Largest `max_tokens` and `top_k` accepted: every vendor stores them as 32-bit integers.
+MAX_INT32 = 2**31 - 1
 
 #: The longest duration accepted anywhere: a week (a daily quota lock-out fits; `1e9` is a typo).
 MAX_SECONDS = 7 * 24 * 3600.0

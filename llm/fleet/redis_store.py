@@ -13,7 +13,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from llm.core.secrets import SecretURL, mask_url
@@ -47,10 +47,10 @@ class RedisStore:
     untrusted: a reply of the wrong shape, bytes that are not UTF-8, a key of the wrong type): the operation is served
     by the fallback, with one WARNING for the outage; a background check every `reconnect_interval` seconds (never on
     a caller's path: a PING, and the keys of the call that failed hold what the scripts expect) switches back, and the
-    first shared answer after it ends the outage, with a WARNING saying so. No caller waits on Redis longer than `timeout` (twice that for a batched
-    call queued behind a batch in flight). While down, each process enforces the limits divided by the number of
-    stores that used the backend's shared window during the last window. State is not merged across an outage: what
-    was recorded locally stays local, and a restarted Redis starts empty.
+    first shared answer after it ends the outage, with a WARNING saying so. No caller waits on Redis longer than
+    `timeout` (twice that for a batched call queued behind a batch in flight). While down, each process enforces the
+    limits divided by the number of stores that used the backend's shared window during the last window. State is not
+    merged across an outage: what was recorded locally stays local, and a restarted Redis starts empty.
 
     Args:
         url: `redis://` or `rediss://` (credentials and database number as redis-py's `from_url` reads them).
@@ -325,10 +325,9 @@ _STATES: frozenset[str] = frozenset({"closed", "open", "half_open"})
 
 def _record(reply: Any) -> BreakerRecord:
     if not (isinstance(reply, list) and len(reply) == 7 and isinstance(reply[0], str) and reply[0] in _STATES
-            and reply[2] in (0, 1)
-            and all(_is_count(value) for value in reply[1:7])):
+            and reply[2] in (0, 1) and all(_is_count(value) for value in reply[1:7])):
         raise _WrongReply(f"breaker: expected [state, open ms, probe, ok, failed, consecutive, opened], "
                           f"got {_shape(reply)}")
-    state: BreakerState = reply[0]
+    state = cast(BreakerState, reply[0])
     open_for, probe, ok, failed, consecutive, opened = reply[1:7]
     return BreakerRecord(state, open_for / 1000, probe == 1, ok, failed, consecutive, opened, True)

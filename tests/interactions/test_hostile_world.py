@@ -19,7 +19,7 @@ import threading
 import time
 import tracemalloc
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
