@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from llm.config import get_config
+from llm.core.secrets import redact, redact_json
 
 __all__ = [
     "AgentInput",
@@ -85,12 +86,13 @@ def _error_text(exc: BaseException) -> str:
 
 
 def _config_dict(config: Any) -> Any:
-    """A JSON-safe view of a config object (pydantic model or dataclass); secrets stay masked."""
+    """A JSON-safe view of a config object (pydantic model or dataclass); secrets stay masked: keys, and the
+    passwords of URLs (`redact_json` over every string)."""
     if hasattr(config, "model_dump"):
-        return config.model_dump(mode="json")
+        return redact_json(config.model_dump(mode="json"))
     if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        return asdict(config)
-    return repr(config)
+        return redact_json(asdict(config))
+    return redact(repr(config))
 
 
 class BaseAgent(ABC):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeAlias
 
 from llm.accounting.pricing import CostField
-from llm.core.bounds import checked_seconds
+from llm.core.bounds import MAX_INT32, checked_int, checked_number, checked_seconds
 from llm.core.lazy import lazy_attributes
 from llm.core.names import LLMBackendType, canonical_backend
 from llm.errors import *  # noqa: F403  (the error tree, for `from llm.base import LLMError`)
@@ -76,12 +76,52 @@ def _as_api_key(value: object) -> APIKey:
     return APIKey(value)
 
 
+def _backend_type(value: object) -> LLMBackendType:
+    if isinstance(value, LLMBackendType):
+        return value
+    try:
+        return LLMBackendType(canonical_backend(value if isinstance(value, str) else ""))
+    except ValueError:
+        raise LLMConfigError(f"Unknown backend_type {value!r:.60}; expected one of "
+                             f"{', '.join(b.value for b in LLMBackendType)}") from None
+
+
+def _typed(name: str, kind: type, optional: bool = False) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if isinstance(value, kind) or (optional and value is None):
+            return value
+        raise LLMConfigError(f"{name} must be a {kind.__name__}{' or None' if optional else ''}, "
+                             f"got {type(value).__name__}")
+    return check
+
+
+#: The check of each `LLMConfig` field, run on every assignment; each returns the value to store.
+_CONFIG_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "backend_type": _backend_type,
+    "model_name": _typed("model_name", str),
+    "api_key": lambda value: None if value is None else _as_api_key(value),
+    "base_url": _typed("base_url", str, optional=True),
+    "temperature": lambda value: checked_number("temperature", value, 0.0, 2.0, error=LLMConfigError),
+    "max_tokens": lambda value: checked_int("max_tokens", value, 1, MAX_INT32, error=LLMConfigError),
+    "timeout": lambda value: checked_seconds("timeout", value, error=LLMConfigError),
+    "retry_attempts": lambda value: checked_int("retry_attempts", value, 1, error=LLMConfigError),
+    "retry_delay": lambda value: checked_seconds("retry_delay", value, allow_zero=True, error=LLMConfigError),
+    "extra_params": _typed("extra_params", dict),
+}
+
+
 @dataclass
 class LLMConfig:
     """How to reach one backend.
 
     `api_key` may be given as a `str` or a pydantic `SecretStr`; it is kept as an `APIKey`, which equals its plain
     string (`config.api_key == "test-key"`) but never shows in `repr()`, `str()` or logs.
+
+    Every field is checked when set (construction included), so a value that does not fit raises `LLMConfigError`
+    naming the field, before any call: `temperature` a number in [0, 2] (a backend may accept less: Claude's is
+    [0, 1]), `max_tokens` an integer from 1 to 2**31 - 1, `retry_attempts` (attempts per call, the first included)
+    an integer >= 1, `timeout` seconds > 0, `retry_delay` seconds >= 0, `model_name` a string, `base_url` a string
+    or None, `extra_params` a dict.
     """
 
     backend_type: LLMBackendType
@@ -95,23 +135,11 @@ class LLMConfig:
     retry_delay: float = 1.0
     extra_params: dict[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        if isinstance(self.backend_type, str) and not isinstance(self.backend_type, LLMBackendType):
-            try:
-                self.backend_type = LLMBackendType(canonical_backend(self.backend_type))
-            except ValueError:
-                raise LLMConfigError(
-                    f"Unknown backend_type {self.backend_type!r}; expected one of "
-                    f"{', '.join(b.value for b in LLMBackendType)}"
-                ) from None
-        checked_seconds("timeout", self.timeout, error=LLMConfigError)
-        checked_seconds("retry_delay", self.retry_delay, allow_zero=True, error=LLMConfigError)
-
     def __setattr__(self, name: str, value: Any) -> None:
-        # Every assignment, the constructor's included: a key set later is wrapped too, so it never shows in clear.
-        if name == "api_key" and value is not None:
-            value = _as_api_key(value)
-        object.__setattr__(self, name, value)
+        # Every assignment, the constructor's included, is checked: a value set later cannot bypass the rules, and a
+        # key set later is wrapped too, so it never shows in clear.
+        check = _CONFIG_CHECKS.get(name)
+        object.__setattr__(self, name, value if check is None else check(value))
 
     def secret(self) -> str | None:
         """The API key in clear text (a plain `str`), for handing to an SDK client; None when unset or empty."""

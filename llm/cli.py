@@ -7,13 +7,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
 from llm.console.ask import configure_ask, run_ask
 from llm.console.command import *  # noqa: F403  (what a plugin command needs: `from llm.cli import Command, ...`)
-from llm.console.command import EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, CLIError, Command, note
+from llm.console.command import (
+    EXIT_CLOSED_PIPE,
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    CLIError,
+    Command,
+    note,
+)
 from llm.console.command import __all__ as _command_names
 from llm.console.render import progress
 from llm.console.status import run_backends, run_models
@@ -74,7 +84,7 @@ def build_parser(commands: Sequence[Command]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scout-llm", description="One interface over OpenAI, Claude, Gemini, Ollama and DeepSeek.",
         epilog="exit codes: 0 success, 1 the backends failed, 2 bad usage or invalid input, "
-               "3 not configured or a configuration error, 130 interrupted")
+               "3 not configured or a configuration error, 130 interrupted, 141 stdout closed by its reader")
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the layer does (to stderr)")
     subparsers = parser.add_subparsers(dest="command", required=True)
@@ -126,13 +136,30 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     command = next(command for command in commands if command.name == args.command)
     try:
-        return asyncio.run(run(command, args, sys.stdout))
+        code = asyncio.run(run(command, args, sys.stdout))
+        sys.stdout.flush()  # here, not at interpreter exit, so that a closed pipe is handled below
+        return code
+    except BrokenPipeError:
+        return closed_pipe()
     except KeyboardInterrupt:
         sys.stderr.write("scout-llm: interrupted\n")
         return EXIT_INTERRUPTED
     except (CLIError, LLMError) as exc:
         sys.stderr.write(f"scout-llm: {one_line(exc)}\n")
         return error_exit_code(exc)
+
+
+def closed_pipe() -> int:
+    """stdout's reader went away (`scout-llm ask ... | head`): end quietly, as a command SIGPIPE ends. stdout is
+    pointed at /dev/null first so that the interpreter's last flush cannot raise again
+    (https://docs.python.org/3/library/signal.html#note-on-sigpipe)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # a stdout without a file descriptor (captured): nothing to redirect
+        pass
+    return EXIT_CLOSED_PIPE
 
 
 def one_line(exc: BaseException) -> str:

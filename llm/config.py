@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_serializer, field_validator
 from pydantic.fields import FieldInfo
 
 from llm.core.names import canonical_backend
-from llm.core.secrets import redact
+from llm.core.secrets import SecretURL, mask_url, redact
 from llm.errors import LLMConfigError
 
 __all__ = [
@@ -183,7 +183,12 @@ class LLMSettings(_Section):
     def _redis_url(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"rediss?://\S+", value):
             raise ValueError("expected a redis:// or rediss:// URL")
-        return value
+        return None if value is None else SecretURL(value)
+
+    @field_serializer("redis_url", when_used="json")
+    def _masked_redis_url(self, value: str | None) -> str | None:
+        """In JSON the URL's password is masked, as `SecretStr` keys are."""
+        return None if value is None else mask_url(value)
 
     @field_validator("fallback_order", mode="before")
     @classmethod

@@ -1,11 +1,13 @@
 """Prompts for agents: `AgentPrompt`, the built-in `AgentPromptTemplates`, and prompt files on disk
 (`<root>/<agent name>/<template>.prompt`, shared ones in `<root>/common/`). The search roots, their order and the
-placeholder rules are in README "Agents"."""
+placeholder rules are in README "Agents". A template is read only from inside its root (names are checked, and the
+file's real path, symlinks resolved, must lie in the root's real path), and only up to `MAX_PROMPT_BYTES`."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import threading
 from collections.abc import Mapping
@@ -19,7 +21,9 @@ from llm.errors import LLMConfigError, LLMValidationError
 __all__ = [
     "AgentPrompt",
     "AgentPromptTemplates",
+    "MAX_PROMPT_BYTES",
     "PromptNotFoundError",
+    "PromptPathError",
     "PromptPlaceholderError",
     "load_prompt_template",
     "prompt_search_path",
@@ -30,6 +34,9 @@ logger = logging.getLogger("llm.prompts")
 
 #: The prompt files' extension; a template name given without an extension gets it.
 PROMPT_SUFFIX = ".prompt"
+
+#: The largest prompt file read, in bytes: a template is pages of text; a larger file is refused unread.
+MAX_PROMPT_BYTES = 1024 * 1024
 
 #: `{name}`, or `{{name}}` (replaced by the bare value: ScoutAgent's gap finder prompts write their placeholders with
 #: double braces). Any other brace, a JSON example's included, is left as written.
@@ -136,6 +143,11 @@ class PromptNotFoundError(LLMConfigError, FileNotFoundError):
         return str(self.args[0]) if self.args else ""
 
 
+class PromptPathError(LLMValidationError):
+    """A template name or agent name that leaves its prompt root (an absolute name, a `..`, a path separator in the
+    agent name), or a prompt file whose real path (symlinks resolved) lies outside its root. Also a ValueError."""
+
+
 def register_prompt_root(path: str | Path) -> None:
     """Add a prompt root searched after the configured ones (a package shipping prompts calls this on import).
 
@@ -170,18 +182,54 @@ def _file_name(template_name: str) -> str:
     return template_name if Path(template_name).suffix else template_name + PROMPT_SUFFIX
 
 
+def _checked_name(field: str, value: object, *, folders: bool) -> str:
+    """`value` when it names something inside a folder: a relative path without `..` (`folders`: sub-folders
+    allowed), or a single name."""
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
+        raise PromptPathError(f"{field} must be a non-empty file name, got {value!r:.80}", field=field)
+    parts = Path(value).parts
+    if Path(value).anchor or ".." in parts or (not folders and (len(parts) != 1 or value in (".", "/"))):
+        raise PromptPathError(f"{field} {value!r:.80} leaves its prompt folder: give a name inside it", field=field)
+    return value
+
+
+def _inside(root: Path, path: Path) -> Path:
+    """`path`'s real path, which must lie inside `root`'s: a symlink out of the root is refused, not followed."""
+    real = path.resolve()
+    if not real.is_relative_to(root.resolve()):
+        raise PromptPathError(f"Prompt template {path} resolves outside its root {root}: not read",
+                              field="template_name")
+    return real
+
+
 def _find_template(template_name: str, agent_name: str | None, prompts_dir: str | Path | None) -> Path:
-    name = _file_name(template_name)
-    folders = [agent_name.lower(), "common"] if agent_name else ["common"]
+    name = _file_name(_checked_name("template_name", template_name, folders=True))
+    agent = _checked_name("agent_name", agent_name, folders=False).lower() if agent_name else None
+    folders = [agent, "common"] if agent else ["common"]
     tried: list[Path] = []
     for root in prompt_search_path(prompts_dir):
         for folder in folders:
             path = root / folder / name
             if path.is_file():
-                return path
+                return _inside(root, path)
             tried.append(path)
     looked = ", ".join(str(path) for path in tried) or "no prompt root is configured"
     raise PromptNotFoundError(f"Prompt template not found: {name} (looked in: {looked})", tried)
+
+
+def _read(path: Path) -> str:
+    """The file's text, refused unread when its size is above `MAX_PROMPT_BYTES` (and read no further than that
+    when a file's reported size is wrong)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            text = handle.read(MAX_PROMPT_BYTES + 1) if size <= MAX_PROMPT_BYTES else None
+    except UnicodeDecodeError as exc:
+        raise LLMConfigError(f"Prompt template {path} is not UTF-8 text (byte {exc.start})") from None
+    if text is None or len(text.encode("utf-8")) > MAX_PROMPT_BYTES:
+        raise LLMConfigError(f"Prompt template {path} is larger than MAX_PROMPT_BYTES ({MAX_PROMPT_BYTES} bytes): "
+                             "not read")
+    return text
 
 
 def _warn_once(path: Path, missing: list[str]) -> None:
@@ -230,10 +278,12 @@ def load_prompt_template(
 
     Raises:
         PromptNotFoundError: (a FileNotFoundError) no such file in any root; the message names every path tried.
+        PromptPathError: (a ValueError) a name that leaves its root, or a file that resolves outside it.
+        LLMConfigError: the file is larger than `MAX_PROMPT_BYTES`, or not UTF-8 text.
         PromptPlaceholderError: `strict=True` and a placeholder is missing (named in the message).
     """
     path = _find_template(template_name, agent_name, prompts_dir)
-    text = path.read_text(encoding="utf-8")
+    text = _read(path)
     if not substitutions and not strict:
         return text
     return _substitute(text, substitutions or {}, path, strict)

@@ -1,12 +1,15 @@
 """The span of one manager call: `CallSpan` (the interface, and the no-op every call gets when telemetry is off) and
 the active span that records the call's attributes, attempt events and metrics (README "Cost, budgets and
-telemetry")."""
+telemetry"). Telemetry never changes a call's outcome: whatever an OpenTelemetry SDK call raises (a span processor's
+`on_start` or `on_end`, a meter's `record`) is logged by `telemetry_failed` and the span records nothing more."""
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Concatenate, Final, ParamSpec
 
 from llm.accounting.semconv import (
     DURATION_BUCKETS,
@@ -20,10 +23,23 @@ from llm.accounting.semconv import (
     response_attributes,
 )
 
-__all__ = ["NOOP_SPAN", "SCOPE", "CallSpan"]
+__all__ = ["NOOP_SPAN", "SCOPE", "CallSpan", "telemetry_failed"]
 
 #: The instrumentation scope of scout-llm's tracer and meter.
 SCOPE: Final = "scout_llm"
+
+logger = logging.getLogger("llm.telemetry")
+_P = ParamSpec("_P")
+_warned = False
+
+
+def telemetry_failed(exc: Exception, doing: str) -> None:
+    """An OpenTelemetry call raised while `doing`: said once per process as a warning (a broken processor or meter
+    fails on every call), then at debug level."""
+    global _warned
+    level, _warned = (logging.DEBUG if _warned else logging.WARNING), True
+    logger.log(level, "telemetry failed while %s (%s: %s); the call goes on without it", doing,
+               type(exc).__name__, exc)
 
 
 class CallSpan:
@@ -83,6 +99,18 @@ class _Instruments:
                 explicit_bucket_boundaries_advisory=DURATION_BUCKETS)
 
 
+def _guarded(method: Callable[Concatenate[_ActiveSpan, _P], None]) -> Callable[Concatenate[_ActiveSpan, _P], None]:
+    """`method`, with whatever the SDK raises in it logged and the span retired (`_ActiveSpan._retire`)."""
+    def guarded(self: _ActiveSpan, /, *args: _P.args, **kwargs: _P.kwargs) -> None:
+        if self._done:
+            return
+        try:
+            method(self, *args, **kwargs)
+        except Exception as exc:
+            self._retire(exc, method.__name__)
+    return guarded
+
+
 class _ActiveSpan(CallSpan):
     __slots__ = ("_activation", "_attempts", "_attrs", "_base", "_done", "_inst", "_span", "_started")
 
@@ -109,19 +137,35 @@ class _ActiveSpan(CallSpan):
 
     def __enter__(self) -> CallSpan:
         if self._activation is not None:
-            self._activation.__enter__()
+            try:
+                self._activation.__enter__()
+            except Exception as exc:
+                self._activation = None
+                self._retire(exc, "activating the span")
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        try:
-            if exc is not None and not isinstance(exc, GeneratorExit):
-                self.fail(exc)
-            else:
-                self._end(None)
-        finally:
-            if self._activation is not None:
+        if exc is not None and not isinstance(exc, GeneratorExit):
+            self.fail(exc)
+        else:
+            self._end(None)
+        if self._activation is not None:
+            try:
                 self._activation.__exit__(None, None, None)  # our own status handling above, not use_span's
+            except Exception as exc_:
+                telemetry_failed(exc_, "deactivating the span")
+
+    def _retire(self, exc: Exception, doing: str) -> None:
+        """An SDK call raised: log it, and end the span if it is still open; it records nothing more."""
+        telemetry_failed(exc, doing)
+        if not self._done and self._span is not None:
+            self._done = True
+            try:
+                self._span.end()
+            except Exception as again:
+                telemetry_failed(again, "ending the span")
+        self._done = True
 
     def attempt(self, backend: str, model: str, outcome: str, elapsed: float, status_code: int | None = None) -> None:
         if self._span is not None:
@@ -145,6 +189,7 @@ class _ActiveSpan(CallSpan):
                 attrs["error.type"] = outcome.split(" ", 1)[0]
             span.add_event("scout_llm.attempt", attrs, timestamp=when)
 
+    @_guarded
     def first_chunk(self) -> None:
         elapsed = time.monotonic() - self._started
         if self._span is not None:
@@ -152,9 +197,8 @@ class _ActiveSpan(CallSpan):
         if self._inst.ttfc is not None:
             self._inst.ttfc.record(elapsed, self._attrs)
 
+    @_guarded
     def finish(self, response: Any) -> None:
-        if self._done:
-            return
         backend = str(getattr(response, "backend_type", "") or "")
         model = getattr(response, "model", None)
         usage = getattr(response, "usage", None) or {}
@@ -178,9 +222,8 @@ class _ActiveSpan(CallSpan):
                 tokens.record(completion, output_attrs)
         self._end(None)
 
+    @_guarded
     def fail(self, exc: BaseException) -> None:
-        if self._done:
-            return
         error_type = _error_type(exc)
         if self._span is not None:
             self._span.set_attribute("error.type", error_type)
@@ -190,16 +233,17 @@ class _ActiveSpan(CallSpan):
             self._span.set_status(self._inst.status_error)
         self._end(error_type)
 
+    @_guarded
     def _end(self, error_type: str | None) -> None:
-        if self._done:
-            return
-        self._done = True
         if self._inst.duration is not None:
             attrs = self._attrs if error_type is None else {**self._attrs, "error.type": error_type}
             self._inst.duration.record(time.monotonic() - self._started, attrs)
-        if self._span is not None:
-            self._attempt_events(self._span)
-            self._span.end()
+        span, self._done = self._span, True  # done before `end()`: a processor raising in it has still ended it
+        if span is not None:
+            try:
+                self._attempt_events(span)
+            finally:
+                span.end()
 
 
 def _error_type(exc: BaseException) -> str:

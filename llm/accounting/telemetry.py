@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from typing import Any, Final
 
-from llm.accounting.span import NOOP_SPAN, CallSpan, _ActiveSpan, _Instruments
+from llm.accounting.span import NOOP_SPAN, CallSpan, _ActiveSpan, _Instruments, telemetry_failed
 
 __all__ = ["CAPTURE_CONTENT_ENV", "LLMTelemetry"]
 
@@ -66,7 +66,10 @@ class LLMTelemetry:
                 meter_provider = None
             if tracer_provider is None and meter_provider is None:
                 return
-        self._instruments = _Instruments(tracer_provider, meter_provider, self.capture_content)
+        try:
+            self._instruments = _Instruments(tracer_provider, meter_provider, self.capture_content)
+        except Exception as exc:  # a provider that cannot make a tracer or an instrument: calls go on unrecorded
+            telemetry_failed(exc, "creating the tracer and instruments")
 
     def start_call(self, request: Any, model: str, backend: str, *, base_url: str | None = None,
                    stream: bool = False, activate: bool = False) -> CallSpan:
@@ -86,4 +89,8 @@ class LLMTelemetry:
         inst = self._instruments
         if inst is None:
             return NOOP_SPAN
-        return _ActiveSpan(inst, request, model, backend, base_url, stream, activate)
+        try:
+            return _ActiveSpan(inst, request, model, backend, base_url, stream, activate)
+        except Exception as exc:  # a span processor's on_start raised: this call goes unrecorded, not failed
+            telemetry_failed(exc, "starting the span")
+            return NOOP_SPAN

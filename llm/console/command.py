@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 __all__ = [
+    "EXIT_CLOSED_PIPE",
     "EXIT_CONFIG",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
@@ -22,6 +23,8 @@ __all__ = [
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+#: The reader of stdout went away (`| head`): 128 + SIGPIPE, the status of a command that SIGPIPE ended.
+EXIT_CLOSED_PIPE = 141
 
 NO_BACKEND_HINT = (
     "no backend configured: set OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY or DEEPSEEK_API_KEY "

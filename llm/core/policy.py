@@ -9,8 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from llm.core.bounds import checked_seconds
+from llm.core.bounds import checked_int, checked_seconds
 from llm.core.names import canonical_backend
+from llm.core.secrets import SecretURL
 from llm.errors import LLMConfigError
 
 __all__ = ["POSITIVE_SECONDS", "ManagerPolicy"]
@@ -50,6 +51,7 @@ class ManagerPolicy:
         rate_limits: backend name -> `(rpm, tpm)` client-side limits per minute (None or 0: no such limit); a
             backend listed here ignores its `SCOUT_<BACKEND>_RPM/TPM`.
         redis_url: where a fleet shares limiter windows, pauses and breaker state; None: `SCOUT_LLM_REDIS_URL`.
+            Held as a `SecretURL`: its password never shows in a repr.
         structured_failover: whether an answer that failed its `response_format` (after its one repair) moves the
             call on to the next backend; by default the `LLMStructuredOutputError` ends the call.
     """
@@ -106,8 +108,10 @@ class ManagerPolicy:
             raise ValueError(f"jitter must be in [0, 1), got {self.jitter!r}")
         if self.rate_limits is not None:
             object.__setattr__(self, "rate_limits", _checked_limits(self.rate_limits))
-        if self.redis_url is not None and not str(self.redis_url).startswith(("redis://", "rediss://")):
-            raise ValueError("redis_url must be a redis:// or rediss:// URL")
+        if self.redis_url is not None:
+            if not (isinstance(self.redis_url, str) and self.redis_url.startswith(("redis://", "rediss://"))):
+                raise ValueError("redis_url must be a redis:// or rediss:// URL")
+            object.__setattr__(self, "redis_url", SecretURL(self.redis_url))
         if self.fallback_order is not None:
             object.__setattr__(self, "fallback_order", tuple(map(canonical_backend, self.fallback_order)))
 
@@ -120,9 +124,8 @@ class ManagerPolicy:
         for name in ("retry_delay", "min_attempt_time", "health_check_interval"):
             checked_seconds(name, getattr(self, name), allow_zero=True, allow_none=name in _OPTIONAL)
         for name in ("retry_attempts", "breaker_min_calls", "max_concurrency"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            if getattr(self, name) is not None:
+                checked_int(name, getattr(self, name), 1)
 
 
 #: ManagerPolicy fields that are durations which must be > 0 (None, where allowed, means "from the configuration").

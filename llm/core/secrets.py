@@ -1,6 +1,7 @@
 """Keys out of error text: `redact` masks secrets in a string, `scrub_exception` in a whole exception chain (message,
 `args`, notes, JSON body and request headers of every exception in it), so that a printed traceback never shows a key
-(README "Errors"). Masked: the backend's configured key and whatever `SECRET_PATTERNS` and `SECRET_HEADERS` match."""
+(README "Errors"). Masked: the backend's configured key and whatever `SECRET_PATTERNS` and `SECRET_HEADERS` match.
+A URL that carries a password (a Redis URL) is held as a `SecretURL`, which prints as `mask_url` shows it."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import contextlib
 import re
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from llm.core.chains import exception_chain
 
-__all__ = ["MASK", "redact", "scrub_exception"]
+__all__ = ["MASK", "SecretURL", "mask_url", "redact", "redact_json", "scrub_exception"]
 
 MASK = "[REDACTED]"
 
@@ -45,19 +47,46 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
     return SECRET_PATTERNS.sub(_mask, text)
 
 
-def _redact_value(value: Any, secrets: tuple[str, ...], depth: int = 0) -> Any:
-    """A JSON-like value (an error body) with every string redacted; other objects as they are."""
+def redact_json(value: Any, secrets: tuple[str, ...] = (), depth: int = 0) -> Any:
+    """A JSON-like value (an error body, a settings dump) with every string redacted; other objects as they are."""
     if isinstance(value, str):
         return redact(value, secrets)
     if depth > 20:
         return value
     if isinstance(value, Mapping):
-        return {key: _redact_value(item, secrets, depth + 1) for key, item in value.items()}
+        return {key: redact_json(item, secrets, depth + 1) for key, item in value.items()}
     if isinstance(value, list):
-        return [_redact_value(item, secrets, depth + 1) for item in value]
+        return [redact_json(item, secrets, depth + 1) for item in value]
     if isinstance(value, tuple) and not hasattr(value, "_fields"):  # a named tuple is an object, not JSON
-        return tuple(_redact_value(item, secrets, depth + 1) for item in value)
+        return tuple(redact_json(item, secrets, depth + 1) for item in value)
     return value
+
+
+#: Query parameters of a URL that carry a credential (redis-py reads `?password=` as the password).
+_SECRET_QUERY = frozenset({"password", "pass", "token", "key", "api_key", "secret"})
+
+
+def mask_url(url: str) -> str:
+    """`url` with its credentials replaced by `MASK`: the password of its userinfo (all of a userinfo without a
+    colon, which may be a token) and the values of `_SECRET_QUERY` parameters; where it points stays readable."""
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        userinfo = f"{user}:{MASK}" if colon else MASK
+    query = [(name, MASK if name.lower() in _SECRET_QUERY else value)
+             for name, value in parse_qsl(parts.query, keep_blank_values=True)]
+    return urlunsplit(parts._replace(netloc=f"{userinfo}{at}{host}", query=urlencode(query, safe="[]")))
+
+
+class SecretURL(str):
+    """A URL that may carry a password: equal to and used as the plain string, printed (`repr`, and so in any
+    dataclass or pydantic repr holding it) as `mask_url` shows it."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(mask_url(self))
 
 
 def _scrub_headers(holder: Any) -> None:
@@ -89,7 +118,7 @@ def _scrub_value(value: Any, secrets: tuple[str, ...]) -> Any:
     if hasattr(value, "_fields"):
         return _safe_request_info(value)
     if isinstance(value, str | Mapping | list | tuple):
-        return _redact_value(value, secrets)
+        return redact_json(value, secrets)
     return value
 
 

@@ -8,6 +8,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from llm.core.bounds import MAX_INT32
 from llm.errors import LLMValidationError
 
 if TYPE_CHECKING:
@@ -37,8 +38,6 @@ MAX_JSON_DEPTH = 64
 #: Largest integer magnitude in a JSON value (bits): beyond 64 bits no vendor reads it as a number, and Python refuses
 #: to print integers of more than 4,300 digits.
 MAX_INT_BITS = 64
-#: Largest `max_tokens` and `top_k` accepted: every vendor stores them as 32-bit integers.
-MAX_INT32 = 2**31 - 1
 
 
 def _fail(message: str, field_name: str) -> LLMValidationError:

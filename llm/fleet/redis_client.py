@@ -5,9 +5,9 @@ store's scripts registered, and group commit of one script's calls. Behaviour: R
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from llm.fleet.redis_scripts import SCRIPTS
 
@@ -17,12 +17,7 @@ if TYPE_CHECKING:
 
 __all__: list[str] = []  # private to llm.fleet
 
-
-def _redact(url: str) -> str:
-    """The URL without credentials, for logs."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}{parts.path}"
+T = TypeVar("T")
 
 
 def _redis_error() -> type[Exception]:
@@ -33,6 +28,22 @@ def _redis_error() -> type[Exception]:
 
 class _Down(Exception):
     """The store is down: a call is served by its fallback instead."""
+
+
+class _WrongReply(Exception):
+    """Redis answered something the store cannot use: a reply of the wrong shape, bytes that are not UTF-8, a
+    protocol answer redis-py cannot read. Like an outage, it sends the store to its local state."""
+
+
+async def _answer(awaitable: Awaitable[T]) -> T:
+    """What Redis answered. Besides a transport or Redis error (passed on as they are), whatever redis-py raises while
+    reading the answer is the server's wrong answer: `_WrongReply`, without the parser's chain."""
+    try:
+        return await awaitable
+    except (OSError, TimeoutError, _redis_error()):
+        raise
+    except Exception as exc:
+        raise _WrongReply(f"{type(exc).__name__}: {exc}"[:200]) from None
 
 
 class _Connection:
@@ -59,7 +70,32 @@ class _Connection:
         self.keeper = loop.create_task(self._close_at_loop_end(), name="scout-llm-redis-pool")
 
     async def run(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        return await self.scripts[name](keys=keys, args=args)
+        return await _answer(self.scripts[name](keys=keys, args=args))
+
+    async def check(self, keys: list[str], kinds: dict[str, str]) -> None:
+        """PING, then each key holds the type `kinds` names for it (by its last part, `rl:log`, ...) or none, and a
+        string or hash one holds integers: the scripts could read it. `_WrongReply` names the first that does not."""
+        await _answer(self.client.ping())
+        if not keys:
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.type(key)
+            types = await _answer(pipe.execute())
+        readable = [(key, kind) for key, kind in zip(keys, types, strict=False) if kind in ("string", "hash")]
+        for key, kind in zip(keys, types, strict=False):
+            if kind not in ("none", kinds[key.partition("}:")[2]]):
+                raise _WrongReply(f"{key} holds a {str(kind)[:20]}, not a {kinds[key.partition('}:')[2]]}")
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key, kind in readable:
+                if kind == "string":
+                    pipe.get(key)
+                else:
+                    pipe.hvals(key)
+            values = await _answer(pipe.execute())
+        for (key, _), value in zip(readable, values, strict=False):
+            if not all(_number(item) for item in (value if isinstance(value, list) else [value])):
+                raise _WrongReply(f"{key} holds a value that is not a number")
 
     async def close(self) -> None:
         if not self.closed:
@@ -131,8 +167,25 @@ class _Batches:
                     future.set_exception(exc)
             return
         replies = replies if isinstance(replies, list) else [replies] * len(queue)
+        if len(replies) != len(queue):  # one answer per call, or none can be trusted
+            wrong = _WrongReply(f"{self.script}: {len(replies)} answers to {len(queue)} calls")
+            for _, future in queue:
+                if not future.done():
+                    future.set_exception(wrong)
+            return
         for (item, future), reply in zip(queue, replies, strict=True):
             if not future.done():
                 future.set_result(reply)
             elif self.orphan is not None:
                 self.orphan(backend, item, reply)
+
+
+#: A number as Lua's `tonumber` reads what the scripts store (integers; a float where Lua formats one).
+_NUMBER = re.compile(r"-?\d{1,20}(\.\d+)?(e[-+]?\d+)?", re.ASCII | re.IGNORECASE)
+
+
+def _number(value: object) -> bool:
+    """Whether a stored value reads as a number (None: the key went away since its type was read)."""
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return True
+    return isinstance(value, str) and len(value) <= 40 and _NUMBER.fullmatch(value) is not None

@@ -13,11 +13,12 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
+from llm.core.secrets import SecretURL, mask_url
 from llm.errors import LLMConfigError
-from llm.fleet.redis_client import _Batches, _Connection, _Down, _redact, _redis_error
+from llm.fleet.redis_client import _Batches, _Connection, _Down, _redis_error, _WrongReply
 from llm.fleet.store import Admission, BreakerRecord, Entry, LocalStore, WindowUsage
 from llm.health.breaker import BreakerEvent, BreakerRules, BreakerState, Ticket
 
@@ -29,6 +30,10 @@ T = TypeVar("T")
 
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9_.\-]")
 
+#: The type each key of a backend holds (`llm.fleet.redis_scripts` says what is in them).
+_KEY_TYPES = {"rl:log": "zset", "rl:tokens": "string", "rl:seq": "string", "members": "zset", "pause": "string",
+              "breaker": "hash", "breaker:window": "hash"}
+
 
 def _key_part(backend: str) -> str:
     """A backend name as it appears inside a key's hash tag (anything but [A-Za-z0-9_.-] percent-encoded)."""
@@ -38,12 +43,14 @@ def _key_part(backend: str) -> str:
 class RedisStore:
     """State shared through a Redis-protocol server, with a `LocalStore` fallback.
 
-    Redis unreachable, failing or slower than `timeout` (connect included): the operation is served by the fallback,
-    with one WARNING for the outage; a background PING every `reconnect_interval` seconds (never on a caller's path)
-    switches back, with a WARNING saying so. No caller waits on Redis longer than `timeout` (twice that for a batched
-    call queued behind a batch in flight). While down, each process enforces the limits divided by the number of
-    stores that used the backend's shared window during the last window. State is not merged across an outage: what
-    was recorded locally stays local, and a restarted Redis starts empty.
+    Redis unreachable, failing, slower than `timeout` (connect included) or answering wrongly (anything it says is
+    untrusted: a reply of the wrong shape, bytes that are not UTF-8, a key of the wrong type): the operation is served
+    by the fallback, with one WARNING for the outage; a background check every `reconnect_interval` seconds (never on
+    a caller's path: a PING, and the keys of the call that failed hold what the scripts expect) switches back, and the
+    first shared answer after it ends the outage, with a WARNING saying so. No caller waits on Redis longer than
+    `timeout` (twice that for a batched call queued behind a batch in flight). While down, each process enforces the
+    limits divided by the number of stores that used the backend's shared window during the last window. State is not
+    merged across an outage: what was recorded locally stays local, and a restarted Redis starts empty.
 
     Args:
         url: `redis://` or `rediss://` (credentials and database number as redis-py's `from_url` reads them).
@@ -66,21 +73,23 @@ class RedisStore:
         fallback: LocalStore | None = None,
     ) -> None:
         if urlsplit(url).scheme not in ("redis", "rediss"):
-            raise LLMConfigError(f"SCOUT_LLM_REDIS_URL must start with redis:// or rediss://, got {_redact(url)!r}")
+            raise LLMConfigError(f"SCOUT_LLM_REDIS_URL must start with redis:// or rediss://, got {mask_url(url)!r}")
         if not (timeout > 0 and math.isfinite(timeout)) or not (reconnect_interval > 0):
             raise LLMConfigError("the Redis timeout and reconnect interval must be positive numbers of seconds")
         try:
             import redis.asyncio  # noqa: F401  (checked here so a missing extra fails at start-up, not per call)
         except ImportError as exc:
             raise LLMConfigError("Shared state needs redis-py: pip install 'scout-llm[redis]'") from exc
-        self.url = url
-        self.where = _redact(url)
+        self.url = SecretURL(url)
+        self.where = mask_url(url)
         self.prefix = prefix
         self.timeout = timeout
         self.reconnect_interval = reconnect_interval
         self.local = fallback if fallback is not None else LocalStore()
         self._conn: _Connection | None = None
         self._down = False
+        self._said_down = False  # the outage was reported (and its end is not yet)
+        self._suspects: set[str] = set()  # keys of the calls that failed: the reconnect check reads them
         self._next_probe = 0.0
         self._probe: asyncio.Task[None] | None = None
         self._fleet: dict[str, int] = {}
@@ -115,26 +124,34 @@ class RedisStore:
     async def _shared(self, script: str, keys: list[str], args: list[Any],
                       local: Callable[[], Awaitable[T]], convert: Callable[[Any], T]) -> T:
         """Run `script` on Redis within `timeout`; on any Redis failure (or while down) run `local` instead."""
-        return await self._either(lambda: self._run(script, keys, args), local, convert)
+        return await self._either(lambda: self._run(script, keys, args), local, convert, keys)
 
     async def _either(self, run: Callable[[], Awaitable[Any]], local: Callable[[], Awaitable[T]],
-                      convert: Callable[[Any], T]) -> T:
+                      convert: Callable[[Any], T], keys: list[str]) -> T:
+        """`convert` of what Redis answers to `run`; `local` instead while down, or when Redis fails or answers
+        wrongly (`convert` raises `_WrongReply` for a reply of the wrong shape)."""
         if not self._down:
             try:
-                return convert(await run())
-            except (OSError, TimeoutError, _Down, _redis_error()) as exc:
-                self._went_down(exc)
+                result = convert(await run())
+            except (OSError, TimeoutError, _Down, _WrongReply, _redis_error()) as exc:
+                self._went_down(exc, keys)
+            else:
+                if self._said_down:
+                    self._said_down = False
+                    logger.warning("shared state at %s reachable again; using it", self.where)
+                return result
         self._maybe_reconnect()
         return await local()
 
-    def _went_down(self, exc: BaseException) -> None:
-        if not self._down and not isinstance(exc, _Down):
-            self._down = True
-            self._next_probe = time.monotonic() + self.reconnect_interval
-            logger.warning(
-                "shared state at %s unavailable (%s: %s); using in-process state, retrying every %gs",
-                self.where, type(exc).__name__, exc, self.reconnect_interval,
-            )
+    def _went_down(self, exc: BaseException, keys: list[str]) -> None:
+        if self._down or isinstance(exc, _Down):
+            return
+        self._suspects.update(keys)  # the reconnect check reads them: a key of the wrong type keeps the store local
+        self._down = True
+        self._next_probe = time.monotonic() + self.reconnect_interval
+        level, self._said_down = (logging.DEBUG if self._said_down else logging.WARNING), True
+        logger.log(level, "shared state at %s unavailable (%s: %s); using in-process state, retrying every %gs",
+                   self.where, type(exc).__name__, exc, self.reconnect_interval)
 
     def _maybe_reconnect(self) -> None:
         if self._down and self._probe is None and time.monotonic() >= self._next_probe:
@@ -145,13 +162,14 @@ class RedisStore:
         try:
             conn = self._connection()
             await conn.client.connection_pool.disconnect()  # sockets of the old server are dead
+            suspects = sorted(self._suspects)
             async with asyncio.timeout(self.timeout):
-                await conn.client.ping()
-        except (OSError, TimeoutError, _redis_error()) as exc:
-            logger.debug("shared state at %s still unavailable: %s", self.where, type(exc).__name__)
+                await conn.check(suspects, _KEY_TYPES)
+        except (OSError, TimeoutError, _WrongReply, _redis_error()) as exc:
+            logger.debug("shared state at %s still unavailable: %s: %s", self.where, type(exc).__name__, exc)
         else:
-            self._down = False
-            logger.warning("shared state at %s reachable again; using it", self.where)
+            self._suspects.difference_update(suspects)
+            self._down = False  # the next shared answer says it is back
         finally:
             self._probe = None
 
@@ -169,16 +187,21 @@ class RedisStore:
             return self.local.admit_now(backend, _share(rpm, fleet), share, counted, window)
 
         def convert(reply: Any) -> Admission:
-            self._fleet[backend] = max(1, int(reply[5]))
-            return _admission(reply, tokens)
+            admission, fleet = _admission(reply, tokens)
+            self._fleet[backend] = max(1, fleet)
+            return admission
 
         args = [rpm, tpm, tokens, _ms(window)]
-        return await self._either(lambda: self._admits.run(backend, keys, args), local, convert)
+        return await self._either(lambda: self._admits.run(backend, keys, args), local, convert, keys)
 
     def _orphan(self, backend: str, args: list[Any], reply: Any) -> None:
         """An admission granted to a caller that gave up waiting (cancelled): hand it back."""
-        if int(reply[0]) and reply[2] != "":
-            entry = Entry(str(reply[2]), int(args[2]), True)
+        try:
+            admission, _ = _admission(reply, int(args[2]))
+        except _WrongReply:  # nothing to hand back that can be trusted; the entry expires with its window
+            return
+        if admission.entry is not None:
+            entry = admission.entry
             task = asyncio.get_running_loop().create_task(self.adjust(backend, entry, None, int(args[3]) / 1000))
             self._orphans.add(task)
             task.add_done_callback(self._orphans.discard)
@@ -197,15 +220,17 @@ class RedisStore:
         async def nothing() -> None:  # the entry lives in Redis; while it is down there is nothing to correct
             return None
 
-        await self._either(lambda: self._adjusts.run(backend, keys, args), nothing, lambda reply: None)
+        await self._either(lambda: self._adjusts.run(backend, keys, args), nothing, lambda reply: None, keys)
 
     async def pause(self, backend: str, seconds: float) -> float:
         return await self._shared("pause", self._keys(backend, "pause"), [max(1, _ms(seconds))],
-                                  lambda: self.local.pause(backend, seconds), lambda reply: int(reply) / 1000)
+                                  lambda: self.local.pause(backend, seconds),
+                                  lambda reply: _counts(reply, 1, "pause")[0] / 1000)
 
     async def usage(self, backend: str, window: float) -> WindowUsage:
         def convert(reply: Any) -> WindowUsage:
-            return WindowUsage(int(reply[0]), int(reply[1]), int(reply[2]) / 1000, True)
+            requests, tokens, paused = _counts(reply, 3, "usage")
+            return WindowUsage(requests, tokens, paused / 1000, True)
 
         keys = self._keys(backend, "rl:log", "rl:tokens", "pause")
         return await self._shared("usage", keys, [_ms(window)], lambda: self.local.usage(backend, window), convert)
@@ -226,6 +251,8 @@ class RedisStore:
     async def breaker_admit(self, backend: str, rules: BreakerRules,
                             lease: float) -> tuple[Ticket | None, BreakerRecord]:
         def convert(reply: Any) -> tuple[Ticket | None, BreakerRecord]:
+            if not (isinstance(reply, list) and len(reply) == 8 and reply[7] in ("pass", "probe", "refused")):
+                raise _WrongReply(f"breaker_admit: expected a record and a verdict, got {_shape(reply)}")
             verdict = reply[7]
             return (None if verdict == "refused" else Ticket(probe=verdict == "probe")), _record(reply[:7])
 
@@ -260,17 +287,49 @@ def _share(limit: int, fleet: int) -> int:
     return max(1, limit // fleet) if limit else 0
 
 
-def _admission(reply: Any, tokens: int) -> Admission:
-    granted, wait, tag, requests_left, tokens_left, _ = reply
-    requests = None if int(requests_left) < 0 else int(requests_left)
-    left = None if int(tokens_left) < 0 else int(tokens_left)
-    if not int(granted):
-        return Admission(False, int(wait) / 1000, str(tag), None, requests, left, True)
-    entry = None if tag == "" else Entry(str(tag), tokens, True)
-    return Admission(True, 0.0, "", entry, requests, left, True)
+# What the scripts answer is checked before it is used: a server that answers wrongly (another program on the port, a
+# proxy, keys another program wrote) raises `_WrongReply`, which sends the store to its local state.
+
+
+def _shape(reply: Any) -> str:
+    """What a reply is, for a message (never its content)."""
+    return f"a list of {len(reply)}" if isinstance(reply, list) else f"a {type(reply).__name__}"
+
+
+def _is_count(value: Any, low: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value < 2**63
+
+
+def _counts(reply: Any, count: int, script: str) -> list[int]:
+    """A reply of `count` integers >= 0 (a bare integer when `count` is 1)."""
+    values = [reply] if count == 1 and not isinstance(reply, list) else reply
+    if not (isinstance(values, list) and len(values) == count and all(_is_count(value) for value in values)):
+        raise _WrongReply(f"{script}: expected {count} integers >= 0, got {_shape(reply)}")
+    return values
+
+
+def _admission(reply: Any, tokens: int) -> tuple[Admission, int]:
+    """The admission a reply of `admit` says, and the fleet size it reports."""
+    if not (isinstance(reply, list) and len(reply) == 6 and isinstance(reply[2], str) and reply[0] in (0, 1)
+            and _is_count(reply[1]) and _is_count(reply[3], -1) and _is_count(reply[4], -1) and _is_count(reply[5])):
+        raise _WrongReply(f"admit: expected [granted, wait, tag, left, left, fleet], got {_shape(reply)}")
+    granted, wait, tag, requests_left, tokens_left, fleet = reply
+    requests = None if requests_left < 0 else requests_left
+    left = None if tokens_left < 0 else tokens_left
+    if not granted:
+        return Admission(False, wait / 1000, tag, None, requests, left, True), fleet
+    entry = None if tag == "" else Entry(tag, tokens, True)
+    return Admission(True, 0.0, "", entry, requests, left, True), fleet
+
+
+_STATES: frozenset[str] = frozenset({"closed", "open", "half_open"})
 
 
 def _record(reply: Any) -> BreakerRecord:
-    state: BreakerState = reply[0]
-    open_for, probe, ok, failed, consecutive, opened = (int(value) for value in reply[1:7])
+    if not (isinstance(reply, list) and len(reply) == 7 and isinstance(reply[0], str) and reply[0] in _STATES
+            and reply[2] in (0, 1) and all(_is_count(value) for value in reply[1:7])):
+        raise _WrongReply(f"breaker: expected [state, open ms, probe, ok, failed, consecutive, opened], "
+                          f"got {_shape(reply)}")
+    state = cast(BreakerState, reply[0])
+    open_for, probe, ok, failed, consecutive, opened = reply[1:7]
     return BreakerRecord(state, open_for / 1000, probe == 1, ok, failed, consecutive, opened, True)
