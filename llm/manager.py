@@ -5,9 +5,8 @@ to a `HealthMonitor`. What a call promises (retries, failover, deadline, breaker
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from enum import Enum
 from types import TracebackType
 from typing import Any
@@ -20,7 +19,7 @@ from llm.backends.bootstrap import register_configured_backends
 from llm.base import LLMBackendType, LLMRequest, LLMResponse, StreamEvent, TextDelta
 from llm.call.attempt import generate_op, model_for
 from llm.call.chain import Call
-from llm.call.relay import relay
+from llm.call.relay import StreamScope, relay
 from llm.call.retry import Deadline
 from llm.call.routing import failover_order, not_available, with_model
 from llm.config import ScoutConfig, get_config
@@ -237,21 +236,8 @@ class LLMManager:
                 if isinstance(event, TextDelta) and event.text:
                     yield event.text
 
-    @contextlib.asynccontextmanager
-    async def _streaming(self, call: Call, events: AsyncGenerator[StreamEvent, None]) -> AsyncIterator[None]:
-        """A stream call's life around its relay: the span, the failed attempts told to the ledger, and at the end,
-        however it ends, the relay closed and the call's budget reservation released."""
-        try:
-            with self._span(call, stream=True):
-                yield
-        except Exception:
-            self.ledger.record_attempts(call.attempts)
-            raise
-        finally:
-            try:
-                await events.aclose()
-            finally:
-                self.ledger.release(call.reserved)
+    def _streaming(self, call: Call, events: AsyncGenerator[StreamEvent, None]) -> StreamScope:
+        return StreamScope(self.ledger, self._span(call, stream=True), call, events)
 
     async def _new_call(self, request: LLMRequest, backend_type: str | LLMBackendType | None, fallback: bool) -> Call:
         await self._health.bind()
@@ -396,3 +382,4 @@ async def initialize_llm_backends(manager: LLMManager | None = None) -> None:
     assert manager._health.init_lock is not None
     async with manager._health.init_lock:
         await register_configured_backends(manager, manager.config)
+

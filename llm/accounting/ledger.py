@@ -212,6 +212,10 @@ class UsageLedger:
         raise _refused(budget, spent, f"has no room for this call's estimated {cost:.6f} USD ({spent:.6f} USD spent, "
                        f"{reserved:.6f} USD reserved by the calls in flight)")
 
+    def reserved_usd(self) -> float:
+        """The estimated cost reserved by the calls in flight."""
+        return self._reserved
+
     def release(self, reserved: float) -> None:
         """A call admitted by `reserve` ended (its cost, when it was billed, is recorded by then)."""
         if self.budget_usd is None:

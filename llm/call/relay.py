@@ -9,7 +9,10 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import AsyncGenerator, Callable
+from types import TracebackType
 
+from llm.accounting.ledger import UsageLedger
+from llm.accounting.span import CallSpan
 from llm.base import LLMResponse, ResponseDone, StreamEvent, TextDelta, ToolCallDelta
 from llm.call.attempt import OpenedStream, bad_event, open_stream_op
 from llm.call.chain import Call, total_tokens
@@ -18,7 +21,7 @@ from llm.core.secrets import scrub_exception
 from llm.errors import LLMDeadlineExceededError, LLMStreamError, LLMStructuredOutputError
 from llm.health.slot import BackendSlot
 
-__all__ = ["relay"]
+__all__ = ["StreamScope", "relay"]
 
 
 async def relay(call: Call, first_chunk: Callable[[BackendSlot], float]) -> AsyncGenerator[StreamEvent, None]:
@@ -121,3 +124,31 @@ def _stream_failed(call: Call, slot: BackendSlot, model: str, opened: OpenedStre
     scrub_exception(error, slot.backend.config.secret())
     slot.failed(None, error)
     call.record(slot, model, f"{type(error).__name__} after the first event", opened.started, error.status_code)
+
+
+class StreamScope:
+    """A stream call's life around its relay: the span, the failed attempts told to the ledger, and at the end,
+    however it ends (an early `break` and the collector's `aclose()` included), the relay closed and the call's
+    budget reservation released. A class rather than a generator-based context manager: it is exited from a
+    generator being closed, where a second generator would have to be thrown into as well."""
+
+    __slots__ = ("call", "events", "ledger", "span")
+
+    def __init__(self, ledger: UsageLedger, span: CallSpan, call: Call,
+                 events: AsyncGenerator[StreamEvent, None]) -> None:
+        self.ledger, self.span, self.call, self.events = ledger, span, call, events
+
+    async def __aenter__(self) -> None:
+        self.span.__enter__()
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        try:
+            if isinstance(exc, Exception):
+                self.ledger.record_attempts(self.call.attempts)
+            self.span.__exit__(kind, exc, tb)
+        finally:
+            try:
+                await self.events.aclose()
+            finally:
+                self.ledger.release(self.call.reserved)

@@ -34,6 +34,10 @@ async def stream_answer(events: AsyncIterator[Any], out: TextIO) -> Any:
             out.write("\n")
             out.flush()
         raise
+    finally:  # however the loop ends (a closed stdout raises out of it), the stream ends here, not in the collector
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
     if open_line:
         out.write("\n")
     return response

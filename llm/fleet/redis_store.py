@@ -72,7 +72,12 @@ class RedisStore:
         reconnect_interval: float = 5.0,
         fallback: LocalStore | None = None,
     ) -> None:
-        if urlsplit(url).scheme not in ("redis", "rediss"):
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018  (reading it checks it: a port out of range raises ValueError)
+        except ValueError as exc:
+            raise LLMConfigError(f"SCOUT_LLM_REDIS_URL is not a valid URL ({exc}): {mask_url(url)!r}") from None
+        if parts.scheme not in ("redis", "rediss"):
             raise LLMConfigError(f"SCOUT_LLM_REDIS_URL must start with redis:// or rediss://, got {mask_url(url)!r}")
         if not (timeout > 0 and math.isfinite(timeout)) or not (reconnect_interval > 0):
             raise LLMConfigError("the Redis timeout and reconnect interval must be positive numbers of seconds")

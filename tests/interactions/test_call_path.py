@@ -1,22 +1,25 @@
-"""Issue 20, the call path where two features meet: the half-open breaker's probe ticket and cancellation, the fleet's
-breaker record after a probe, the call's deadline against streams that deliver, one manager in two event loops, and
-a repaired structured stream (items 1, 2, 4, 8).
+"""The call path where two features meet: the half-open breaker's probe ticket and cancellation, the fleet's breaker
+record after a probe, the call's deadline against streams that deliver, one manager in two event loops, and a repaired
+structured stream.
 
 Every backend is a real adapter on its vendor's SDK against a fake vendor server on 127.0.0.1 (tests/fakes/); the
-fleet's shared state is a real Valkey server. Each test marked `xfail(strict=True)` reproduces a defect of today's
-code: the fixer removes the mark.
+fleet's shared state is a real Valkey server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,7 +34,7 @@ from tests.fakes.openai_fake import FakeOpenAI, error_reply
 from tests.fakes.server import Delay, FakeServer, StreamReply, sse
 from tests.manager.helpers import FAST, backend_for, fake_for, gen_count, managed, request
 
-# -- the internals these tests read, each in one place (the modules are being moved: issue 19) --------------------
+# -- the internals these tests read, each in one place (the modules are being moved: issue 19) -------------------------
 
 
 def _slot(manager: LLMManager, name: str) -> Any:
@@ -66,7 +69,7 @@ async def _fleet_settled(manager: LLMManager, name: str) -> None:
     await _slot(manager, name).shared.drain()
 
 
-# -- fixtures ---------------------------------------------------------------------------------------------------------
+# -- fixtures ----------------------------------------------------------------------------------------------------------
 
 
 def _free_port() -> int:
@@ -113,7 +116,7 @@ def text_stream(pieces: list[str], delay: float) -> StreamReply:
     return StreamReply([*sse(chunks), "data: [DONE]\n\n"], delay=delay)
 
 
-# -- item 1: the half-open probe's ticket, and the fleet's record after the probe -----------------------------------
+# -- the half-open probe's ticket, and the fleet's record after the probe ----------------------------------------------
 
 
 async def test_a_cancelled_half_open_probe_returns_its_ticket(valkey: ValkeyServer) -> None:
@@ -158,7 +161,7 @@ async def test_a_call_right_after_a_successful_probe_is_admitted(valkey: ValkeyS
         assert health is not None and health.breaker_state == "closed"
 
 
-# -- item 2: the call's deadline against a stream that delivers, and against health --------------------------------
+# -- the call's deadline against a stream that delivers, and against health --------------------------------------------
 
 
 async def test_a_stream_that_keeps_delivering_outlives_the_call_deadline() -> None:
@@ -188,7 +191,7 @@ async def test_an_attempt_cut_by_the_callers_deadline_is_not_held_against_the_ba
         assert gen_count("openai", server) == 2
 
 
-# -- item 4: one manager, two running event loops -------------------------------------------------------------------
+# -- one manager, two running event loops ------------------------------------------------------------------------------
 
 
 @contextmanager
@@ -242,7 +245,7 @@ def test_a_second_running_event_loop_is_refused_without_closing_the_first_loops_
             client.close()
 
 
-# -- item 8: a repaired structured stream ---------------------------------------------------------------------------
+# -- a repaired structured stream --------------------------------------------------------------------------------------
 
 
 async def test_a_repaired_structured_stream_relays_only_the_repaired_answer() -> None:
@@ -262,3 +265,54 @@ async def test_a_repaired_structured_stream_relays_only_the_repaired_answer() ->
         final = events[-1]
         assert isinstance(final, ResponseDone) and final.response.parsed == {"name": "Paris", "population": 2100000}
         assert "".join(e.text for e in events if isinstance(e, TextDelta)) == final.response.content == valid
+
+
+# -- a stream the caller leaves without closing it ---------------------------------------------------------------------
+
+_LEFT_STREAMS = """
+import asyncio, gc
+from llm.base import LLMBackend, LLMBackendType, LLMConfig, LLMRequest
+from llm.manager import LLMManager
+
+class Words(LLMBackend):
+    async def initialize(self): return True
+    async def generate(self, request): raise NotImplementedError
+    async def stream_generate(self, request):
+        for word in ("one ", "two ", "three "):
+            yield word
+    async def health_check(self): return True
+    def get_available_models(self): return ["m"]
+
+async def main():
+    manager = LLMManager(budget_usd=100.0)
+    await manager.register_backend(Words(LLMConfig(backend_type=LLMBackendType.OPENAI, model_name="gpt-4o-mini")))
+    request = LLMRequest(messages=[{"role": "user", "content": "hi"}], max_tokens=20)
+    for name in ("stream", "stream_generate"):
+        left = getattr(manager, name)(request)
+        async for _ in left:
+            break
+        del left
+        gc.collect()
+        await asyncio.sleep(0.05)
+    print("reserved", manager.ledger.reserved_usd())
+    global kept  # left open until the loop shuts down
+    kept = manager.stream(request)
+    async for _ in kept:
+        break
+
+asyncio.run(main())
+print("ended")
+"""
+
+
+def test_a_stream_left_after_a_break_is_closed_by_the_collector_without_an_error(tmp_path: Any) -> None:
+    """`break` out of `manager.stream(...)` and drop it: the collector's `aclose()` (mid-run, and at the loop's
+    shutdown) closes the relay and releases the budget reservation, with nothing logged as an error."""
+    script = tmp_path / "left.py"
+    script.write_text(_LEFT_STREAMS)
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-X", "dev", str(script)], capture_output=True, text=True, timeout=60,
+                          cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr
+    assert "reserved 0.0" in done.stdout and "ended" in done.stdout
+    assert "Traceback" not in done.stderr and "athrow" not in done.stderr, done.stderr

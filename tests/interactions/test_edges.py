@@ -1,6 +1,5 @@
-"""Issue 20, items 5, 7, 10 and 12: where two features meet (structured output and strict schemas, secrets and
-settings, config checks, the smaller edges). Every test runs the real SDK clients against the fakes in tests/fakes/,
-or the public API; each expected failure on today's code is marked `xfail(strict=True)` for the fixer to remove.
+"""Where two features meet: structured output and strict schemas, secrets and settings, config checks, and the smaller
+edges. Every test runs the real SDK clients against the fakes in tests/fakes/, or the public API.
 """
 
 from __future__ import annotations
@@ -49,7 +48,7 @@ def openai_answer(content: str) -> Reply:
                        "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}})
 
 
-# -- item 5: strict structured output and nested optional fields ------------------------------------------------------
+# -- strict structured output and nested optional fields ---------------------------------------------------------------
 
 
 class Item(BaseModel):
@@ -92,7 +91,7 @@ async def test_a_nested_optional_field_sent_as_null_is_valid_for_a_strict_json_s
     assert server.count("/chat/completions") == 1
 
 
-# -- item 7: the Redis password ---------------------------------------------------------------------------------------
+# -- the Redis password ------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("url", [REDIS_URL, f"rediss://scout:{PASSWORD}@cache.example:6380/1"])
@@ -127,7 +126,7 @@ def test_save_state_keeps_the_redis_password_masked(tmp_path: Path) -> None:
     assert json.loads(text)["config"]["llm"]["redis_url"]  # still there, masked
 
 
-# -- item 10: LLMConfig's fields are checked where they are built -----------------------------------------------------
+# -- LLMConfig's fields are checked where they are built ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("field", "value"), [
@@ -164,7 +163,7 @@ async def test_out_of_range_sampling_settings_are_never_sent() -> None:
     assert server.count("/chat/completions") == 0
 
 
-# -- item 12: the smaller ones ---------------------------------------------------------------------------------------
+# -- the smaller ones --------------------------------------------------------------------------------------------------
 
 
 def http_pool(backend: LLMBackend) -> Any:
@@ -193,8 +192,7 @@ async def test_gemini_cleanup_closes_its_http_pool_even_when_the_sdk_client_fail
 
 async def test_two_gemini_streams_interleaved_in_one_task_each_keep_their_own_response() -> None:
     """Stream A fails (malformed chunk) while stream B, opened after it in the same task, is still being read: B
-    must end whole, and neither leaves a connection busy. Passes on today's code: this interleaving (each stream
-    opened by its own first `anext`) does not reproduce the cross-tracking; kept as the invariant."""
+    must end whole, and neither leaves a connection busy."""
     async with FakeGemini() as server:
         server.enqueue(StreamReply([*text_chunks("A1", "A2"), "data: {not json\r\n\r\n"], delay=0.05))
         backend = VENDOR["gemini"].backend(server)

@@ -1,7 +1,6 @@
-"""Issue 20, items 13 to 20: the world outside is hostile (compressed bodies, the environment, answers built to burn
+"""The world outside is hostile (compressed bodies, the environment, answers built to burn
 CPU, a Redis that answers wrongly, a telemetry SDK that raises, prompt names that climb out of their root, Ctrl-C).
-Real SDK clients against the fakes in tests/fakes/ (or raw servers here); every expected failure on today's code is
-marked `xfail(strict=True)` for the fixer to remove.
+Real SDK clients against the fakes in tests/fakes/ (or raw servers here).
 """
 
 from __future__ import annotations
@@ -50,7 +49,7 @@ def redis_store(url: str, **options: Any) -> Any:
     return RedisStore(url, **options)
 
 
-# -- item 13: inflation on Gemini and Ollama --------------------------------------------------------------------------
+# -- inflation on Gemini and Ollama ------------------------------------------------------------------------------------
 
 INFLATING = pytest.mark.parametrize("vendor", [VENDOR["gemini"], VENDOR["ollama"]], ids=["gemini", "ollama"])
 
@@ -140,7 +139,7 @@ async def test_a_gzip_stream_with_one_endless_line_is_refused_on_every_backend(v
     assert elapsed < 5 and server.count == 1
 
 
-# -- item 14: credentials and proxies from the environment ------------------------------------------------------------
+# -- credentials and proxies from the environment ----------------------------------------------------------------------
 
 
 async def one_generate(vendor: Vendor, **overrides: Any) -> Any:
@@ -223,7 +222,7 @@ async def test_no_proxy_from_the_environment_is_used_for_a_host_the_settings_nam
     assert server.count(vendor.generate_path) == 1
 
 
-# -- item 15: structured output is bounded ----------------------------------------------------------------------------
+# -- structured output is bounded --------------------------------------------------------------------------------------
 
 
 class LoopWatch:
@@ -296,7 +295,7 @@ async def test_a_huge_invalid_answer_to_a_native_schema_is_refused_fast_not_pars
     assert server.count("/chat/completions") <= 2
 
 
-# -- item 16: a Redis server that answers wrongly ---------------------------------------------------------------------
+# -- a Redis server that answers wrongly -------------------------------------------------------------------------------
 
 
 #: What a Redis 7 says to `HELLO 3` (redis-py speaks RESP3).
@@ -467,7 +466,7 @@ async def test_the_store_shares_again_once_the_wrong_keys_are_gone(
     assert len(said) == 2 and "unavailable" in said[0] and "reachable again" in said[1], said
 
 
-# -- item 18: telemetry can never break a call ------------------------------------------------------------------------
+# -- telemetry can never break a call ----------------------------------------------------------------------------------
 
 
 class RaisingProcessor(SpanProcessor):
@@ -545,7 +544,7 @@ async def test_a_meter_that_raises_never_changes_the_call_outcome_and_is_said_on
     assert said and [record.levelno for record in said].count(logging.WARNING) == 1
 
 
-# -- item 19: prompt templates stay inside their root -----------------------------------------------------------------
+# -- prompt templates stay inside their root ---------------------------------------------------------------------------
 
 SECRET = "the outside secret 0451"
 
@@ -610,7 +609,7 @@ def test_a_huge_prompt_template_is_refused_without_reading_it(layout: Path) -> N
     assert peak < 16, f"{peak:.0f} MiB read"
 
 
-# -- item 20: Ctrl-C during stream_sync -------------------------------------------------------------------------------
+# -- Ctrl-C during stream_sync -----------------------------------------------------------------------------------------
 
 STREAM_SCRIPT = textwrap.dedent("""
     import sys, time

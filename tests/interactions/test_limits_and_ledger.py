@@ -1,10 +1,9 @@
-"""Issue 20, limits and accounting where they meet the call path: rate-limit tokens on every exit of an attempt, the
+"""Limits and accounting where they meet the call path: rate-limit tokens on every exit of an attempt, the
 ledger and the budget against what the vendor billed, a registration whose limits cannot be attached, and limits that
-must limit (items 3, 9, 11, 17).
+must limit.
 
 Every backend is a real OpenAI adapter on the OpenAI SDK against the fake OpenAI server on 127.0.0.1; each request
-the fake saw is a request the vendor would have billed. Each test marked `xfail(strict=True)` reproduces a defect of
-today's code: the fixer removes the mark.
+the fake saw is a request the vendor would have billed.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ from tests.fakes.openai_fake import API_KEY as OPENAI_KEY
 from tests.fakes.server import Delay, FakeServer, Reply, StreamReply, sse
 from tests.manager.helpers import backend_for, fake_for, gen_count, managed, request
 
-# -- the internals these tests read, each in one place (the modules are being moved: issue 19) --------------------
+# -- the internals these tests read, each in one place (the modules are being moved: issue 19) -------------------------
 
 
 async def _tokens_left(manager: LLMManager, name: str) -> int | None:
@@ -40,7 +39,7 @@ async def _tokens_left(manager: LLMManager, name: str) -> int | None:
     return (await limiter.status(name)).tokens_left
 
 
-# -- replies --------------------------------------------------------------------------------------------------------
+# -- replies -----------------------------------------------------------------------------------------------------------
 
 BASE = {"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4.1-mini"}
 USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
@@ -94,7 +93,7 @@ def total(manager: LLMManager) -> dict[str, Any]:
     return summary
 
 
-# -- item 3: rate-limit tokens come back on every exit of an attempt -------------------------------------------------
+# -- rate-limit tokens come back on every exit of an attempt -----------------------------------------------------------
 
 LIMITED: dict[str, Any] = {"rate_limits": {"openai": (None, 10_000)}, "retry_attempts": 1}
 
@@ -123,7 +122,7 @@ async def test_a_stream_that_fails_or_is_closed_early_gives_its_rate_limit_token
         assert response.content and gen_count("openai", server) == 3
 
 
-# -- item 9: the ledger's calls are the vendor's billed requests ---------------------------------------------------
+# -- the ledger's calls are the vendor's billed requests ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize("how", ["failed", "closed"])
@@ -149,7 +148,7 @@ async def test_a_structured_answer_invalid_after_its_repair_records_both_billed_
         assert manager.usage_summary()["spent_usd"] > 0
 
 
-# -- item 11: a registration whose limits cannot be attached registers nothing ---------------------------------------
+# -- a registration whose limits cannot be attached registers nothing --------------------------------------------------
 
 
 async def test_a_registration_whose_limits_fail_leaves_no_backend_behind() -> None:
@@ -178,7 +177,7 @@ async def test_initialize_llm_backends_does_not_raise_when_limits_cannot_be_atta
             await manager.cleanup()
 
 
-# -- item 17: limits that limit -------------------------------------------------------------------------------------
+# -- limits that limit -------------------------------------------------------------------------------------------------
 
 
 async def test_a_request_above_the_whole_tpm_is_refused_at_once_naming_the_limit() -> None:

@@ -1,4 +1,5 @@
-"""Issue 20, "Property and interaction tests": a hypothesis state machine over one `LLMManager`.
+"""A hypothesis state machine over one `LLMManager`: calls, cancellations, faults, limits and Redis flaps, checked
+against the invariants of the call path after every step.
 
 One real OpenAI adapter (the real SDK) talks HTTP to a fake OpenAI server on 127.0.0.1; the manager has a small
 deadline, attempt timeout, breaker window and cooldown, optionally a client-side TPM limit and optionally a shared
@@ -72,7 +73,7 @@ except ImportError:  # pragma: no cover - the dev extra installs it
     ValkeyServer = None
 
 
-# -- the internals this file reaches (one place to fix when modules move) ------------------------------------------
+# -- the internals this file reaches (one place to fix when modules move) ----------------------------------------------
 
 
 def probe_ticket_held(manager: LLMManager, name: str) -> bool:
@@ -89,7 +90,7 @@ def permit_outstanding(permit: Any) -> bool:
     return not permit._done
 
 
-# -- settings -----------------------------------------------------------------------------------------------------
+# -- settings ----------------------------------------------------------------------------------------------------------
 
 EXAMPLES = int(os.environ.get("SCOUT_MACHINE_EXAMPLES", "12"))
 STEPS = int(os.environ.get("SCOUT_MACHINE_STEPS", "10"))
@@ -127,7 +128,7 @@ def _socket_fds() -> int:
     return count
 
 
-# -- the fake vendor ----------------------------------------------------------------------------------------------
+# -- the fake vendor ---------------------------------------------------------------------------------------------------
 
 
 class MachineFake(FakeOpenAI):
@@ -231,7 +232,7 @@ def _gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
-# -- what each call may end as --------------------------------------------------------------------------------------
+# -- what each call may end as -----------------------------------------------------------------------------------------
 
 #: Refusals that send nothing and are always possible: an open breaker (earlier faults), the client-side limit.
 REFUSED = {LLMCircuitOpenError, LLMLocalRateLimitError}
