@@ -34,7 +34,7 @@ from tests.fakes.openai_fake import FakeOpenAI, error_reply
 from tests.fakes.server import Delay, FakeServer, StreamReply, sse
 from tests.manager.helpers import FAST, backend_for, fake_for, gen_count, managed, request
 
-# -- the internals these tests read, each in one place (the modules are being moved: issue 19) -------------------------
+# -- the internals these tests read, each in one place -----------------------------------------------------------------
 
 
 def _slot(manager: LLMManager, name: str) -> Any:

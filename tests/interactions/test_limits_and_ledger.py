@@ -29,7 +29,7 @@ from tests.fakes.openai_fake import API_KEY as OPENAI_KEY
 from tests.fakes.server import Delay, FakeServer, Reply, StreamReply, sse
 from tests.manager.helpers import backend_for, fake_for, gen_count, managed, request
 
-# -- the internals these tests read, each in one place (the modules are being moved: issue 19) -------------------------
+# -- the internals these tests read, each in one place -----------------------------------------------------------------
 
 
 async def _tokens_left(manager: LLMManager, name: str) -> int | None:
