@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib.util
+import re
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -127,11 +128,14 @@ def pool_limits(http: str = "httpx2") -> Any:
                          keepalive_expiry=KEEPALIVE_EXPIRY)
 
 
+#: `"stream": true` in a JSON body, with or without spaces (httpx before 0.28 writes `json=` bodies with them).
+_STREAM_KEY = re.compile(rb'"stream"\s*:\s*true')
+
+
 def asks_for_stream(request: Any) -> bool:
-    """Whether a JSON request body holds `"stream":true` (how the OpenAI, Anthropic and Ollama APIs ask for a stream;
-    our bodies and httpx's JSON are written without spaces). Inside a JSON string the quotes would be escaped, so only
-    a key matches."""
-    return b'"stream":true' in request.content
+    """Whether a JSON request body holds `"stream": true` (how the OpenAI, Anthropic and Ollama APIs ask for a
+    stream). Inside a JSON string the quotes would be escaped, so only a key matches."""
+    return _STREAM_KEY.search(request.content) is not None
 
 
 # -- size limits ------------------------------------------------------------------------------------------------------
