@@ -22,7 +22,7 @@ from llm.call.chain import Call
 from llm.call.relay import StreamScope, relay
 from llm.call.retry import Deadline
 from llm.call.routing import failover_order, not_available, with_model
-from llm.config import ScoutConfig, get_config
+from llm.config import LLMSettings, ScoutConfig, get_config
 from llm.core.awaitables import maybe_await
 from llm.core.bounds import checked_seconds
 from llm.core.names import canonical_backend
@@ -221,7 +221,7 @@ class LLMManager:
         first event; after it, `LLMStreamError` with the partial text."""
         call = await self._new_call(request, backend_type, fallback)
         events = relay(call, self._first_chunk_limit)
-        async with self._streaming(call, events):
+        async with StreamScope(self.ledger, self._span(call, stream=True), call, events):
             async for event in events:
                 yield event
 
@@ -231,13 +231,10 @@ class LLMManager:
         """The answer's text as it arrives (the ScoutAgent shape); see `stream` for the guarantees."""
         call = await self._new_call(request, backend_type, fallback)
         events = relay(call, self._first_chunk_limit)  # not through `stream`: one generator less per chunk
-        async with self._streaming(call, events):
+        async with StreamScope(self.ledger, self._span(call, stream=True), call, events):
             async for event in events:
                 if isinstance(event, TextDelta) and event.text:
                     yield event.text
-
-    def _streaming(self, call: Call, events: AsyncGenerator[StreamEvent, None]) -> StreamScope:
-        return StreamScope(self.ledger, self._span(call, stream=True), call, events)
 
     async def _new_call(self, request: LLMRequest, backend_type: str | LLMBackendType | None, fallback: bool) -> Call:
         await self._health.bind()
@@ -246,20 +243,22 @@ class LLMManager:
         slots = [self._slots[name] for name in self._chain(backend_type, fallback)]
         bounds = getattr(slots[0].backend, "temperature_range", None)
         validate_request(request, bounds if isinstance(bounds, tuple) else (0.0, 2.0))  # a Mock backend has none
-        timeout = checked_seconds("timeout: the call deadline", self.policy.timeout or self.config.llm.timeout,
+        policy, settings = self.policy, self.config.llm  # the settings read once per call
+        timeout = checked_seconds("timeout: the call deadline", policy.timeout or settings.timeout,
                                   error=LLMConfigError)
-        call = Call(slots, request, self.policy, Deadline(timeout), self._limiter)
+        call = Call(slots, request, policy, Deadline(timeout), self._limiter)
         call.ledger = ledger = self.ledger
         if self.price_providers:
             call.price_providers = self.price_providers
-        call.stream_timeout = self.policy.stream_timeout or self.config.llm.stream_timeout
-        ledger.budget_usd = self._budget()
-        call.reserved = ledger.reserve(call.estimated_cost)  # nothing to do without a budget; released by the caller
+        call.stream_timeout = policy.stream_timeout or settings.stream_timeout
+        budget = ledger.budget_usd = self._budget(settings)
+        if budget is not None:  # released by the caller
+            call.reserved = ledger.reserve(call.estimated_cost)
         return call
 
-    def _budget(self) -> float | None:
+    def _budget(self, settings: LLMSettings | None = None) -> float | None:
         budget = self.policy.budget_usd
-        return budget if budget is not None else self.config.llm.budget_usd
+        return budget if budget is not None else (settings or self.config.llm).budget_usd
 
     def _span(self, call: Call, stream: bool) -> CallSpan:
         """The call's telemetry span (the shared no-op one when telemetry is off), also handed to the call for its

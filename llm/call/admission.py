@@ -53,10 +53,14 @@ class Held:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        ticket = self.take_ticket()
+        # attribute reads, not the take_* calls: this runs on every attempt
+        ticket, release, permit = self.ticket, self.release, self.permit
         if ticket is not None:
+            self.ticket = None
             self.slot.release(ticket)
-        self.take_release()()
-        permit = self.take_permit()
+        if release is not nothing:
+            self.release = nothing
+            release()
         if permit is not None:
+            self.permit = None
             await permit.release(sent=self.sent)

@@ -29,7 +29,7 @@ def model_for(backend: LLMBackend, request: LLMRequest) -> str:
     asked for (the local one serves only its own): its attempt raises the refusal, recorded and failed over as any
     other error.
     """
-    if isinstance(backend, LLMBackend):
+    if LLMBackend in type(backend).__mro__:  # not isinstance: an ABC's check costs a Python call on every attempt
         try:
             model = backend.resolve_model(request)
         except LLMError:
@@ -83,7 +83,7 @@ async def _text_events(backend: LLMBackend, request: LLMRequest) -> AsyncGenerat
             parts.append(str(chunk))
             yield TextDelta(parts[-1])
     content, model = "".join(parts), model_for(backend, request)
-    if isinstance(backend, LLMBackend):  # a subclass's own response hook applies
+    if LLMBackend in type(backend).__mro__:  # a subclass's own response hook applies
         yield ResponseDone(backend._create_response(content, model, finish_reason="stop"))
         return
     yield ResponseDone(LLMResponse(content=content, model=model, backend_type=backend.config.backend_type.value,

@@ -164,9 +164,10 @@ class Call:
             self.sent += 1
             held.sent = True
             start = time.monotonic()
+            release, held.release = held.release, nothing  # the operation gives the slot back when it is done
             try:
                 async with asyncio.timeout(bound):
-                    result = await op(slot, request, held.take_release())
+                    result = await op(slot, request, release)
             except asyncio.CancelledError:
                 self.record(slot, model, "cancelled", start)
                 raise
@@ -180,14 +181,14 @@ class Call:
                     self._bill(billed, slot)
                 await self._pause_for(slot, exc)
                 raise
-            permit = held.take_permit()
+            permit, held.permit = held.permit, None
             if permit is not None:
                 if isinstance(result, OpenedStream):
                     result.permit = permit  # settled by the usage of its final event, released by its close
                 else:
                     await permit.settle(total_tokens(result))
             elapsed = time.monotonic() - start
-            ticket = held.take_ticket()
+            ticket, held.ticket = held.ticket, None
             assert ticket is not None
             slot.succeeded(ticket, elapsed if self.timed else None)
             self.record(slot, model, "ok", start)
@@ -205,7 +206,7 @@ class Call:
         if self.limiter is not None and slot.breaker.would_admit():
             held.permit = await self._permit(slot, request, model)
         ticket = slot.breaker.admit()
-        wait = slot.breaker.retry_in()
+        wait = 0.0 if ticket is not None else slot.breaker.retry_in()
         if ticket is not None and slot.shared is not None:
             local = ticket
             try:  # until the fleet admits it, the ticket is only the local breaker's: it goes back there alone
@@ -331,7 +332,9 @@ class Call:
     def _bill(self, response: LLMResponse, slot: BackendSlot) -> None:
         """One billed answer of `slot`'s: its (deferred) cost attached, and the ledger told of its usage and cost."""
         response.backend_type = slot.name
-        cost = defer_cost(response, slot.name, slot.backend.config.base_url, self._provider(slot))
+        providers = self.price_providers
+        cost = defer_cost(response, slot.name, slot.backend.config.base_url,
+                          providers.get(slot.name) if providers else None)
         if self.ledger is not None:
             self.ledger.record_response(response, cost)
 

@@ -70,6 +70,8 @@ class HealthMonitor:
             LLMError: the loop it is bound to still runs (in another thread): its SDK clients and calls belong to it.
         """
         loop = asyncio.get_running_loop()
+        if loop is self._loop and not self._rebind_needed and self._task is not None and not self._task.done():
+            return  # every call passes here: the bound loop, its probe task running
         if loop is not self._loop:
             old = self._loop
             if old is not None and not old.is_closed() and old.is_running():
