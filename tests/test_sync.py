@@ -13,7 +13,6 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -37,25 +36,9 @@ from tests.fakes.claude_fake import error_reply as claude_error_reply
 from tests.fakes.openai_fake import API_KEY as OPENAI_KEY
 from tests.fakes.openai_fake import VENDOR as OPENAI
 from tests.fakes.openai_fake import FakeOpenAI, _text_chunks, error_reply
-from tests.fakes.server import FakeServer, Hang, StreamReply
+from tests.fakes.server import FakeServer, Hang, StreamReply, serving
 from tests.manager.helpers import FAST, backend_for, open_connections
 from tests.test_import import loaded_after
-
-
-@contextmanager
-def serving(server: FakeServer) -> Iterator[FakeServer]:
-    """Run a fake server on its own event loop in its own thread."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="fake-server", daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
-    try:
-        yield server
-    finally:
-        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
 
 
 @pytest.fixture

@@ -332,9 +332,7 @@ class Call:
     def _bill(self, response: LLMResponse, slot: BackendSlot) -> None:
         """One billed answer of `slot`'s: its (deferred) cost attached, and the ledger told of its usage and cost."""
         response.backend_type = slot.name
-        providers = self.price_providers
-        cost = defer_cost(response, slot.name, slot.backend.config.base_url,
-                          providers.get(slot.name) if providers else None)
+        cost = defer_cost(response, slot.name, slot.backend.config.base_url, self._provider(slot))
         if self.ledger is not None:
             self.ledger.record_response(response, cost)
 

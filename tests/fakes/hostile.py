@@ -23,9 +23,9 @@ import random
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["Faulty", "HostileServer", "Raw", "openai_answer", "openai_chunks"]
+__all__ = ["Faulty", "HostileServer", "Raw", "TCPServer", "openai_answer", "openai_chunks"]
 
 
 @dataclass
@@ -100,18 +100,32 @@ def openai_chunks(*deltas: dict[str, Any], finish_reason: str | None = "stop", u
     return Raw(200, headers={"content-type": "text/event-stream"}, chunks=frames)
 
 
-class HostileServer:
-    """A raw asyncio HTTP/1.1 server on 127.0.0.1 playing scripted `Raw` replies; `async with` starts and stops it."""
+class TCPServer:
+    """A raw asyncio TCP server on 127.0.0.1 (a free port), `async with` to start and stop it: `serve` runs once per
+    connection; on exit every connection still open is aborted."""
 
-    def __init__(self, default: Raw | Faulty | None = None) -> None:
-        self.default: Raw | Faulty = default if default is not None else openai_answer()
-        self.script: deque[Raw] = deque()
-        self.requests: list[tuple[str, str, dict[str, str]]] = []
+    #: Errors of a client that went away mid-conversation: the connection ends quietly.
+    GONE: tuple[type[BaseException], ...] = (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError)
+
+    def __init__(self) -> None:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
-    async def __aenter__(self) -> HostileServer:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            await self.serve(reader, writer)
+        except self.GONE:
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    async def __aenter__(self: TCPServerT) -> TCPServerT:
+        self._server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -123,10 +137,26 @@ class HostileServer:
             await asyncio.wait_for(self._server.wait_closed(), 1.0)
 
     @property
-    def url(self) -> str:
+    def port(self) -> int:
         assert self._server is not None
-        host, port = self._server.sockets[0].getsockname()[:2]
-        return f"http://{host}:{port}"
+        return int(self._server.sockets[0].getsockname()[1])
+
+
+TCPServerT = TypeVar("TCPServerT", bound=TCPServer)
+
+
+class HostileServer(TCPServer):
+    """A raw asyncio HTTP/1.1 server on 127.0.0.1 playing scripted `Raw` replies; `async with` starts and stops it."""
+
+    def __init__(self, default: Raw | Faulty | None = None) -> None:
+        super().__init__()
+        self.default: Raw | Faulty = default if default is not None else openai_answer()
+        self.script: deque[Raw] = deque()
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def enqueue(self, *replies: Raw) -> None:
         self.script.extend(replies)
@@ -134,16 +164,9 @@ class HostileServer:
     def count(self, path_part: str = "") -> int:
         return sum(1 for _, path, _ in self.requests if path_part in path)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
-        try:
-            while await self._one_request(reader, writer):
-                pass
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await self._one_request(reader, writer):
             pass
-        finally:
-            self._writers.discard(writer)
-            writer.close()
 
     async def _one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Serve one request; True when the connection stays open for another."""

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -218,3 +220,23 @@ def _headers(content_type: str, scripted: Mapping[str, str]) -> dict[str, str]:
 
 def json_error(status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> web.Response:
     return reply(Reply(status=status, body=dict(body), headers=dict(headers or {})))
+
+
+ServerT = TypeVar("ServerT", bound="FakeServer")
+
+
+@contextmanager
+def serving(server: ServerT) -> Iterator[ServerT]:
+    """Run a fake server on an event loop of its own, in a thread of its own: for tests that run `asyncio.run()` (or
+    several loops, or worker processes) themselves."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="fake-server", daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
+    try:
+        yield server
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()

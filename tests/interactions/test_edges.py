@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from agents.base import BaseAgent
 from llm.backends.claude import ClaudeBackend
 from llm.backends.gemini import GeminiBackend
 from llm.base import LLMBackend, LLMConfig, ResponseDone, TextDelta
 from llm.config import LLMSettings, ScoutConfig
 from llm.errors import LLMConfigError, LLMError
 from llm.manager import LLMManager
+from tests.agents.test_mixin_routing import Agent
 from tests.cli.runner import clean_env
 from tests.fakes.claude_fake import API_KEY as CLAUDE_KEY
 from tests.fakes.claude_fake import FakeClaude, claude_sse
@@ -103,21 +103,10 @@ def test_the_redis_password_never_shows_in_the_manager_policy(url: str) -> None:
     assert "127.0.0.1" in repr(policy) or "cache.example" in repr(policy)  # where it points is still said
 
 
-class _Agent(BaseAgent):
-    async def plan(self, agent_input: Any) -> dict[str, Any]:
-        return {}
-
-    async def think(self, agent_input: Any, plan: dict[str, Any]) -> dict[str, Any]:
-        return {}
-
-    async def act(self, agent_input: Any, plan: dict[str, Any], thoughts: dict[str, Any]) -> Any:
-        return None
-
-
 def test_save_state_keeps_the_redis_password_masked(tmp_path: Path) -> None:
     config = ScoutConfig(llm=LLMSettings(redis_url=REDIS_URL))
     config.api.openai_api_key = OPENAI_KEY
-    agent = _Agent(name="saver", config=config)
+    agent = Agent(name="saver", config=config)
     path = tmp_path / "state.json"
     agent.save_state(path)
     text = path.read_text(encoding="utf-8")
@@ -148,7 +137,7 @@ async def test_a_string_retry_count_never_reaches_the_retry_loop_as_a_type_error
             return  # refused where it was built: the fix
         async with LLMManager(**{**FAST, "retry_attempts": None}) as manager:
             assert await manager.register_backend(backend)
-            with pytest.raises(LLMError):  # today: TypeError, not an LLMError
+            with pytest.raises(LLMError):
                 await manager.generate(request())
     assert server.count("/chat/completions") >= 1
 

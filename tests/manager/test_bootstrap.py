@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -27,7 +25,7 @@ from llm.config import APIConfig, LLMRoutingConfig, LLMSettings, ScoutConfig
 from llm.errors import LLMError
 from llm.manager import LLMManager, get_llm_manager, initialize_llm_backends, reset_llm_manager
 from tests.fakes.openai_fake import FakeOpenAI
-from tests.fakes.server import FakeServer, Hang
+from tests.fakes.server import FakeServer, Hang, serving
 from tests.manager.helpers import VENDOR, fake_for, request
 
 
@@ -131,26 +129,11 @@ async def test_ollama_probe_is_bounded() -> None:
             assert 0.2 <= time.monotonic() - start < 0.4 and manager.get_available_backends() == []
 
 
-@contextmanager
-def threaded(server: FakeServer) -> Iterator[FakeServer]:
-    """Run a fake server on its own thread's event loop, for tests that run `asyncio.run()` themselves."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(server.start(), loop).result(5)
-    try:
-        yield server
-    finally:
-        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(5)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
-        loop.close()
-
 
 def test_global_manager_survives_successive_asyncio_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     """Defect 15: SDK clients and the background task bound to a closed loop are released when that loop ends and
     rebuilt in the next one; concurrent first callers register once. Unclosed resources would fail the test."""
-    with threaded(FakeOpenAI()) as server:
+    with serving(FakeOpenAI()) as server:
         monkeypatch.setattr(llm.config, "_config", settings({"openai": server}))
         monkeypatch.setattr(llm.manager, "_manager", None)
 
